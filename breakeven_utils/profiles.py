@@ -1,0 +1,92 @@
+"""Scale profiles: ``smoke`` (seconds, tests), ``cpu`` (a laptop, minutes, real data),
+``paper`` (the papers' settings, for a GPU).
+
+A profile is a plain dictionary of defaults that a notebook reads by name and
+may override: ``get_profile("cpu", n_train=5000)``. Keys shared by every
+notebook sit at the top level; a notebook's own settings sit under its section
+name (``break_even``, ``conjectures``, ...) and are merged over the shared ones
+by ``get_profile(name, section=...)``.
+
+Shared keys
+-----------
+dataset, n_train, n_val, n_test, n_measure
+    data set and subset sizes (``n_measure``: the curvature measurement set, the
+    papers use about 5% of the training set; ``None`` means the full split);
+seeds
+    initialisation/shuffling seeds, one run per seed;
+K_L, K_M
+    number and size of the mini-batch gradients behind K (break-even App. C:
+    L=25, M=128);
+hessian_k, hessian_tol
+    Lanczos eigenpairs and relative tolerance for the Hessian;
+hessian_n
+    examples in the Hessian measurement set;
+measure_every, measure_dense_until
+    measure every ``measure_every`` iterations up to ``measure_dense_until``,
+    then once per epoch;
+max_epochs
+    training budget in epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+__all__ = ["PROFILES", "get_profile"]
+
+PROFILES: dict[str, dict] = {
+    "smoke": {
+        "description": "seconds on a CPU; synthetic 3x8x8 images; for tests and nbval",
+        "dataset": "synthetic",
+        "n_train": 1024, "n_val": 256, "n_test": 256, "n_measure": 128,
+        "seeds": [0],
+        "K_L": 8, "K_M": 16,
+        "hessian_k": 1, "hessian_tol": 1e-3, "hessian_n": 128,
+        "measure_every": 8, "measure_dense_until": 64,
+        "max_epochs": 2,
+    },
+    "cpu": {
+        "description": "minutes on 2 CPU cores; real data subsets; shows the papers' effects",
+        "dataset": "cifar10",
+        "n_train": 10_000, "n_val": 2_000, "n_test": 2_000, "n_measure": 500,
+        "seeds": [0, 1],
+        "K_L": 25, "K_M": 128,
+        "hessian_k": 1, "hessian_tol": 1e-3, "hessian_n": 500,
+        "measure_every": 25, "measure_dense_until": 200,
+        "max_epochs": 10,
+    },
+    "paper": {
+        "description": "the papers' settings (45k/5k CIFAR-10 split, 5 seeds); for a GPU",
+        "dataset": "cifar10",
+        "n_train": 45_000, "n_val": 5_000, "n_test": None, "n_measure": 2_250,
+        "seeds": [0, 1, 2, 3, 4],
+        "K_L": 25, "K_M": 128,
+        "hessian_k": 5, "hessian_tol": 1e-3, "hessian_n": 2_250,
+        "measure_every": 10, "measure_dense_until": 1_000,
+        "max_epochs": 200,
+    },
+}
+
+
+def get_profile(name: str, section: str | None = None, **overrides) -> dict:
+    """The profile ``name`` as a new dict: shared keys, then ``section``'s keys, then ``overrides``.
+
+    Unknown profile names, sections or override keys raise ``ValueError`` so a
+    typo in a notebook's parameters cell fails before any compute.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)}")
+    base = copy.deepcopy(PROFILES[name])
+    sections = {k for k, v in base.items() if isinstance(v, dict)}
+    merged = {k: v for k, v in base.items() if k not in sections}
+    if section is not None:
+        if section not in sections:
+            raise ValueError(f"profile {name!r} has no section {section!r}; "
+                             f"sections: {', '.join(sorted(sections)) or 'none'}")
+        merged.update(base[section])
+    unknown = set(overrides) - set(merged)
+    if unknown:
+        raise ValueError(f"unknown profile key(s) {sorted(unknown)}; valid: {', '.join(sorted(merged))}")
+    merged.update(overrides)
+    merged["profile"] = name
+    return merged

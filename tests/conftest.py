@@ -1,0 +1,23 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def cifar_root():
+    """The configured data root holding the real CIFAR-10 (original or JPEG copy).
+
+    Outside CI a missing copy skips the test; in CI (CI=true, where .ci/run
+    unpacks the offline copy) a missing copy is a failure, not a skip.
+    """
+    from breakeven_utils.data import data_root
+
+    root = data_root()
+    if (root / "cifar10-jpeg" / "train").is_dir() or (root / "cifar-10-batches-py").is_dir():
+        return root
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide CIFAR-10 under BREAKEVEN_DATA (looked in {root})")
+    pytest.skip("no CIFAR-10 under the data root; set BREAKEVEN_DATA")
