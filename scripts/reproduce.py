@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Regenerate every figure and table: run each notebooks/NN_*.ipynb through papermill.
+
+    python scripts/reproduce.py --profile cpu [--notebooks 01_break_even ...] [--out figures]
+
+Each notebook runs with ``-p profile <profile> -p output_root <abs out dir>``
+(its ``parameters``-tagged cell holds the defaults), in the notebook's own
+directory, on the ``python3`` kernel of the interpreter running this script.
+The executed copy goes to ``<out>/<section>/<name>.executed.ipynb``
+(01_break_even -> break_even), the wall time, status and profile of each
+notebook are merged into ``<out>/manifest.json``. A failing notebook does not
+stop the others; the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from breakeven_utils.reporting import section_name, to_markdown, write_manifest  # noqa: E402
+
+NOTEBOOK_RE = re.compile(r"^\d+_[A-Za-z0-9_\-]+\.ipynb$")
+
+
+def find_notebooks(notebook_dir: Path, names: list[str] | None) -> list[Path]:
+    """notebooks/NN_*.ipynb in order, or the requested ones (by name, name.ipynb or path)."""
+    available = sorted(p for p in notebook_dir.glob("*.ipynb") if NOTEBOOK_RE.match(p.name))
+    if not names:
+        return available
+    by_stem = {p.stem: p for p in available}
+    chosen, unknown = [], []
+    for n in names:
+        stem = Path(n).name.removesuffix(".ipynb")
+        if stem in by_stem:
+            chosen.append(by_stem[stem])
+        else:
+            unknown.append(n)
+    if unknown:
+        raise SystemExit(f"reproduce: no notebook {unknown} in {notebook_dir} "
+                         f"(available: {[p.stem for p in available]})")
+    return chosen
+
+
+def check_kernel(kernel_name: str) -> None:
+    """Make sure `kernel_name` starts this interpreter (a user-level kernelspec could shadow it)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        raise SystemExit(f"reproduce: no Jupyter kernel named {kernel_name!r}; install ipykernel "
+                         f"in {sys.prefix}") from None
+    exe = spec.argv[0] if spec.argv else ""
+    # jupyter_client replaces a bare 'python'/'python3'/'python3.X' by sys.executable
+    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    if exe not in bare and os.path.abspath(exe) != os.path.abspath(sys.executable):
+        raise SystemExit(f"reproduce: kernel {kernel_name!r} ({spec.resource_dir}) starts {exe}, "
+                         f"not this interpreter {sys.executable}; pass --kernel <name> of a kernel "
+                         f"for this environment")
+
+
+def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float | None,
+                 log_output: bool) -> dict:
+    """Execute one notebook with papermill; returns its manifest entry."""
+    import papermill as pm
+
+    outdir = out / section_name(nb.stem)
+    outdir.mkdir(parents=True, exist_ok=True)
+    executed = outdir / f"{nb.stem}.executed.ipynb"
+    entry = {"profile": profile, "executed_notebook": os.path.relpath(executed, out),
+             "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(nb), str(executed),
+            parameters={"profile": profile, "output_root": str(out)},
+            kernel_name=kernel, language="python", cwd=str(nb.parent), progress_bar=False,
+            log_output=log_output, execution_timeout=timeout,
+        )
+        entry.update(status="ok", error=None)
+    except Exception as e:  # noqa: BLE001 -- report and continue with the next notebook
+        if hasattr(e, "ename"):  # papermill.PapermillExecutionError: a cell raised
+            err = f"{e.ename}: {e.evalue} (cell {e.exec_count})"
+        else:
+            lines = str(e).strip().splitlines()
+            err = f"{type(e).__name__}: {lines[-1] if lines else ''}"
+        entry.update(status="failed", error=err[:500])
+    entry["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu", help="scale profile passed to every notebook (default: cpu)")
+    ap.add_argument("--notebooks", nargs="+", metavar="NAME",
+                    help="notebooks to run, e.g. 01_break_even (default: every notebooks/NN_*.ipynb)")
+    ap.add_argument("--out", default=str(ROOT / "figures"), help="output root (default: <repo>/figures)")
+    ap.add_argument("--notebook-dir", default=str(ROOT / "notebooks"), help=argparse.SUPPRESS)
+    ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    ap.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
+    ap.add_argument("--log-output", action="store_true", help="stream the notebooks' cell outputs")
+    args = ap.parse_args(argv)
+
+    notebooks = find_notebooks(Path(args.notebook_dir).resolve(), args.notebooks)
+    if not notebooks:
+        print(f"reproduce: no notebooks/NN_*.ipynb in {args.notebook_dir}; nothing to do")
+        return 0
+    check_kernel(args.kernel)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows = []
+    for nb in notebooks:
+        print(f"reproduce: running {nb.name} (profile {args.profile}) ...", flush=True)
+        entry = run_notebook(nb, out, args.profile, args.kernel, args.timeout, args.log_output)
+        write_manifest(out / "manifest.json", {nb.stem: entry})
+        print(f"reproduce: {nb.name} {entry['status']} in {entry['wall_time_s']:.1f} s"
+              + (f" -- {entry['error']}" if entry["error"] else ""), flush=True)
+        rows.append({"notebook": nb.stem, "status": entry["status"], "wall time (s)": entry["wall_time_s"],
+                     "executed notebook": entry["executed_notebook"]})
+
+    import pandas as pd
+
+    print()
+    print(to_markdown(pd.DataFrame(rows), float_format="{:.1f}"))
+    print(f"manifest: {out / 'manifest.json'}")
+    failed = [r["notebook"] for r in rows if r["status"] != "ok"]
+    if failed:
+        print(f"reproduce: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
