@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -162,7 +163,7 @@ class Claim:
         v = self.verdict
         if v is None:
             v = VERDICTS[2]
-        elif isinstance(v, bool) or type(v).__name__ == "bool_":
+        elif isinstance(v, (bool, np.bool_)):
             v = VERDICTS[0] if bool(v) else VERDICTS[1]
         if v not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS} or a bool/None, got {self.verdict!r}")

@@ -1,0 +1,140 @@
+"""Outputs of the notebooks: figures, tables, claims table, manifest, and scripts/reproduce.py."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # tests only
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import breakeven_utils  # noqa: E402
+from breakeven_utils import reporting as R  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_section_and_output_dir(tmp_path):
+    assert R.section_name("01_break_even") == "break_even"
+    assert R.section_name("notebooks/03_sharpest_directions.ipynb") == "sharpest_directions"
+    d = R.output_dir("01_break_even", root=tmp_path / "figs")
+    assert d == tmp_path / "figs" / "break_even" and d.is_dir()
+    with pytest.raises(ValueError):
+        R.section_name("01_")
+
+
+def test_save_figure_png_pdf_stable_names(tmp_path):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [1, 0])
+    paths = R.save_figure(fig, "fig1_umap_lambda_k.png", tmp_path)
+    assert [p.name for p in paths] == ["fig1_umap_lambda_k.png", "fig1_umap_lambda_k.pdf"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:4] == b"%PDF"
+    assert paths[0].stat().st_size < 200_000
+    first_pdf = paths[1].read_bytes()
+    R.save_figure(fig, "fig1_umap_lambda_k", tmp_path)  # overwrite in place, no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig1_umap_lambda_k.pdf", "fig1_umap_lambda_k.png"]
+    assert paths[1].read_bytes() == first_pdf  # no creation date: same figure, same bytes
+    assert len(R.save_figure(fig, "only_png", tmp_path, pdf=False)) == 1
+    with pytest.raises(ValueError, match="plain name"):
+        R.save_figure(fig, "../escape", tmp_path)
+    plt.close(fig)
+
+
+def test_save_table_csv_and_markdown(tmp_path):
+    df = pd.DataFrame({"eta": [0.01, 0.001], "max lambda_K^1": [12.3456789, 40.0], "note": ["a|b", None]})
+    csv, md = R.save_table(df, "summary", tmp_path)
+    back = pd.read_csv(csv)
+    np.testing.assert_allclose(back["max lambda_K^1"], df["max lambda_K^1"])  # full precision in CSV
+    lines = md.read_text().splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:4]] == ["eta", "max lambda_K^1", "note"]
+    assert [c.strip()[-1] for c in lines[1].split("|")[1:4]] == [":", ":", "-"]  # numbers right-aligned
+    assert "12.35" in lines[2] and "a\\|b" in lines[2]
+    assert len(lines) == 4
+
+
+def test_claims_table_verdicts():
+    rows = [
+        R.Claim("(a) lambda_K^1 and lambda_H^1 correlated before break-even", {"r": 0.9312, "n": 14},
+                "Pearson r > 0.5", True),
+        R.Claim("(b) max lambda_K^1 larger for smaller eta", {"0.01": 3.2, "0.001": 2.1},
+                "max at 0.001 > max at 0.01", np.bool_(False)),
+        dict(claim="(e) break-even earlier for larger eta", measured="-", criterion="first crossing",
+             verdict=None, reason="no run reached Eq. (1) = 1"),
+        ("(d) more outliers for smaller eta", "3 vs 5", "count > 3 x median", "holds"),
+    ]
+    t = R.claims_table(rows)
+    assert list(t.columns) == ["claim", "measured", "criterion", "verdict"]
+    assert t.verdict.tolist() == ["holds", "does not hold",
+                                  "not testable at this scale (no run reached Eq. (1) = 1)", "holds"]
+    assert t.measured[0] == "r = 0.931, n = 14"
+    with pytest.raises(ValueError, match="needs a reason"):
+        R.Claim("x", 1, "y", None)
+    with pytest.raises(ValueError, match="verdict must be"):
+        R.Claim("x", 1, "y", "maybe")
+
+
+def test_write_manifest_merges_entries(tmp_path):
+    path = tmp_path / "manifest.json"
+    R.write_manifest(path, {"01_break_even": {"profile": "cpu", "data": "CIFAR-10, JPEG copy",
+                                              "seeds": np.arange(2)}})
+    R.write_manifest(path, {"01_break_even": {"wall_time_s": 12.5}, "02_other": {"profile": "smoke"}})
+    m = json.loads(path.read_text())
+    e = m["notebooks"]["01_break_even"]
+    assert e["profile"] == "cpu" and e["seeds"] == [0, 1] and e["wall_time_s"] == 12.5  # merged
+    assert e["version"] == breakeven_utils.__version__
+    assert len(e["git_commit"]) >= 40 or e["git_commit"] == "unknown"
+    assert e["timestamp"].endswith("+00:00")
+    assert set(m["notebooks"]) == {"01_break_even", "02_other"}
+    assert not [p for p in tmp_path.iterdir() if p.name != "manifest.json"]  # no temp files left
+    assert R.git_commit(tmp_path) == "unknown"  # not a git repository
+
+
+def _notebook(path: Path, body: str):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "smoke"\noutput_root = "../figures"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+def test_reproduce_runs_notebooks_records_and_continues_past_failure(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    _notebook(nbdir / "01_tiny.ipynb",
+              "import sys, pathlib\n"
+              "pathlib.Path(output_root, 'ran.txt').write_text(profile + '\\n' + sys.executable)")
+    _notebook(nbdir / "02_broken.ipynb", "raise RuntimeError('deliberate failure')")
+    (nbdir / "scratch.ipynb").write_text("not a notebook: not NN_*, never run")
+    out = tmp_path / "figures"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "reproduce.py"), "--profile", "cpu",
+         "--notebook-dir", str(nbdir), "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    profile, exe = (out / "ran.txt").read_text().splitlines()
+    assert profile == "cpu"  # -p profile reached the parameters cell
+    assert exe == sys.executable  # the kernel is this environment's interpreter
+    assert (out / "tiny" / "01_tiny.executed.ipynb").is_file()
+    assert (out / "broken" / "02_broken.executed.ipynb").is_file()  # the failure did not stop the run
+    m = json.loads((out / "manifest.json").read_text())["notebooks"]
+    assert m["01_tiny"]["status"] == "ok" and m["01_tiny"]["profile"] == "cpu"
+    assert m["01_tiny"]["wall_time_s"] > 0
+    assert m["02_broken"]["status"] == "failed" and "deliberate failure" in m["02_broken"]["error"]
+    assert "| 01_tiny" in proc.stdout and "02_broken" in proc.stderr
+
+    # unknown notebook name: clear error before running anything
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "reproduce.py"), "--notebooks", "09_nope",
+                           "--notebook-dir", str(nbdir), "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "09_nope" in proc.stderr
