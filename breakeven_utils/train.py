@@ -933,6 +933,10 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
     from tqdm.auto import tqdm
 
     config.validate()
+    if not (checkpoint_every is None or checkpoint_every == "measure"
+            or (_is_int(checkpoint_every) and checkpoint_every > 0)):
+        raise ValueError(f"checkpoint_every must be 'measure', a positive integer or None, "
+                         f"got {checkpoint_every!r}")
     if data is None:
         data = load_run_data(config, device)
     n_train = len(data.train)
@@ -984,6 +988,7 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
              "epoch_started": -1, "stopped": False, "n_resumes": 0}
         rule.on_start(rctx)
     seconds_before = S["seconds"]
+    resumed_at = S["iteration"] if resume is not None else -1  # no checkpoint right after resuming
 
     def snapshot() -> dict:
         return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -1055,19 +1060,19 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
             for x, y in it:
                 t = S["iteration"]
                 row = None
-                if t in measure_set:
-                    if checkpoint is not None and checkpoint_every == "measure":
-                        S.pop("_ctx_cache", None)
-                        checkpoint(snapshot())
-                    row = measure(t)
-                    if config.target_train_acc is not None and row["train_acc"] >= config.target_train_acc:
-                        finish_row(row)
-                        S["stopped"] = True
-                        break
-                elif (checkpoint is not None and isinstance(checkpoint_every, int)
-                      and t > 0 and t % checkpoint_every == 0):
+                if checkpoint is not None and t > resumed_at and (
+                        (checkpoint_every == "measure" and t in measure_set)
+                        or (isinstance(checkpoint_every, int) and t % checkpoint_every == 0)):
                     S.pop("_ctx_cache", None)
                     checkpoint(snapshot())
+                if t in measure_set:
+                    row = measure(t)
+                    S["_pending"] = row
+                    if config.target_train_acc is not None and row["train_acc"] >= config.target_train_acc:
+                        finish_row(row)
+                        S.pop("_pending", None)
+                        S["stopped"] = True
+                        break
                 lr = sched(t)
                 model.train()
                 for p in params:
@@ -1077,7 +1082,7 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
                     for xs, ys in zip(x.split(config.gd_chunk), y.split(config.gd_chunk)):
                         l = loss_fn(model(xs), ys) * (len(ys) / len(y))
                         l.backward()
-                        loss_val += float(l)
+                        loss_val += float(l.detach())
                 else:
                     loss = loss_fn(model(x), y)
                     loss.backward()
@@ -1111,6 +1116,7 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
                         after, _ = evaluate(model, loss_fn, m.x, m.y)
                         row["delta_loss"] = row.pop("_loss_before") - after
                     finish_row(row)
+                    S.pop("_pending", None)
                 # previous gradient for grad_cos: keep only when the next step is measured
                 S["prev_grad"] = g_vec if (t + 1) in measure_set and "grad_cos" in want else None
                 S["iteration"] += 1
@@ -1140,9 +1146,12 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
             finish_row(measure(total))
     except Diverged as d:
         status, diverged_at = "diverged", d.iteration
+        if S.get("_pending") is not None:  # measured, but its step diverged
+            finish_row(S["_pending"])
     finally:
         bar.close()
     S.pop("_ctx_cache", None)
+    S.pop("_pending", None)
     return TrainOutput(
         rows=S["rows"], arrays=S["arrays"], softmax=S["softmax"], status=status,
         diverged_at=diverged_at, crossings=S["crossings"],
