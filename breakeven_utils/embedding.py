@@ -87,7 +87,9 @@ def embed_trajectories(predictions, *, n_neighbors: int = 15, min_dist: float = 
         )
         n_neighbors = n - 1
 
-    import umap  # heavy import (numba); keep it local
+    with warnings.catch_warnings():  # heavy import (numba); tqdm complains without ipywidgets
+        warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+        import umap
 
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=float(min_dist),
                         metric="euclidean", random_state=int(seed), n_jobs=1)

@@ -4,7 +4,8 @@ Each helper draws one kind of paper figure and returns the matplotlib Figure:
 ``trajectory_map`` (Fig. 1, Fig. 8), ``scatter_vs`` (Fig. 2, Fig. 9),
 ``spectrum`` (Fig. 3), ``curves`` (Fig. 4, 5, 10-26). Colours by learning
 rate come from ``LR_COLORS`` / ``lr_color`` so that every figure agrees
-(Fig. 1: eta = 0.01 red, eta = 0.001 blue). Axis labels use the papers'
+(Fig. 1: eta = 0.01 red, eta = 0.001 blue); other hues (batch sizes) take the
+colour cycle in order, or pass ``palette={value: colour}``. Axis labels use the papers'
 symbols (``SYMBOLS``). Finish every figure with
 ``annotate(fig, provenance(data.label, profile, seeds))``.
 
@@ -84,17 +85,19 @@ def hue_label(value, symbol: str = r"$\eta$") -> str:
 
 
 def _colors_for(values, palette=None) -> dict:
-    """Colour per distinct hue value: the given palette, LR colours for numbers, else the cycle."""
+    """Colour per distinct hue value: the given palette, else LR_COLORS when every value looks
+    like a learning rate (a number in (0, 1]), else the colour cycle in order (e.g. batch sizes)."""
+    if palette is not None:
+        missing = [v for v in values if v not in palette]
+        if missing:
+            raise ValueError(f"palette has no colour for {missing[:5]}")
+        return {v: palette[v] for v in values}
+    numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                  for v in values)
+    if numbers and all(0 < v <= 1 for v in values):
+        return {v: lr_color(v) for v in values}
     cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
-    out = {}
-    for i, v in enumerate(values):
-        if palette is not None and v in palette:
-            out[v] = palette[v]
-        elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and v > 0:
-            out[v] = lr_color(v)
-        else:
-            out[v] = cycle[i % len(cycle)]
-    return out
+    return {v: cycle[i % len(cycle)] for i, v in enumerate(values)}
 
 
 def _unique(values) -> list:
@@ -213,8 +216,12 @@ def trajectory_map(points, runs, values, *, lr=None, iterations=None, break_even
             if break_even is not None and break_even.get(r) is not None:
                 j = _break_even_index(idx, iterations, break_even[r])
                 a.plot(pts[j, 0], pts[j, 1], "*", color=colour[r], ms=12, mec="black", mew=0.8,
-                       label=None if "break-even" in shown else "break-even point", zorder=5)
+                       zorder=5, gid="break-even")
                 shown.add("break-even")
+        # neutral legend entries for the markers shared by all runs
+        a.plot([], [], "s", color="white", mec="black", mew=0.5, ms=markersize + 2, label="start")
+        if "break-even" in shown:
+            a.plot([], [], "*", color="white", mec="black", mew=0.8, ms=12, label="break-even point")
         a.set_xticks([])
         a.set_yticks([])
         a.set_xlabel("UMAP 1")
@@ -236,7 +243,7 @@ def _break_even_index(idx, iterations, at) -> int:
 def scatter_vs(x, y, color_by, *, xlabel: str = "", ylabel: str = "", ax=None,
                hue_symbol: str = r"$\eta$", two_over_eta: bool = False, hline: float | None = None,
                mark=None, mark_label: str = "break-even point", logx: bool = False,
-               logy: bool = False, s: float = 12, alpha: float = 0.8):
+               logy: bool = False, s: float = 12, alpha: float = 0.8, palette=None):
     """Scatter of one quantity against another, coloured by learning rate (paper Fig. 2).
 
     Fig. 2 left: scatter_vs(lambda_k, lambda_h, eta, xlabel=SYMBOLS['lambda_k'],
@@ -252,7 +259,7 @@ def scatter_vs(x, y, color_by, *, xlabel: str = "", ylabel: str = "", ax=None,
     hue = _as_1d(color_by, "color_by", n, dtype=object)
     fig, ax = _fig_ax(ax)
     hues = _unique(hue)
-    col = _colors_for(hues)
+    col = _colors_for(hues, palette)
     for h in hues:
         m = hue == h
         ax.scatter(x[m], y[m], s=s, color=col[h], alpha=alpha, lw=0, label=hue_label(h, hue_symbol))
@@ -292,7 +299,7 @@ def scatter_vs(x, y, color_by, *, xlabel: str = "", ylabel: str = "", ax=None,
 
 
 def spectrum(eigs_by_label: Mapping[Any, Any], *, ax=None, xlabel: str = "eigenvalue",
-             bins: int = 40, hue_symbol: str = r"$\eta$", log_count: bool = True):
+             bins: int = 40, hue_symbol: str = r"$\eta$", log_count: bool = True, palette=None):
     """Histogram of eigenvalues per label on shared bins, log count axis (paper Fig. 3).
 
     eigs_by_label: {learning rate or label: 1-D eigenvalues}, e.g. the
@@ -304,7 +311,7 @@ def spectrum(eigs_by_label: Mapping[Any, Any], *, ax=None, xlabel: str = "eigenv
         raise ValueError("eigs_by_label must be a non-empty mapping {label: eigenvalues}")
     fig, ax = _fig_ax(ax)
     labels = _unique(list(eigs_by_label))
-    col = _colors_for(labels)
+    col = _colors_for(labels, palette)
     hists, densities = {}, {}
     for k in labels:
         v = eigs_by_label[k]
@@ -363,7 +370,7 @@ def moving_average(values, window: int) -> np.ndarray:
 def curves(df, x: str, y: str, hue: str, *, units: str | None = None, window: int = 5, ax=None,
            vlines=None, xlabel: str | None = None, ylabel: str | None = None,
            vline_label: str | None = None, hue_symbol: str = r"$\eta$", logy: bool = False,
-           raw_alpha: float = 0.35):
+           raw_alpha: float = 0.35, palette=None):
     """Metric against iteration/epoch per hue, smoothed over faint raw points (paper Fig. 4, 5, 10-26).
 
     df: long table with columns x, y, hue (and units, e.g. 'seed': one line
@@ -378,7 +385,7 @@ def curves(df, x: str, y: str, hue: str, *, units: str | None = None, window: in
             raise ValueError(f"column {c!r} not in df (columns: {list(df.columns)})")
     fig, ax = _fig_ax(ax)
     hues = _unique(df[hue].tolist())
-    col = _colors_for(hues)
+    col = _colors_for(hues, palette)
     for h in hues:
         sub = df[df[hue] == h]
         groups = [sub] if units is None else [g for _, g in sub.groupby(units, sort=True)]

@@ -49,6 +49,18 @@ def test_lr_colors_are_shared_and_fig1_convention():
         P.lr_color(0.0)
 
 
+def test_non_learning_rate_hues_get_distinct_colours_or_a_palette():
+    df = pd.DataFrame({"epoch": np.tile(np.arange(5), 2), "lambda_k": np.arange(10.0),
+                       "S": np.repeat([128, 10], 5)})
+    ax = P.curves(df, "epoch", "lambda_k", "S", hue_symbol="$S$").axes[0]
+    smooth = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert smooth[0].get_color() != smooth[1].get_color()  # batch sizes are not learning rates
+    ax = P.curves(df, "epoch", "lambda_k", "S", palette={128: "black", 10: "orange"}).axes[0]
+    assert [line.get_color() for line in ax.get_lines() if line.get_linestyle() == "-"] == ["black", "orange"]
+    with pytest.raises(ValueError, match="palette has no colour"):
+        P.curves(df, "epoch", "lambda_k", "S", palette={128: "black"})
+
+
 def test_trajectory_map_panels_background_and_markers():
     pts, runs, lr, it, rng = _trajectories()
     lam = rng.random(len(pts))
@@ -67,8 +79,9 @@ def test_trajectory_map_panels_background_and_markers():
                if not line.get_label().startswith("_")}
     assert colours[r"$\eta$ = 0.01"] == mcolors.to_hex(P.lr_color(0.01))
     assert colours[r"$\eta$ = 0.001"] == mcolors.to_hex(P.lr_color(0.001))
-    star = [line for line in ax.get_lines() if line.get_label() == "break-even point"]
-    assert len(star) == 1
+    star = [line for line in ax.get_lines() if line.get_gid() == "break-even"]
+    assert len(star) == 1  # only the run that reached it
+    assert "break-even point" in ax.get_legend_handles_labels()[1]
     # iteration 42 -> nearest recorded iteration 40 -> 5th point of the first run
     np.testing.assert_allclose(star[0].get_xydata()[0], pts[4])
 
