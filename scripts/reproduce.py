@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-output", action="store_true", help="stream the notebooks' cell outputs")
     args = ap.parse_args(argv)
 
+    from breakeven_utils.profiles import PROFILES
+
+    if args.profile not in PROFILES:
+        raise SystemExit(f"reproduce: unknown profile {args.profile!r} (known: {sorted(PROFILES)})")
     notebooks = find_notebooks(Path(args.notebook_dir).resolve(), args.notebooks)
     if not notebooks:
         print(f"reproduce: no notebooks/NN_*.ipynb in {args.notebook_dir}; nothing to do")

@@ -138,3 +138,7 @@ def test_reproduce_runs_notebooks_records_and_continues_past_failure(tmp_path):
                            "--notebook-dir", str(nbdir), "--out", str(out)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "09_nope" in proc.stderr
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "reproduce.py"), "--profile", "huge",
+                           "--notebook-dir", str(nbdir), "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "unknown profile 'huge'" in proc.stderr
