@@ -145,8 +145,9 @@ def trajectory_map(points, runs, values, *, lr=None, iterations=None, break_even
     lr: learning rate per point or {run: lr}; colours the paths (LR_COLORS).
     iterations: per point, orders each run's path (default: given order).
     break_even: {run: iteration} (or position in the run if iterations is
-    None); marks that point with a star. label: colorbar label for a single
-    values array. log: logarithmic colour scale (needs positive values).
+    None; None/NaN: not reached); marks the nearest recorded point with a
+    star. label: colorbar label for a single values array. log: logarithmic
+    colour scale (needs positive values).
     """
     pts = np.asarray(points, dtype=float)
     if pts.ndim != 2 or pts.shape[1] != 2:
@@ -176,6 +177,10 @@ def trajectory_map(points, runs, values, *, lr=None, iterations=None, break_even
                 raise ValueError(f"run {r!r} has several learning rates {sorted(vals)}")
             run_lr[r] = vals.pop()
 
+    if break_even is not None:
+        unknown = [r for r in break_even if r not in run_lr]
+        if unknown:
+            raise ValueError(f"break_even names runs {unknown[:5]} that are not in runs")
     if ax is None:
         fig, axes = subplots(len(panels), panel_size=(4.8, 3.8))
         axes = [axes] if len(panels) == 1 else list(axes)
@@ -213,8 +218,9 @@ def trajectory_map(points, runs, values, *, lr=None, iterations=None, break_even
             shown.add(key)
             a.plot(pts[idx[0], 0], pts[idx[0], 1], "s", color=colour[r], ms=markersize + 2,
                    mec="black", mew=0.5)
-            if break_even is not None and break_even.get(r) is not None:
-                j = _break_even_index(idx, iterations, break_even[r])
+            at = None if break_even is None else break_even.get(r)
+            if at is not None and np.isfinite(float(at)):  # None / NaN: never reached
+                j = _break_even_index(idx, iterations, at)
                 a.plot(pts[j, 0], pts[j, 1], "*", color=colour[r], ms=12, mec="black", mew=0.8,
                        zorder=5, gid="break-even")
                 shown.add("break-even")

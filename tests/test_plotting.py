@@ -66,7 +66,7 @@ def test_trajectory_map_panels_background_and_markers():
     lam = rng.random(len(pts))
     lam[1::4] = np.nan
     fig = P.trajectory_map(pts, runs, {P.SYMBOLS["lambda_k"]: lam, "training accuracy": rng.random(len(pts))},
-                           lr=lr, iterations=it, break_even={"eta0.01/s0": 42, "eta0.001/s0": None},
+                           lr=lr, iterations=it, break_even={"eta0.01/s0": 42, "eta0.001/s0": np.nan},
                            resolution=20)
     axes = [a for a in fig.axes if a.get_label() != "<colorbar>"]
     assert len(axes) == 2
@@ -92,6 +92,8 @@ def test_trajectory_map_rejects_mismatch():
         P.trajectory_map(pts, runs[:-1], rng.random(len(pts)))
     with pytest.raises(ValueError, match="several learning rates"):
         P.trajectory_map(pts, np.array(["r"] * len(pts), dtype=object), rng.random(len(pts)), lr=lr)
+    with pytest.raises(ValueError, match="not in runs"):
+        P.trajectory_map(pts, runs, rng.random(len(pts)), lr=lr, break_even={"eta0.1/s0": 3})
 
 
 def test_scatter_vs_two_over_eta_lines_and_notes():
