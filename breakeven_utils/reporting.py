@@ -234,9 +234,11 @@ def _jsonable(v):
     if isinstance(v, Path):
         return str(v)
     if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 0) == 0:  # numpy/torch scalar
-        return v.item()
+        return _jsonable(v.item())
     if hasattr(v, "tolist"):
-        return v.tolist()
+        return _jsonable(v.tolist())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # strict JSON has no NaN/inf
     return v
 
 
@@ -275,6 +277,6 @@ def write_manifest(path: str | os.PathLike, entries: Mapping[str, Mapping[str, A
         merged.update(stamp)
         manifest["notebooks"][str(name)] = merged
     manifest["notebooks"] = dict(sorted(manifest["notebooks"].items()))
-    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    text = json.dumps(_jsonable(manifest), indent=2, allow_nan=False) + "\n"
     _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return manifest

@@ -84,14 +84,15 @@ def test_write_manifest_merges_entries(tmp_path):
     path = tmp_path / "manifest.json"
     R.write_manifest(path, {"01_break_even": {"profile": "cpu", "data": "CIFAR-10, JPEG copy",
                                               "seeds": np.arange(2)}})
-    R.write_manifest(path, {"01_break_even": {"wall_time_s": 12.5}, "02_other": {"profile": "smoke"}})
+    R.write_manifest(path, {"01_break_even": {"wall_time_s": 12.5},
+                            "02_other": {"profile": "smoke", "r": np.float32(np.nan)}})
     m = json.loads(path.read_text())
     e = m["notebooks"]["01_break_even"]
     assert e["profile"] == "cpu" and e["seeds"] == [0, 1] and e["wall_time_s"] == 12.5  # merged
     assert e["version"] == breakeven_utils.__version__
     assert len(e["git_commit"]) >= 40 or e["git_commit"] == "unknown"
     assert e["timestamp"].endswith("+00:00")
-    assert set(m["notebooks"]) == {"01_break_even", "02_other"}
+    assert set(m["notebooks"]) == {"01_break_even", "02_other"} and m["notebooks"]["02_other"]["r"] is None
     assert not [p for p in tmp_path.iterdir() if p.name != "manifest.json"]  # no temp files left
     assert R.git_commit(tmp_path) == "unknown"  # not a git repository
 
