@@ -400,6 +400,11 @@ def _run_job(config_dict: dict, root: str, device: str = "cpu",
         return {"key": config.key(), "status": "failed", "error": f"{type(e).__name__}: {e}"}
 
 
+def _set_threads(n: int) -> None:
+    import torch
+    torch.set_num_threads(n)
+
+
 def _tidy(res: RunResult) -> pd.DataFrame:
     df = res.metrics.copy()
     cfg = _flat_config(res.config.to_dict())
@@ -416,7 +421,7 @@ def _tidy(res: RunResult) -> pd.DataFrame:
 def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, *,
           executor=None, jobs: int | None = None, device: str = "cpu",
           checkpoint_every: int | str | None = "measure", progress: bool = True,
-          errors: str = "raise") -> pd.DataFrame:
+          errors: str = "raise", threads_per_job: int | None = None) -> pd.DataFrame:
     """Run every configuration (each at most once, cached) and return one tidy DataFrame.
 
     One row per measurement of every run, with the run's ``key``, ``status``,
@@ -429,7 +434,9 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
         ``.result()`` (``concurrent.futures``, submitit's ``AutoExecutor``, a
         Dask ``distributed.Client``); the store must be on a file system all
         workers see. ``jobs=N`` (and no executor): a local process pool of N
-        workers ('spawn' start method). Neither: in this process.
+        workers ('spawn' start method; ``threads_per_job`` sets each worker's
+        ``torch.set_num_threads``: results are bitwise reproducible only at the same
+        thread count). Neither: in this process.
     errors: 'raise' (after all runs finished, raise for the failed ones) or
         'record' (skip them; their keys and errors are in ``df.attrs['failed']``).
     Two sweeps sharing configurations may run at the same time: a run being
@@ -453,8 +460,10 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
     if executor is None and jobs is not None and jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-        executor = own = ProcessPoolExecutor(max_workers=jobs,
-                                             mp_context=multiprocessing.get_context("spawn"))
+        executor = own = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_set_threads if threads_per_job else None,
+            initargs=(threads_per_job,) if threads_per_job else ())
     reports = []
     bar = tqdm(total=len(unique), disable=not progress, desc="sweep", dynamic_ncols=True)
     try:
