@@ -1004,12 +1004,13 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
             raise Diverged(t, "a parameter")
         ctx = MeasureContext(model, loss_fn, data, config, t, t / bpe, lr, S["theta0"], {},
                              S["mstate"])
-        for name, fn in _PRE_METRICS.items():
+        timing = S.setdefault("metric_seconds", {})
+        for name, fn in list(_PRE_METRICS.items()) + [(m, _USER_METRICS[m]) for m in metrics
+                                                      if m in _USER_METRICS]:
             if name in want:
+                t1 = time.perf_counter()
                 row.update(fn(ctx))
-        for name in metrics:
-            if name in _USER_METRICS:
-                row.update(_USER_METRICS[name](ctx))
+                timing[name] = timing.get(name, 0.0) + time.perf_counter() - t1
         for name, arr in ctx.cache.get("arrays", {}).items():
             S["arrays"].setdefault(name, []).append(arr)
             S["arrays"].setdefault(name + "_iteration", []).append(t)
@@ -1158,5 +1159,6 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
         seconds=seconds_before + time.perf_counter() - t_start,
         measure_seconds=S["measure_seconds"], iterations=S["iteration"],
         info={"batches_per_epoch": bpe, "total_iters": total, "n_resumes": S["n_resumes"],
+              "n_measurements": S["n_measure"], "metric_seconds": S.get("metric_seconds", {}),
               "n_parameters": sum(p.numel() for p in params),
               **({"sigma2": rule.sigma2, "v_max": rule.v_max} if hasattr(rule, "sigma2") else {})})
