@@ -518,10 +518,13 @@ class UpdateRule:
     :meth:`state_dict` so that a resumed run continues exactly.
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], config: RunConfig, **kwargs):
+    def __init__(self, params: Sequence[torch.Tensor], config: RunConfig, *,
+                 mask: Sequence[bool] | None = None, **kwargs):
         if kwargs:
-            raise ValueError(f"{type(self).__name__} takes no rule_kwargs, got {sorted(kwargs)}")
+            raise ValueError(f"{type(self).__name__} takes no rule_kwargs {sorted(kwargs)}")
         self.params, self.config = list(params), config
+        # weight-decay mask per parameter (RunConfig.weight_decay_on)
+        self.mask = list(mask) if mask is not None else [True] * len(self.params)
 
     def on_start(self, ctx: RuleContext) -> None:
         pass
@@ -580,11 +583,9 @@ class SGDRule(UpdateRule):
     (on the masked parameters), buf = momentum * buf + d (buf_0 = d),
     theta <- theta - lr * buf (``nesterov``: d + momentum * buf)."""
 
-    def __init__(self, params, config: RunConfig, *, mask: Sequence[bool] | None = None,
-                 nesterov: bool = False, **kwargs):
+    def __init__(self, params, config: RunConfig, *, nesterov: bool = False, **kwargs):
         super().__init__(params, config, **kwargs)
         self.momentum, self.weight_decay = config.momentum, config.weight_decay
-        self.mask = list(mask) if mask is not None else [True] * len(self.params)
         self.nesterov = bool(nesterov)
         self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
 
@@ -930,6 +931,15 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
     A non-finite loss, gradient or measured training loss ends the run with
     status 'diverged' (no exception).
     """
+    with torch.random.fork_rng(devices=[]):  # global CPU RNG (dropout): seeded, then restored
+        torch.manual_seed(config.seed)
+        return _train_impl(config, data=data, device=device, resume=resume,
+                           checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                           hooks=hooks, progress=progress, desc=desc)
+
+
+def _train_impl(config, *, data, device, resume, checkpoint, checkpoint_every, hooks, progress,
+                desc) -> TrainOutput:
     from tqdm.auto import tqdm
 
     config.validate()

@@ -377,3 +377,27 @@ def test_config_from_profile():
     from breakeven_utils.profiles import get_profile
     c = T.config_from_profile(get_profile("smoke"), model="mlp", lr=0.1, batch_size=32)
     assert (c.dataset, c.n_train, c.K_L, c.K_M, c.measure_every) == ("synthetic", 1024, 8, 16, 8)
+
+
+def test_a_minimal_update_rule_equals_plain_sgd(data):
+    @T.register_rule("plain_test")
+    class Plain(T.UpdateRule):
+        @torch.no_grad()
+        def __call__(self, params, grads, lr, ctx):
+            for p, g in zip(params, grads):
+                p.add_(g, alpha=-lr)
+
+    try:
+        a = train(tiny(update_rule="plain_test", metrics=("train", "grad_norm")), data=data,
+                  progress=False)
+        b = train(tiny(metrics=("train", "grad_norm")), data=data, progress=False)
+        same_rows(a.rows, b.rows)
+    finally:
+        T.UPDATE_RULES.pop("plain_test")
+
+
+def test_train_leaves_the_global_rng_alone(data):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    train(tiny(metrics=()), data=data, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
