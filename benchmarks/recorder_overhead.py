@@ -50,6 +50,7 @@ def main():
     full = train(tracked, data=data, progress=False)
     t_full = time.perf_counter() - t
     n_meas = full.info["n_measurements"]
+    assert plain.iterations == full.iterations, "both runs must take the same steps"
 
     print(f"{data.label}: {args.model}, n_train={len(data.train)}, n_measure={len(data.measure)}, "
           f"batch {args.batch}, lr {args.lr}, {full.iterations} iterations, "

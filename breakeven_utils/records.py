@@ -25,6 +25,21 @@ last checkpoint, and records a NaN/inf loss as status ``'diverged'``.
 :func:`sweep` runs a list of configurations (in process, ``jobs=N`` processes,
 or any ``concurrent.futures``-style executor such as submitit's
 ``AutoExecutor`` or a Dask ``Client``) and returns one tidy DataFrame.
+
+Beyond one machine (the store must be on a file system every worker sees;
+each job runs ``records._run_job`` and writes its run directory, the notebook
+then reads the results)::
+
+    import submitit
+    ex = submitit.AutoExecutor(folder="slurm_logs")
+    ex.update_parameters(timeout_min=240, slurm_partition="gpu", gpus_per_node=1)
+    df = sweep(configs, store="/shared/runs", executor=ex, device="cuda")
+
+    from dask.distributed import Client
+    df = sweep(configs, store="/shared/runs", executor=Client("scheduler:8786"))
+
+A job that dies (pre-emption, time limit) leaves its checkpoint; sweeping
+again resumes it and loads every finished run without recomputing.
 """
 from __future__ import annotations
 

@@ -1091,9 +1091,9 @@ def _train_impl(config, *, data, device, resume, checkpoint, checkpoint_every, h
                 if config.full_batch and config.gd_chunk is not None and config.gd_chunk < len(y):
                     loss_val = 0.0
                     for xs, ys in zip(x.split(config.gd_chunk), y.split(config.gd_chunk)):
-                        l = loss_fn(model(xs), ys) * (len(ys) / len(y))
-                        l.backward()
-                        loss_val += float(l.detach())
+                        part = loss_fn(model(xs), ys) * (len(ys) / len(y))
+                        part.backward()
+                        loss_val += float(part.detach())
                 else:
                     loss = loss_fn(model(x), y)
                     loss.backward()

@@ -1,7 +1,6 @@
 """Run store: caching, resume after a kill, divergence, corruption, mismatch, sweeps."""
 import json
 import multiprocessing
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,8 +14,15 @@ import pytest
 import torch
 
 from breakeven_utils import records
-from breakeven_utils.records import (ConfigMismatchError, CorruptRunError, RunNotFinishedError,
-                                     RunStoreError, load, run, sweep)
+from breakeven_utils.records import (
+    ConfigMismatchError,
+    CorruptRunError,
+    RunNotFinishedError,
+    RunStoreError,
+    load,
+    run,
+    sweep,
+)
 from breakeven_utils.train import RunConfig
 
 TINY = dict(dataset="synthetic", n_train=256, n_val=64, n_test=64, n_measure=32, model="mlp",
