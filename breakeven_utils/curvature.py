@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 BN_MODES = ("eval", "train")
-HVP_METHODS = ("fwdrev", "double_backward")
+HVP_METHODS = ("auto", "fwdrev", "double_backward")
 _BN = nn.modules.batchnorm._BatchNorm
 
 
@@ -135,7 +135,7 @@ class _Objective:
     """
 
     def __init__(self, model, loss_fn, data, *, bn_mode="eval", dtype=None,
-                 batch_size=None, method="fwdrev"):
+                 batch_size=None, method="auto"):
         _check_bn_mode(bn_mode)
         if method not in HVP_METHODS:
             raise ValueError(f"method must be one of {HVP_METHODS}, got {method!r}")
@@ -185,13 +185,25 @@ class _Objective:
             gs = torch.autograd.grad(loss, list(params.values()), create_graph=True)
             return list(torch.autograd.grad(gs, list(params.values()), grad_outputs=list(v.values())))
 
+    def _hvp_batch_auto(self, v, x, y):
+        if self.method == "auto":
+            # forward-over-reverse measures faster, but some losses' backward
+            # formulas are not forward-differentiable in torch (e.g. mse_loss:
+            # "ZeroTensors are immutable"); fall back to double backward once
+            self.method = "fwdrev"
+            try:
+                return self._hvp_batch(v, x, y)
+            except RuntimeError:
+                self.method = "double_backward"
+        return self._hvp_batch(v, x, y)
+
     def hvp(self, vec: torch.Tensor) -> torch.Tensor:
         vec = self.to_vec(vec)
         v = self.unflat(vec)
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         with measurement_mode(self.model, self.bn_mode):
             for x, y in self.batches:
-                hv = self._hvp_batch(v, x, y)
+                hv = self._hvp_batch_auto(v, x, y)
                 total.add_(flatten([h.detach() for h in hv]), alpha=x.shape[0] / self.n)
         self.n_hvp += 1
         return total
@@ -213,11 +225,13 @@ class _Objective:
 
 
 def hvp(model: nn.Module, loss_fn, data, v: torch.Tensor, *, bn_mode: str = "eval",
-        dtype=None, method: str = "fwdrev", batch_size: int | None = None) -> torch.Tensor:
+        dtype=None, method: str = "auto", batch_size: int | None = None) -> torch.Tensor:
     """H v for the mean loss over ``data`` (flat vector in, flat vector out).
 
     ``method='fwdrev'`` is forward-over-reverse (``jvp`` of ``grad``),
     ``'double_backward'`` differentiates <grad, v> again; both are exact.
+    ``'auto'`` uses forward-over-reverse (faster here) and falls back to double
+    backward for losses torch cannot differentiate that way (``MSELoss``).
     """
     return _Objective(model, loss_fn, data, bn_mode=bn_mode, dtype=dtype,
                       batch_size=batch_size, method=method).hvp(v)
@@ -300,49 +314,118 @@ def _start_vector(obj: _Objective, v0, seed: int) -> np.ndarray:
     return start / np.linalg.norm(start)
 
 
+def _select(theta: torch.Tensor, k: int, which: str) -> torch.Tensor:
+    key = theta if which == "LA" else theta.abs()
+    return torch.argsort(key, descending=True, stable=True)[:k]
+
+
+def _lanczos_topk(matvec, start: torch.Tensor, k: int, which: str, tol: float,
+                  max_steps: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Lanczos with full reorthogonalisation, stopped as soon as the k wanted
+    Ritz pairs satisfy ARPACK's criterion ||H y - theta y|| <= tol |theta|
+    (the residual norm is |beta_m e_m^T s| for Ritz vector V s, no extra HVP).
+    Returns (Ritz values, Ritz vectors (k x D), converged)."""
+    dim = start.numel()
+    V = torch.empty(max_steps + 1, dim, dtype=start.dtype, device=start.device)
+    V[0] = start / start.norm()
+    alphas: list[float] = []
+    betas: list[float] = []
+    converged = False
+    theta = S = idx = None
+    for j in range(max_steps):
+        w = matvec(V[j])
+        alphas.append(float(torch.dot(w, V[j])))
+        # full reorthogonalisation against the whole basis, twice ("twice is enough")
+        for _ in range(2):
+            w = w - V[: j + 1].T @ (V[: j + 1] @ w)
+        b = float(w.norm())
+        m = j + 1
+        T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if betas:
+            off = torch.tensor(betas, dtype=torch.float64)
+            T = T + torch.diag(off, 1) + torch.diag(off, -1)
+        theta, S = torch.linalg.eigh(T)
+        idx = _select(theta, min(k, m), which)
+        breakdown = b <= 1e-12 * max(float(theta.abs().max()), 1e-30)
+        if m >= k:
+            resid = b * S[-1, idx].abs()
+            scale = theta[idx].abs().clamp_min(1e-30)
+            if breakdown or bool((resid <= tol * scale).all()) and m >= min(k + 2, dim):
+                converged = True
+                break
+        if breakdown:
+            break
+        betas.append(b)
+        V[m] = w / b
+    vecs = S[:, idx].T.to(V.dtype) @ V[:m]
+    return theta[idx], vecs, converged
+
+
 def hessian_eigs(model: nn.Module, loss_fn, data, k: int = 1, which: str = "LA", *,
                  tol: float = 1e-3, v0=None, bn_mode: str = "eval", dtype=None,
-                 max_hvp: int | None = None, ncv: int | None = None, seed: int = 0,
-                 method: str = "fwdrev", batch_size: int | None = None) -> HessianEigs:
+                 max_hvp: int | None = None, solver: str = "lanczos", ncv: int | None = None,
+                 seed: int = 0, method: str = "auto",
+                 batch_size: int | None = None) -> HessianEigs:
     """Top-k eigenpairs of the Hessian of the mean loss over ``data``, by Lanczos.
 
-    SciPy ``eigsh`` (implicitly restarted Lanczos, ARPACK) on a LinearOperator
-    whose matvec is one HVP, as in the break-even paper (App. C).
     which: 'LA' largest algebraic (lambda_H^1 is ``values[0]``), or 'LM'
         largest magnitude (the sharpest-directions paper's ``eigsh`` default).
-    tol: ARPACK's relative accuracy of the Ritz values (residual
-        ||Hv - lambda v|| <= tol * |lambda|; eigenvalues are then typically
-        accurate to ~tol^2 relative).
+    tol: relative accuracy of the Ritz pairs, ARPACK's criterion
+        ||H v - lambda v|| <= tol |lambda| (eigenvalues are then typically
+        accurate to ~tol^2 relative; pyhessian's tol is a relative change of
+        the power-iteration estimate instead).
+    solver: 'lanczos' (default): torch Lanczos with full reorthogonalisation,
+        stopped as soon as the k pairs meet ``tol`` (stays on the device, no
+        restarts; memory (steps x D)); 'arpack': SciPy ``eigsh`` (implicitly
+        restarted Lanczos, as in the break-even paper, App. C) on a float64
+        LinearOperator, ``ncv`` its subspace size.
     v0: warm start from previous eigenvectors ((k', D) tensor or a
         ``HessianEigs``): Lanczos starts from their normalised sum.
-    max_hvp: raise RuntimeError if more products would be needed.
+    max_hvp: at most this many HVPs (default: min(D, 300) for 'lanczos',
+        unlimited for 'arpack'); RuntimeError if not converged within it.
     dtype: e.g. ``torch.float64`` to compute in double precision (tests).
+    method: the HVP, 'auto', 'fwdrev' (forward-over-reverse) or
+        'double_backward' (see ``hvp``).
     """
     from scipy.sparse.linalg import eigsh
 
     if which not in ("LA", "LM"):
         raise ValueError(f"which must be 'LA' or 'LM', got {which!r}")
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if solver not in ("lanczos", "arpack"):
+        raise ValueError(f"solver must be 'lanczos' or 'arpack', got {solver!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if not tol >= 0:
         raise ValueError(f"tol must be non-negative, got {tol!r}")
+    if max_hvp is not None and max_hvp < 1:
+        raise ValueError(f"max_hvp must be positive, got {max_hvp!r}")
     obj = _Objective(model, loss_fn, data, bn_mode=bn_mode, dtype=dtype,
                      batch_size=batch_size, method=method)
     if k >= obj.dim:
         raise ValueError(f"k={k} must be smaller than the number of parameters D={obj.dim} "
                          "(use a dense eigendecomposition for the full spectrum)")
-    if ncv is not None:
-        ncv = min(max(ncv, k + 2), obj.dim)
     start = _start_vector(obj, v0, seed)
-    op = _operator(obj, max_hvp)
-    try:
-        vals, vecs = eigsh(op, k=k, which=which, tol=tol, v0=start, ncv=ncv)
-    except _Budget:
-        raise RuntimeError(f"hessian_eigs: more than max_hvp={max_hvp} HVPs needed") from None
+    if solver == "lanczos":
+        steps = min(obj.dim, max_hvp if max_hvp is not None else 300)
+        vals_t, vecs, ok = _lanczos_topk(obj.hvp, torch.from_numpy(start).to(obj.device, obj.dtype),
+                                         k, which, max(tol, 1e-14), steps)
+        if not ok:
+            raise RuntimeError(f"hessian_eigs: Lanczos did not reach tol={tol} within "
+                               f"{steps} HVPs (raise max_hvp or try solver='arpack')")
+        vals, vecs = vals_t.numpy(), vecs
+    else:
+        if ncv is not None:
+            ncv = min(max(ncv, k + 2), obj.dim)
+        op = _operator(obj, max_hvp)
+        try:
+            vals, vecs_np = eigsh(op, k=k, which=which, tol=tol, v0=start, ncv=ncv)
+        except _Budget:
+            raise RuntimeError(f"hessian_eigs: more than max_hvp={max_hvp} HVPs needed") from None
+        vecs = torch.from_numpy(vecs_np.T.copy()).to(obj.device, obj.dtype)
     key = -vals if which == "LA" else -np.abs(vals)
     order = np.argsort(key, kind="stable")
-    values = torch.from_numpy(vals[order].copy())
-    vectors = torch.from_numpy(vecs[:, order].T.copy()).to(obj.device, obj.dtype)
+    values = torch.from_numpy(np.ascontiguousarray(vals[order]))
+    vectors = vecs[torch.from_numpy(order).to(vecs.device)]
     vectors = vectors / vectors.norm(dim=1, keepdim=True)
     return HessianEigs(values=values, vectors=vectors, n_hvp=obj.n_hvp, which=which,
                        shapes=tuple(obj.shapes))
@@ -367,7 +450,7 @@ def _rademacher(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def hessian_trace(model: nn.Module, loss_fn, data, n_probes: int = 100, *, seed: int = 0,
-                  bn_mode: str = "eval", dtype=None, method: str = "fwdrev",
+                  bn_mode: str = "eval", dtype=None, method: str = "auto",
                   batch_size: int | None = None) -> TraceEstimate:
     """Tr(H) by Hutchinson's estimator with a fixed number of Rademacher probes.
 
@@ -427,7 +510,7 @@ def _lanczos(matvec, v: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tenso
 
 def hessian_density(model: nn.Module, loss_fn, data, n_steps: int = 80, n_runs: int = 1, *,
                     n_grid: int = 1000, sigma: float | None = None, seed: int = 0,
-                    bn_mode: str = "eval", dtype=None, method: str = "fwdrev",
+                    bn_mode: str = "eval", dtype=None, method: str = "auto",
                     batch_size: int | None = None) -> SpectralDensity:
     """Spectral density of H by stochastic Lanczos quadrature (Ghorbani et al.
     2019; Lin et al. 2016): per run, ``n_steps`` Lanczos steps with full
