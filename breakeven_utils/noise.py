@@ -8,13 +8,13 @@ g being the mean of the L mini-batch gradients.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .curvature import as_batches, measurement_mode
+from .curvature import _check_bn_mode, as_batches, measurement_mode
 from .params import flatten, trainable_parameters
 
 __all__ = [
@@ -38,17 +38,19 @@ class GradientCovariance:
         norm, orthogonal), or None.
     mean_gradient: g, the mean of the L mini-batch gradients (D,).
     scale: factor applied to eigenvalues and trace (1, or M if per_example).
+    indices: (L, M) example indices of the mini-batches (into ``data``).
     """
-    eigenvalues: torch.Tensor
+    eigenvalues: torch.Tensor = field(repr=False)
     lambda_1: float
     lambda_star: float
     ratio: float
     trace: float
-    vectors: torch.Tensor | None
-    mean_gradient: torch.Tensor
+    vectors: torch.Tensor | None = field(repr=False)
+    mean_gradient: torch.Tensor = field(repr=False)
     L: int
     M: int
     scale: float
+    indices: torch.Tensor = field(repr=False)
 
 
 def _concat(data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +81,7 @@ def per_example_gradients(model: nn.Module, loss_fn, inputs: torch.Tensor, targe
     """
     if inputs.shape[0] != targets.shape[0]:
         raise ValueError(f"inputs and targets differ in length ({inputs.shape[0]} vs {targets.shape[0]})")
+    _check_bn_mode(bn_mode)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     named = trainable_parameters(model)
@@ -129,6 +132,7 @@ def gradient_covariance(model: nn.Module, loss_fn, data, L: int = 25, M: int = 1
     for name, val in (("L", L), ("M", M)):
         if not isinstance(val, int) or val < 1:
             raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    _check_bn_mode(bn_mode)
     if L < 2:
         raise ValueError("L must be at least 2 (a covariance needs two observations)")
     if not isinstance(n_vectors, int) or not 0 <= n_vectors <= L - 1:
@@ -166,7 +170,8 @@ def gradient_covariance(model: nn.Module, loss_fn, data, L: int = 25, M: int = 1
     return GradientCovariance(eigenvalues=eig, lambda_1=lam1, lambda_star=lam_star,
                               ratio=lam_star / lam1 if lam1 != 0 else float("nan"),
                               trace=float(torch.trace(gram)) * scale, vectors=vectors,
-                              mean_gradient=g, L=L, M=M, scale=scale)
+                              mean_gradient=g, L=L, M=M, scale=scale,
+                              indices=idx.cpu())
 
 
 def gradient_norm_ratio(g: torch.Tensor, vectors, k: int = 5) -> float:
