@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 BN_MODES = ("eval", "train")
-HVP_METHODS = ("auto", "fwdrev", "double_backward")
+HVP_METHODS = ("auto", "fwdrev", "double_backward", "cached")
 _BN = nn.modules.batchnorm._BatchNorm
 
 
@@ -155,6 +155,9 @@ class _Objective:
                         for x, y in as_batches(data, batch_size)]
         self.n = sum(x.shape[0] for x, _ in self.batches)
         self.n_hvp = 0
+        if method == "auto" and len(self.batches) == 1:
+            self.method = "cached"
+        self._graph = None
 
     # -- pieces ----------------------------------------------------------
     def unflat(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -175,6 +178,20 @@ class _Objective:
         return v.to(self.device, self.dtype)
 
     # -- products ----------------------------------------------------------
+    def _hvp_cached(self, v: dict) -> list[list[torch.Tensor]]:
+        # the graph of the gradient is built once (as pyhessian does for one
+        # batch); each HVP is then a single backward pass through it
+        if self._graph is None:
+            params = {n: p.detach().requires_grad_(True) for n, p in self.params.items()}
+            with torch.enable_grad():
+                grads = [torch.autograd.grad(self.batch_loss(params, x, y), list(params.values()),
+                                             create_graph=True) for x, y in self.batches]
+            self._graph = (list(params.values()), grads)
+        params, grads = self._graph
+        with torch.enable_grad():
+            return [torch.autograd.grad(g, params, grad_outputs=list(v.values()), retain_graph=True)
+                    for g in grads]
+
     def _hvp_batch(self, v: dict, x, y) -> list[torch.Tensor]:
         if self.method == "fwdrev":
             g = lambda p: grad(self.batch_loss)(p, x, y)  # noqa: E731
@@ -202,8 +219,11 @@ class _Objective:
         v = self.unflat(vec)
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         with measurement_mode(self.model, self.bn_mode):
-            for x, y in self.batches:
-                hv = self._hvp_batch_auto(v, x, y)
+            if self.method == "cached":
+                hvs = self._hvp_cached(v)
+            else:
+                hvs = [self._hvp_batch_auto(v, x, y) for x, y in self.batches]
+            for hv, (x, _) in zip(hvs, self.batches):
                 total.add_(flatten([h.detach() for h in hv]), alpha=x.shape[0] / self.n)
         self.n_hvp += 1
         return total
@@ -230,8 +250,11 @@ def hvp(model: nn.Module, loss_fn, data, v: torch.Tensor, *, bn_mode: str = "eva
 
     ``method='fwdrev'`` is forward-over-reverse (``jvp`` of ``grad``),
     ``'double_backward'`` differentiates <grad, v> again; both are exact.
-    ``'auto'`` uses forward-over-reverse (faster here) and falls back to double
-    backward for losses torch cannot differentiate that way (``MSELoss``).
+    ``'cached'`` builds the graph of the gradient once and reuses it (one
+    backward pass per HVP, memory of that graph for all of ``data``).
+    ``'auto'``: 'cached' when ``data`` is a single batch, else
+    forward-over-reverse (faster than double backward here), falling back to
+    double backward for losses torch cannot differentiate that way (``MSELoss``).
     """
     return _Objective(model, loss_fn, data, bn_mode=bn_mode, dtype=dtype,
                       batch_size=batch_size, method=method).hvp(v)

@@ -81,8 +81,8 @@ def top5(H, which):
 
 # ----------------------------------------------------------------------------- HVP
 
-@pytest.mark.parametrize("problem,method", [("mlp", "auto"), ("mlp", "double_backward"),
-                                            ("cnn", "fwdrev"), ("cnn", "double_backward")])
+@pytest.mark.parametrize("problem,method", [("mlp", "auto"), ("mlp", "double_backward"), ("mlp", "cached"),
+                                            ("cnn", "fwdrev"), ("cnn", "double_backward"), ("cnn", "cached")])
 def test_hvp_matches_dense_over_unequal_batches(problem, method, request):
     m, lf, x, y, H = request.getfixturevalue(problem)
     v = torch.randn(H.shape[0], dtype=F64, generator=torch.Generator().manual_seed(0))

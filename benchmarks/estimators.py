@@ -1,0 +1,238 @@
+"""Benchmark the curvature and gradient-noise estimators against pyhessian and
+plain loops, on one model and data set, in one run (issue 3).
+
+    python benchmarks/estimators.py            # SimpleCNN, 500 CIFAR-10 images, 2 threads
+    python benchmarks/estimators.py --n 2500   # the papers' 5% (meant for a GPU)
+    python benchmarks/estimators.py --quick    # a fast smoke run (small n, few probes)
+
+Prints one table. Times are wall-clock seconds on this machine; they are noisy
+when other processes share the cores. The model is first trained briefly
+(SGD) so the curvature is non-trivial. Accuracy of the top eigenvalues is
+the largest relative error against a tight-tolerance reference computed with
+a different solver (SciPy ARPACK, tol 1e-7).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+from breakeven_utils import curvature as C
+from breakeven_utils import noise as Nz
+from breakeven_utils.data import load_data
+from breakeven_utils.models import build_model
+from breakeven_utils.params import gradient_vector
+
+
+def timed(fn, repeat=1):
+    """(result of the last call, median wall time)."""
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, statistics.median(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=500, help="measurement images (default 500)")
+    ap.add_argument("--quick", action="store_true", help="fast smoke run")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-steps", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--probes", type=int, default=30, help="Hutchinson probes for this project")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.train_steps, args.probes = min(args.n, 100), 20, 5
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dev = args.device
+    L, M = 25, 128
+    wall0 = time.perf_counter()
+
+    data = load_data("cifar10", n_train=max(L * M + 200, args.n), n_val=100, n_test=100,
+                     n_measure=args.n, seed=0, device=dev)
+    model = build_model("simple_cnn", seed=0).to(dev)
+    lf = torch.nn.CrossEntropyLoss()
+    D = sum(p.numel() for p in model.parameters())
+
+    # brief training so that curvature is non-trivial
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(args.train_steps):
+        idx = torch.randint(0, len(data.train), (128,), generator=gen)
+        opt.zero_grad()
+        loss = lf(model(data.train.x[idx]), data.train.y[idx])
+        loss.backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    x, y = data.measure.x, data.measure.y
+    rows = []
+
+    def row(what, ours, other, ratio="", note=""):
+        rows.append((what, ours, other, ratio, note))
+
+    # -- HVP cost in gradient units ----------------------------------------
+    reps = 2 if args.quick else 3
+
+    def plain_grad():
+        model.zero_grad(set_to_none=True)
+        lf(model(x), y).backward()
+    plain_grad()
+    _, t_grad = timed(plain_grad, reps)
+    model.zero_grad(set_to_none=True)
+    v = torch.randn(D, device=dev)
+    hvp_t = {}
+    for method in ("fwdrev", "double_backward"):
+        obj = C._Objective(model, lf, (x, y), method=method)
+        obj.hvp(v)
+        _, hvp_t[method] = timed(lambda: obj.hvp(v), reps)
+    import pyhessian
+    from pyhessian.utils import hessian_vector_product
+    ph = pyhessian.hessian(model, lf, data=(x, y), cuda=False)
+    vl = [torch.randn_like(p) for p in ph.params]
+    hessian_vector_product(ph.gradsH, ph.params, vl)
+    _, t_ph_hvp = timed(lambda: hessian_vector_product(ph.gradsH, ph.params, vl), reps)
+    del ph
+    model.zero_grad(set_to_none=True)
+    row("one gradient (fwd+bwd) on the measurement set", f"{t_grad:.3f} s", "", "1.00", f"N={args.n}, D={D}")
+    row("HVP forward-over-reverse (default)", f"{hvp_t['fwdrev'] / t_grad:.2f} gradients", "", "",
+        f"{hvp_t['fwdrev']:.3f} s")
+    row("HVP double backward", f"{hvp_t['double_backward'] / t_grad:.2f} gradients", "", "",
+        f"{hvp_t['double_backward']:.3f} s")
+    row("pyhessian HVP (graph of grad cached)", "", f"{t_ph_hvp / t_grad:.2f} gradients", "",
+        "its first call also pays fwd + create_graph bwd")
+
+    # -- top eigenvalues ------------------------------------------------------
+    ref, t_ref = timed(lambda: C.hessian_eigs(model, lf, (x, y), k=5, which="LM", tol=1e-7,
+                                              solver="arpack"))
+    refv = ref.values
+
+    def rel_err(vals, k):
+        vals = torch.as_tensor(vals, dtype=torch.float64)[:k]
+        return float(((vals - refv[:k]).abs() / refv[:k].abs()).max())
+
+    import pyhessian.hessian  # noqa: F401  (the module, for counting its HVPs)
+    ph_mod = sys.modules["pyhessian.hessian"]
+    counter = {"n": 0}
+    orig_hvp = ph_mod.hessian_vector_product
+
+    def counted(*a, **kw):
+        counter["n"] += 1
+        return orig_hvp(*a, **kw)
+    ph_mod.hessian_vector_product = counted
+
+    def ph_eigs(k):
+        torch.manual_seed(0)
+        h = pyhessian.hessian(model, lf, data=(x, y), cuda=False)
+        vals, _ = h.eigenvalues(top_n=k, tol=1e-3)
+        model.zero_grad(set_to_none=True)
+        return vals
+
+    results = {}
+    for k in (1, 5):
+        ours, t_ours = timed(lambda: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3))
+        arp, t_arp = timed(lambda: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3,
+                                                  solver="arpack"))
+        counter["n"] = 0
+        phv, t_ph = timed(lambda: ph_eigs(k))
+        n_ph = counter["n"]
+        results[k] = ours
+        row(f"top-{k} eigenvalues, tol 1e-3: time", f"{t_ours:.1f} s", f"{t_ph:.1f} s",
+            f"{t_ph / t_ours:.1f}x", f"ARPACK solver: {t_arp:.1f} s")
+        row(f"top-{k} eigenvalues: HVPs", f"{ours.n_hvp}", f"{n_ph}", f"{n_ph / ours.n_hvp:.1f}x",
+            f"ARPACK solver: {arp.n_hvp}")
+        row(f"top-{k} eigenvalues: max rel. error", f"{rel_err(ours.values, k):.1e}",
+            f"{rel_err(phv, k):.1e}", "", f"ARPACK solver: {rel_err(arp.values, k):.1e}")
+    ph_mod.hessian_vector_product = orig_hvp
+    row("reference lambda_1..5 (ARPACK, tol 1e-7)", " ".join(f"{v:.3f}" for v in refv.tolist()), "", "",
+        f"{ref.n_hvp} HVPs, {t_ref:.1f} s")
+
+    # -- warm start along a trajectory -----------------------------------------
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        idx = torch.randint(0, len(data.train), (128,), generator=gen)
+        opt.zero_grad()
+        lf(model(data.train.x[idx]), data.train.y[idx]).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    cold = C.hessian_eigs(model, lf, (x, y), k=5, which="LM", tol=1e-3)
+    warm = C.hessian_eigs(model, lf, (x, y), k=5, which="LM", tol=1e-3, v0=results[5])
+    row("top-5 after 10 more SGD steps: HVPs cold / warm", f"{cold.n_hvp} / {warm.n_hvp}", "",
+        f"{cold.n_hvp / warm.n_hvp:.2f}x",
+        f"max |dlambda|/lambda cold vs warm {float(((cold.values - warm.values).abs() / cold.values.abs()).max()):.0e}")
+
+    # -- trace -----------------------------------------------------------------
+    tr, t_tr = timed(lambda: C.hessian_trace(model, lf, (x, y), n_probes=args.probes, seed=0))
+    torch.manual_seed(0)
+    counter["n"] = 0
+
+    def ph_trace():
+        h = pyhessian.hessian(model, lf, data=(x, y), cuda=False)
+        out = h.trace(maxIter=100, tol=1e-3)
+        model.zero_grad(set_to_none=True)
+        return out
+    ph_mod.hessian_vector_product = counted
+    ph_tr, t_ph_tr = timed(ph_trace)
+    ph_mod.hessian_vector_product = orig_hvp
+    ph_mean = statistics.fmean(ph_tr)
+    ph_se = statistics.stdev(ph_tr) / len(ph_tr) ** 0.5 if len(ph_tr) > 1 else float("nan")
+    row("Tr(H), Hutchinson: mean +- SE", f"{tr.mean:.1f} +- {tr.stderr:.1f}",
+        f"{ph_mean:.1f} +- {ph_se:.1f}", "", "pyhessian stops on a relative-change rule (biased)")
+    row("Tr(H): probes / time", f"{args.probes} / {t_tr:.1f} s", f"{len(ph_tr)} / {t_ph_tr:.1f} s",
+        f"{(t_ph_tr / len(ph_tr)) / (t_tr / args.probes):.2f}x per probe", "")
+
+    # -- gradient covariance K (L=25, M=128) vs 25 plain backward passes -----------
+    ktrain = (data.train.x, data.train.y)
+    cov, t_k = timed(lambda: Nz.gradient_covariance(model, lf, ktrain, L=L, M=M, seed=0))
+
+    def plain_backwards():
+        for idx in cov.indices:
+            model.zero_grad(set_to_none=True)
+            lf(model(data.train.x[idx]), data.train.y[idx]).backward()
+        model.zero_grad(set_to_none=True)
+    _, t_plain = timed(plain_backwards)
+    row(f"K (L={L}, M={M}): time", f"{t_k:.1f} s", f"{t_plain:.1f} s (25 backward passes)",
+        f"{t_k / t_plain:.2f}x", f"lambda_1={cov.lambda_1:.3g}, lambda*={cov.lambda_star:.3g}, "
+                                 f"Tr={cov.trace:.3g}")
+
+    # -- per-example gradients vs a plain loop ------------------------------------
+    n_pe = min(500, len(data.train))
+    xp, yp = data.train.x[:n_pe], data.train.y[:n_pe]
+    G, t_pe = timed(lambda: Nz.per_example_gradients(model, lf, xp, yp, chunk_size=64))
+
+    def loop():
+        out = torch.empty_like(G)
+        for i in range(n_pe):
+            model.zero_grad(set_to_none=True)
+            lf(model(xp[i:i + 1]), yp[i:i + 1]).backward()
+            out[i] = gradient_vector(model)
+        model.zero_grad(set_to_none=True)
+        return out
+    Gl, t_loop = timed(loop)
+    err = float((G - Gl).abs().max() / Gl.abs().max())
+    row(f"per-example gradients, {n_pe} images", f"{t_pe:.1f} s", f"{t_loop:.1f} s (loop)",
+        f"{t_loop / t_pe:.1f}x", f"max rel. difference {err:.0e}")
+    del G, Gl
+
+    # -- the table ---------------------------------------------------------------
+    heads = ("quantity", "this project", "pyhessian / baseline", "speed-up", "notes")
+    widths = [max(len(str(r[i])) for r in rows + [heads]) for i in range(5)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(heads, widths)) + " |"
+    print(f"\nSimpleCNN (D={D}), {args.n} CIFAR-10 training images ({data.label}), after "
+          f"{args.train_steps} SGD steps at lr {args.lr}; {args.threads} threads, torch {torch.__version__}"
+          f", pyhessian {getattr(pyhessian, '__version__', '0.1')}{' [--quick]' if args.quick else ''}")
+    print(line)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+    print(f"\ntotal wall time {time.perf_counter() - wall0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
