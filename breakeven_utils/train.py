@@ -136,6 +136,14 @@ def _known_data() -> tuple[str, ...] | None:
         return None
 
 
+def _hvp_methods() -> tuple[str, ...]:
+    try:
+        from .curvature import HVP_METHODS
+        return tuple(HVP_METHODS)
+    except Exception:  # pragma: no cover
+        return ("auto", "fwdrev", "double_backward", "cached")
+
+
 def _choice(what, value, options):
     if value not in options:
         raise ValueError(f"unknown {what} {value!r}; valid options: {', '.join(map(str, options))}")
@@ -184,8 +192,8 @@ class RunConfig:
     ``hessian_k``/``hessian_tol``/``hessian_which``/``hessian_bn_mode``
     for lambda_H on the first ``hessian_n`` examples of the measurement set
     (None: all; warm-started from the previous measurement's vectors;
-    ``hessian_method``: HVP by double backward (default; much faster than
-    forward-over-reverse on small models) or 'fwdrev'); ``K_L`` and
+    ``hessian_method``/``hessian_solver``: the HVP and eigensolver of
+    ``curvature.hessian_eigs``, defaults 'auto' and 'lanczos'); ``K_L`` and
     ``K_M`` (``None``: the batch size, break-even App. C) and ``K_bn_mode`` for
     K; ``acc_thresholds``: first iteration/epoch with train accuracy above each
     (break-even Fig. 4's vertical lines); ``train_eval_on``: training
@@ -245,7 +253,8 @@ class RunConfig:
     hessian_tol: float = 1e-3
     hessian_which: str = "LA"
     hessian_bn_mode: str = "eval"
-    hessian_method: str = "double_backward"
+    hessian_method: str = "auto"
+    hessian_solver: str = "lanczos"
     K_L: int = 25
     K_M: int | None = None
     K_bn_mode: str = "train"
@@ -301,7 +310,8 @@ class RunConfig:
         _choice("hessian_bn_mode", self.hessian_bn_mode, BN_MODES)
         _choice("K_bn_mode", self.K_bn_mode, BN_MODES)
         _choice("hessian_which", self.hessian_which, ("LA", "LM"))
-        _choice("hessian_method", self.hessian_method, ("fwdrev", "double_backward"))
+        _choice("hessian_method", self.hessian_method, _hvp_methods())
+        _choice("hessian_solver", self.hessian_solver, ("lanczos", "arpack"))
         _choice("train_eval_on", self.train_eval_on, TRAIN_EVAL_ON)
         for name in ("n_train", "n_val", "n_test", "n_measure", "max_epochs", "max_iters",
                      "gd_chunk", "K_M", "measure_dense_until", "hessian_n"):
@@ -760,7 +770,7 @@ def _hessian(ctx: MeasureContext):
         h = hessian_eigs(ctx.model, ctx.loss_fn, _hessian_data(ctx), k=c.hessian_k, which=c.hessian_which,
                          tol=c.hessian_tol, v0=ctx.state.get("hessian_v0"),
                          bn_mode=c.hessian_bn_mode, seed=c.seed, batch_size=512,
-                         method=c.hessian_method)
+                         method=c.hessian_method, solver=c.hessian_solver)
         ctx.state["hessian_v0"] = h.vectors.detach().clone()
         ctx.cache["hessian"] = h
     return ctx.cache["hessian"]
