@@ -15,8 +15,10 @@ statistics, ``'train'`` the statistics of each batch. Measuring never changes
 the running statistics nor ``model.training``; dropout is always off during a
 measurement (the sharpest-directions code measured on the inference graph).
 
-Eigenvalues use SciPy's ARPACK Lanczos (``eigsh``), as the break-even paper did,
-on a LinearOperator whose matvec is one Hessian-vector product.
+Top eigenpairs: a torch Lanczos with full reorthogonalisation that stops as
+soon as the wanted Ritz pairs meet the tolerance (default; it measured fewer
+HVPs than ARPACK here), or SciPy's ARPACK ``eigsh`` as the break-even paper
+used (``solver='arpack'``), both over exact Hessian-vector products.
 """
 from __future__ import annotations
 
