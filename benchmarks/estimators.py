@@ -76,6 +76,8 @@ def main(argv=None):
 
     def row(what, ours, other, ratio="", note=""):
         rows.append((what, ours, other, ratio, note))
+        print(f"[{time.perf_counter() - wall0:5.0f} s] {what}: {ours} | {other} | {ratio} | {note}",
+              file=sys.stderr, flush=True)
 
     # -- HVP cost in gradient units ----------------------------------------
     reps = 2 if args.quick else 3
