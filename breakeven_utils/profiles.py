@@ -44,6 +44,13 @@ PROFILES: dict[str, dict] = {
         "hessian_k": 1, "hessian_tol": 1e-3, "hessian_n": 128,
         "measure_every": 8, "measure_dense_until": 64,
         "max_epochs": 2,
+        "break_even": {
+            "model": "simple_cnn", "model_kwargs": {"image_size": 8}, "normalize": "standard",
+            "lrs": [0.1, 0.01], "fig9_lrs": [0.1, 0.01, 0.001], "batch_size": 32,
+            "target_train_acc": 0.65, "max_epochs": 3, "fig9_max_epochs": 1,
+            "measure_every": 8, "measure_dense_until": 64,
+            "K_L": 8, "K_M": 32, "K1_L": 64, "spectrum_k": 6, "n_test": 256,
+        },
     },
     "cpu": {
         "description": "minutes on 2 CPU cores; real data subsets; shows the papers' effects",
@@ -54,6 +61,15 @@ PROFILES: dict[str, dict] = {
         "hessian_k": 1, "hessian_tol": 1e-3, "hessian_n": 500,
         "measure_every": 25, "measure_dense_until": 200,
         "max_epochs": 10,
+        "break_even": {
+            # eta in {0.1, 0.01}, not the paper's {0.01, 0.001}: at 0.001 SimpleCNN needs
+            # thousands of CPU-minutes to reach 65% training accuracy
+            "model": "simple_cnn", "model_kwargs": {}, "normalize": "standard",
+            "lrs": [0.1, 0.01], "fig9_lrs": [0.1, 0.01, 0.001], "batch_size": 128,
+            "target_train_acc": 0.65, "max_epochs": 12, "fig9_max_epochs": 3,
+            "measure_every": 40, "measure_dense_until": 400,
+            "K1_L": 500, "spectrum_k": 10, "n_test": 1_000, "hessian_n": 250,
+        },
     },
     "paper": {
         "description": "the papers' settings (45k/5k CIFAR-10 split, 5 seeds); for a GPU",
@@ -64,6 +80,13 @@ PROFILES: dict[str, dict] = {
         "hessian_k": 5, "hessian_tol": 1e-3, "hessian_n": 2_250,
         "measure_every": 10, "measure_dense_until": 1_000,
         "max_epochs": 200,
+        "break_even": {
+            "model": "simple_cnn", "model_kwargs": {}, "normalize": "standard",
+            "lrs": [0.01, 0.001], "fig9_lrs": [0.1, 0.01, 0.001], "batch_size": 128,
+            "target_train_acc": 0.65, "max_epochs": 200, "fig9_max_epochs": 50,
+            "measure_every": 10, "measure_dense_until": 2_000,
+            "K1_L": 4_500, "spectrum_k": 20, "n_test": None,
+        },
     },
 }
 

@@ -83,6 +83,8 @@ METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "grad_norm": ("grad_norm",),
     "softmax": (),  # arrays: softmax.npy (n_snapshots x n_test x C)
     "breakeven_lhs": ("s2_H", "breakeven_lhs"),
+    "K1": ("lambda_K1_1",),  # lambda_K^1 from per-example gradients (M = 1), break-even App. C
+    "H_spectrum": (),  # arrays: H_spectrum (top spectrum_k at the largest lambda_H^1)
 }
 # aliases (column names) accepted in RunConfig.metrics
 _METRIC_ALIASES = {c: g for g, cols in METRIC_COLUMNS.items() for c in cols}
@@ -258,6 +260,9 @@ class RunConfig:
     K_L: int = 25
     K_M: int | None = None
     K_bn_mode: str = "train"
+    K1_L: int = 500
+    spectrum_k: int = 10
+    normalize: str = "standard"
     acc_thresholds: tuple[float, ...] = ()
     train_eval_on: str = "measure"
     softmax_every: int = 1
@@ -309,6 +314,17 @@ class RunConfig:
         _choice("update rule", self.rule_name, tuple(UPDATE_RULES))
         _choice("hessian_bn_mode", self.hessian_bn_mode, BN_MODES)
         _choice("K_bn_mode", self.K_bn_mode, BN_MODES)
+        _choice("normalize", self.normalize, ("standard", "unit"))
+        if "K1" in self.metrics and (not _is_int(self.K1_L) or self.K1_L < 2):
+            raise ValueError(f"K1_L must be an integer >= 2, got {self.K1_L!r}")
+        if "K1" in self.metrics and self.n_train is not None and self.K1_L > self.n_train:
+            raise ValueError(f"K1_L={self.K1_L} is larger than n_train={self.n_train}")
+        if "H_spectrum" in self.metrics:
+            if "lambda_H" not in self.metrics:
+                raise ValueError("metric 'H_spectrum' needs 'lambda_H' (it keeps the state at "
+                                 "the largest lambda_H^1)")
+            if not _is_int(self.spectrum_k) or self.spectrum_k < 1:
+                raise ValueError(f"spectrum_k must be a positive integer, got {self.spectrum_k!r}")
         _choice("hessian_which", self.hessian_which, ("LA", "LM"))
         _choice("hessian_method", self.hessian_method, _hvp_methods())
         _choice("hessian_solver", self.hessian_solver, ("lanczos", "arpack"))
@@ -827,6 +843,49 @@ def _m_breakeven_lhs(ctx):
     return {"s2_H": s2, "breakeven_lhs": (1 - lr * lam) ** 2 + noise}
 
 
+def _m_K1(ctx):
+    """lambda_K^1 with M = 1: the Gram of ``K1_L`` per-example gradients (break-even
+    App. C, Fig. 9), on examples drawn without replacement from the training set."""
+    from .noise import gradient_covariance
+    c, tr = ctx.config, ctx.data.train
+    gc = gradient_covariance(ctx.model, ctx.loss_fn, (tr.x, tr.y), L=c.K1_L, M=1,
+                             seed=c.seed * 1_000_003 + ctx.iteration + 7, bn_mode=c.K_bn_mode)
+    return {"lambda_K1_1": float(gc.lambda_1)}
+
+
+def _m_H_argmax(ctx):
+    """Keep the state with the largest lambda_H^1 so far; its top ``spectrum_k``
+    Hessian eigenvalues are computed once, at the end of the run (Fig. 3)."""
+    lam = float(_hessian(ctx).values[0])
+    best = ctx.state.get("H_argmax")
+    if best is None or lam > best["lambda_H_1"]:
+        ctx.state["H_argmax"] = {
+            "lambda_H_1": lam, "iteration": ctx.iteration,
+            "model": {k: v.detach().clone() for k, v in ctx.model.state_dict().items()},
+            "v0": _hessian(ctx).vectors.detach().clone()}
+    return {}
+
+
+def _final_H_spectrum(model, loss_fn, data, config, mstate, arrays) -> None:
+    """Top ``spectrum_k`` eigenvalues of H at the measurement with the largest lambda_H^1."""
+    best = mstate.get("H_argmax")
+    if best is None:
+        return
+    import copy
+
+    from .curvature import hessian_eigs
+    m = copy.deepcopy(model)
+    m.load_state_dict(best["model"])
+    mx = data.measure
+    xy = (mx.x, mx.y) if config.hessian_n is None else (mx.x[:config.hessian_n], mx.y[:config.hessian_n])
+    k = min(config.spectrum_k, sum(p.numel() for p in m.parameters()) - 1)
+    h = hessian_eigs(m, loss_fn, xy, k=k, which=config.hessian_which, tol=config.hessian_tol,
+                     v0=best["v0"], bn_mode=config.hessian_bn_mode, seed=config.seed,
+                     batch_size=512, method=config.hessian_method, solver=config.hessian_solver)
+    arrays["H_spectrum"] = [np.asarray([float(v) for v in h.values], dtype=np.float64)]
+    arrays["H_spectrum_iteration"] = [best["iteration"]]
+
+
 def _m_gamma_norm(ctx):
     bns = [m for m in ctx.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or bns[-1].weight is None:
@@ -861,6 +920,8 @@ _PRE_METRICS = {
     "test": _m_split("test"),
     "lambda_H": _m_lambda_H,
     "breakeven_lhs": _m_breakeven_lhs,
+    "K1": lambda ctx: _m_K1(ctx),
+    "H_spectrum": lambda ctx: _m_H_argmax(ctx),
     "K": _m_K,
     "gamma_norm": _m_gamma_norm,
     "dist_init": _m_dist_init,
@@ -920,7 +981,7 @@ def load_run_data(config: RunConfig, device="cpu"):
     from .data import load_data
     return load_data(config.dataset, n_train=config.n_train, n_val=config.n_val,
                      n_test=config.n_test, n_measure=config.n_measure, seed=config.data_seed,
-                     device=device)
+                     normalize=config.normalize, device=device)
 
 
 def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
@@ -1173,6 +1234,8 @@ def _train_impl(config, *, data, device, resume, checkpoint, checkpoint_every, h
         bar.close()
     S.pop("_ctx_cache", None)
     S.pop("_pending", None)
+    if "H_spectrum" in want:
+        _final_H_spectrum(model, loss_fn, data, config, S["mstate"], S["arrays"])
     return TrainOutput(
         rows=S["rows"], arrays=S["arrays"], softmax=S["softmax"], status=status,
         diverged_at=diverged_at, crossings=S["crossings"],
