@@ -93,14 +93,14 @@ def main(argv=None):
     for method in ("fwdrev", "double_backward"):
         obj = C._Objective(model, lf, (x, y), method=method)
         obj.hvp(v)
-        _, hvp_t[method] = timed(lambda: obj.hvp(v), reps)
+        _, hvp_t[method] = timed(lambda obj=obj: obj.hvp(v), reps)
     import pyhessian
     from pyhessian.utils import hessian_vector_product
     ph = pyhessian.hessian(model, lf, data=(x, y), cuda=False)
     vl = [torch.randn_like(p) for p in ph.params]
     hessian_vector_product(ph.gradsH, ph.params, vl)
     _, t_ph_hvp = timed(lambda: hessian_vector_product(ph.gradsH, ph.params, vl), reps)
-    del ph
+    ph = None
     model.zero_grad(set_to_none=True)
     row("one gradient (fwd+bwd) on the measurement set", f"{t_grad:.3f} s", "", "1.00", f"N={args.n}, D={D}")
     row("HVP forward-over-reverse (default)", f"{hvp_t['fwdrev'] / t_grad:.2f} gradients", "", "",
@@ -138,11 +138,11 @@ def main(argv=None):
 
     results = {}
     for k in (1, 5):
-        ours, t_ours = timed(lambda: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3))
-        arp, t_arp = timed(lambda: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3,
+        ours, t_ours = timed(lambda k=k: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3))
+        arp, t_arp = timed(lambda k=k: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3,
                                                   solver="arpack"))
         counter["n"] = 0
-        phv, t_ph = timed(lambda: ph_eigs(k))
+        phv, t_ph = timed(lambda k=k: ph_eigs(k))
         n_ph = counter["n"]
         results[k] = ours
         row(f"top-{k} eigenvalues, tol 1e-3: time", f"{t_ours:.1f} s", f"{t_ph:.1f} s",
@@ -167,7 +167,8 @@ def main(argv=None):
     warm = C.hessian_eigs(model, lf, (x, y), k=5, which="LM", tol=1e-3, v0=results[5])
     row("top-5 after 10 more SGD steps: HVPs cold / warm", f"{cold.n_hvp} / {warm.n_hvp}", "",
         f"{cold.n_hvp / warm.n_hvp:.2f}x",
-        f"max |dlambda|/lambda cold vs warm {float(((cold.values - warm.values).abs() / cold.values.abs()).max()):.0e}")
+        "max |dlambda|/lambda cold vs warm "
+        f"{float(((cold.values - warm.values).abs() / cold.values.abs()).max()):.0e}")
 
     # -- trace -----------------------------------------------------------------
     tr, t_tr = timed(lambda: C.hessian_trace(model, lf, (x, y), n_probes=args.probes, seed=0))
@@ -225,10 +226,11 @@ def main(argv=None):
     Gl, t_loop = timed(loop)
     rel = (G - Gl).norm(dim=1) / Gl.norm(dim=1).clamp_min(1e-30)
     row(f"per-example gradients, {n_pe} images", f"{t_pe:.1f} s", f"{t_loop:.1f} s (loop)",
-        f"{t_loop / t_pe:.1f}x", f"rel. difference median {float(rel.median()):.0e}, max {float(rel.max()):.0e}")
+        f"{t_loop / t_pe:.1f}x",
+        f"rel. difference median {float(rel.median()):.0e}, max {float(rel.max()):.0e}")
     row(f"one batched gradient on the same {n_pe} images", "", f"{t_batch:.1f} s", f"{t_loop / t_batch:.1f}x",
         "the floor: loop / batched gradient bounds any per-example speed-up")
-    del G, Gl
+    G = Gl = None
 
     # -- the table ---------------------------------------------------------------
     heads = ("quantity", "this project", "pyhessian / baseline", "speed-up", "notes")

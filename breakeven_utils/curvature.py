@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -556,7 +556,8 @@ def hessian_density(model: nn.Module, loss_fn, data, n_steps: int = 80, n_runs: 
         a, b = _lanczos(obj.hvp, v, m)
         T = torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
         theta, Y = torch.linalg.eigh(T)
-        nodes, weights = torch.full((m,), float("nan"), dtype=torch.float64), torch.zeros(m, dtype=torch.float64)
+        nodes = torch.full((m,), float("nan"), dtype=torch.float64)
+        weights = torch.zeros(m, dtype=torch.float64)
         nodes[: len(theta)], weights[: len(theta)] = theta, Y[0] ** 2
         all_nodes.append(nodes)
         all_weights.append(weights)
@@ -612,11 +613,11 @@ def per_example_curvature(model: nn.Module, loss_fn, data, v: torch.Tensor, *,
     out = []
     with measurement_mode(model, bn_mode):
         for x, y in obj.batches:
-            def phi(t):
+            def phi(t, x=x, y=y):
                 p = {n: obj.params[n] + t * vd[n] for n in obj.names}
                 return per_loss(functional_call(model, (p, obj.buffers), (x,)), y)
 
-            def dphi(t):
+            def dphi(t, phi=phi):
                 return jvp(phi, (t,), (one,))[1]
 
             out.append(jvp(dphi, (zero,), (one,))[1].detach())

@@ -151,8 +151,8 @@ def gradient_covariance(model: nn.Module, loss_fn, data, L: int = 25, M: int = 1
         first = minibatch_gradient(model, loss_fn, x[idx[0]], y[idx[0]], bn_mode=bn_mode)
         G = torch.empty(L, first.numel(), dtype=first.dtype, device=first.device)
         G[0] = first
-        for l in range(1, L):
-            G[l] = minibatch_gradient(model, loss_fn, x[idx[l]], y[idx[l]], bn_mode=bn_mode)
+        for i in range(1, L):
+            G[i] = minibatch_gradient(model, loss_fn, x[idx[i]], y[idx[i]], bn_mode=bn_mode)
     g = G.mean(0)
     C = G.sub_(g)  # in place: G is not needed any more
     gram = (C @ C.T).to(torch.float64) / L
