@@ -42,13 +42,25 @@ def first_crossing(iterations, values, level: float = 1.0):
 
 
 def break_even_points(df: pd.DataFrame, by=("lr", "seed")) -> pd.DataFrame:
-    """Per trajectory: the first measured iteration at which Eq. (1)'s LHS reaches 1,
-    with lambda_H^1, lambda_K^1 and training accuracy there (NaN when never reached)."""
+    """Per trajectory: the break-even point, with lambda_H^1, lambda_K^1 and training
+    accuracy there (NaN when never reached).
+
+    Started stable (LHS of Eq. (1) < 1 at the first measurement, Theorem 1): the
+    first measurement with LHS >= 1. Started unstable (Theorem 2, App. B): the
+    first measurement with LHS < 1, where SGD first becomes stable along e_H^1.
+    """
     rows = []
     for key, g in df.sort_values("iteration").groupby(list(by)):
         g = g[g["breakeven_lhs"].notna()] if "breakeven_lhs" in g else g.iloc[:0]
-        i = first_crossing(g["iteration"], g["breakeven_lhs"]) if len(g) else None
+        unstable_at_start = bool(len(g)) and g["breakeven_lhs"].iloc[0] >= 1.0
+        if not len(g):
+            i = None
+        elif unstable_at_start:
+            i = first_crossing(g["iteration"], -g["breakeven_lhs"].to_numpy(), level=-1.0 + 1e-12)
+        else:
+            i = first_crossing(g["iteration"], g["breakeven_lhs"])
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        row["start"] = "unstable (Theorem 2)" if unstable_at_start else "stable (Theorem 1)"
         if i is None:
             row.update(iteration=np.nan, lambda_H_1=np.nan, lambda_K_1=np.nan, train_acc=np.nan)
         else:
@@ -120,7 +132,7 @@ def claims_break_even(df: pd.DataFrame, spectra_K: dict, spectra_H: dict,
     bep = break_even_points(df)
 
     # (a) lambda_K^1 and lambda_H^1 correlated before the break-even point
-    parts, oks = [], []
+    parts, oks, ns = [], [], []
     for lr in lrs:
         g = df[df["lr"] == lr]
         t = bep.loc[bep["lr"] == lr, "iteration"]
@@ -132,11 +144,12 @@ def claims_break_even(df: pd.DataFrame, spectra_K: dict, spectra_H: dict,
             window = f"iterations <= {until:.0f} (break-even point)" if until is not None else "all"
         r, p, n = correlation_before(g, until)
         oks.append(np.isfinite(r) and r >= r_min)
+        ns.append(n)
         parts.append(f"lr={lr:g}: r={_fmt(r, 2)} (n={n}, {window})")
-    testable = all(np.isfinite(correlation_before(df[df["lr"] == lr], None)[0]) for lr in lrs)
     rows.append(dict(claim="(a) lambda_K^1 and lambda_H^1 are correlated before the break-even point",
                      measured="; ".join(parts), criterion=f"Pearson r >= {r_min} for every learning rate",
-                     verdict=_verdict(all(oks), testable, "too few measurements")))
+                     verdict=_verdict(all(oks), min(ns) >= 3,
+                                      "fewer than 3 measurements before the break-even point")))
 
     # (b) larger maxima for the smaller learning rate
     mx = df.groupby(["lr", "seed"])[["lambda_K_1", "lambda_H_1"]].max().groupby("lr").mean()
@@ -150,16 +163,18 @@ def claims_break_even(df: pd.DataFrame, spectra_K: dict, spectra_H: dict,
         verdict=_verdict(ok_b, len(lrs) > 1)))
 
     # (c) Delta L turns negative as lambda_K^1 nears its maximum
-    parts, oks = [], []
+    parts, oks, testable_c = [], [], True
     for lr in lrs:
         b, a = negative_delta_shares(df[df["lr"] == lr])
         parts.append(f"lr={lr:g}: share(Delta L<0) {_fmt(b, 2)} before vs {_fmt(a, 2)} once "
                      f"lambda_K^1 >= 0.5 max")
-        oks.append(np.isfinite(a) and (not np.isfinite(b) or a > b))
+        testable_c &= bool(np.isfinite(a) and np.isfinite(b))
+        oks.append(np.isfinite(a) and np.isfinite(b) and a > b)
     rows.append(dict(claim="(c) Delta L starts taking negative values as lambda_K^1 nears its maximum",
                      measured="; ".join(parts),
                      criterion="share of Delta L < 0 is larger once lambda_K^1 >= 0.5 x its maximum",
-                     verdict=_verdict(all(oks))))
+                     verdict=_verdict(all(oks), testable_c,
+                                      "lambda_K^1 at its maximum from the first measurement")))
 
     # (d) more outliers in the spectra of K and H for the smaller learning rate
     nK = {lr: outliers(spectra_K.get(lr, [])) for lr in lrs}
@@ -200,3 +215,87 @@ def claims_break_even(df: pd.DataFrame, spectra_K: dict, spectra_H: dict,
         measured=measured, criterion="seed-mean iteration and lambda_H^1 at the first crossing: "
                                      "lr large < lr small", verdict=verdict))
     return pd.DataFrame(rows, columns=["claim", "measured", "criterion", "verdict"])
+
+
+# ----------------------------------------------------------------------------- experiment
+# Notebook 1's settings and runs (the PySDM-examples pattern: settings from the
+# profile, the runs, then plots in the notebook).
+
+TRAJECTORY_METRICS = ("train", "test", "delta_loss", "lambda_H", "breakeven_lhs", "K", "K1",
+                      "H_spectrum", "softmax", "dist_init")
+FIG9_METRICS = ("train", "K", "K1")
+
+
+def settings(profile: str = "smoke", **overrides) -> dict:
+    """The profile's shared keys merged with its ``break_even`` section and ``overrides``."""
+    from .profiles import get_profile
+
+    return get_profile(profile, section="break_even", **overrides)
+
+
+def _config(s: dict, lr: float, seed: int, metrics, max_epochs: int):
+    from .train import RunConfig
+
+    return RunConfig(
+        dataset=s["dataset"], n_train=s["n_train"], n_val=s["n_val"], n_test=s["n_test"],
+        n_measure=s["n_measure"], data_seed=0, normalize=s["normalize"],
+        model=s["model"], model_kwargs=dict(s["model_kwargs"]),
+        optimizer="sgd", lr=float(lr), batch_size=s["batch_size"], seed=int(seed),
+        max_epochs=max_epochs, target_train_acc=s["target_train_acc"],
+        acc_thresholds=(s["target_train_acc"],),
+        measure_every=s["measure_every"], measure_dense_until=s["measure_dense_until"],
+        metrics=metrics, hessian_k=1, hessian_n=s["hessian_n"], hessian_tol=s["hessian_tol"],
+        K_L=s["K_L"], K_M=s["K_M"], K1_L=s["K1_L"], spectrum_k=s["spectrum_k"])
+
+
+def trajectory_configs(s: dict) -> list:
+    """SimpleCNN trained with SGD at each of ``s['lrs']`` and seed, until the target
+    training accuracy (65%) or ``max_epochs`` (Sec. 4.1)."""
+    return [_config(s, lr, seed, TRAJECTORY_METRICS, s["max_epochs"])
+            for lr in s["lrs"] for seed in s["seeds"]]
+
+
+def fig9_configs(s: dict) -> list:
+    """Trajectories for Fig. 9 (lambda_K^1 at M=128 vs M=1): the first seed of the main
+    runs plus cheaper runs (K only) for the learning rates the main runs lack."""
+    main = {c.lr: c for c in trajectory_configs(s) if c.seed == s["seeds"][0]}
+    return [main.get(float(lr)) or _config(s, lr, s["seeds"][0], FIG9_METRICS, s["fig9_max_epochs"])
+            for lr in s["fig9_lrs"]]
+
+
+def run_label(lr: float, seed: int) -> str:
+    return f"eta={lr:g}/seed{seed}"
+
+
+def spectra_at_max(results) -> tuple[dict, dict, dict]:
+    """Fig. 3: per learning rate, the eigenvalues of K at the measurement with the
+    largest lambda_K^1 and the top-k of H at the one with the largest lambda_H^1,
+    taken from the run (seed) whose maximum is largest; plus where they were taken."""
+    K, H, where = {}, {}, {}
+    for lr in sorted({r.config.lr for r in results}):
+        rs = [r for r in results if r.config.lr == lr]
+        rk = max(rs, key=lambda r: np.nanmax(r.metrics["lambda_K_1"]))
+        i = int(np.nanargmax(rk.metrics["lambda_K_1"].to_numpy()))
+        it_k = int(rk.metrics["iteration"].iloc[i])
+        its = list(np.asarray(rk.arrays["K_eigs_iteration"]).astype(int))
+        K[lr] = np.asarray(rk.arrays["K_eigs"])[its.index(it_k)]
+        rh = max(rs, key=lambda r: np.nanmax(r.metrics["lambda_H_1"]))
+        if "H_spectrum" in rh.arrays:
+            H[lr] = np.asarray(rh.arrays["H_spectrum"])[0]
+            it_h = int(np.asarray(rh.arrays["H_spectrum_iteration"])[0])
+        else:
+            it_h = None
+        where[lr] = dict(K_seed=rk.config.seed, K_iteration=it_k, H_seed=rh.config.seed, H_iteration=it_h)
+    return K, H, where
+
+
+def fig9_correlations(results) -> pd.DataFrame:
+    """Pearson r between lambda_K^1 estimated with M=128 (``lambda_K_1``) and M=1
+    (``lambda_K1_1``) along each trajectory (App. C, Fig. 9)."""
+    rows = []
+    for r in results:
+        m = r.metrics[["lambda_K_1", "lambda_K1_1"]].dropna()
+        rr, p = (stats.pearsonr(m["lambda_K_1"], m["lambda_K1_1"]) if len(m) > 2
+                 else (np.nan, np.nan))
+        rows.append(dict(lr=r.config.lr, seed=r.config.seed, n=len(m), pearson_r=float(rr), p=float(p)))
+    return pd.DataFrame(rows)

@@ -45,11 +45,13 @@ PROFILES: dict[str, dict] = {
         "measure_every": 8, "measure_dense_until": 64,
         "max_epochs": 2,
         "break_even": {
-            "model": "simple_cnn", "model_kwargs": {"image_size": 8}, "normalize": "standard",
+            "model": "simple_cnn",
+            "model_kwargs": {"image_size": 8, "width": [8, 8, 16, 16], "hidden": 32},
+            "normalize": "standard", "n_train": 512, "n_test": 128, "hessian_n": 64,
             "lrs": [0.1, 0.01], "fig9_lrs": [0.1, 0.01, 0.001], "batch_size": 32,
-            "target_train_acc": 0.65, "max_epochs": 3, "fig9_max_epochs": 1,
-            "measure_every": 8, "measure_dense_until": 64,
-            "K_L": 8, "K_M": 32, "K1_L": 64, "spectrum_k": 6, "n_test": 256,
+            "target_train_acc": 0.65, "max_epochs": 2, "fig9_max_epochs": 1,
+            "measure_every": 8, "measure_dense_until": 32,
+            "K_L": 8, "K_M": 16, "K1_L": 32, "spectrum_k": 4,
         },
     },
     "cpu": {

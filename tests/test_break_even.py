@@ -83,3 +83,19 @@ def test_claim_e_not_testable_without_crossing():
     table = claims_break_even(df, {}, {})
     assert table.loc[4, "verdict"].startswith("not testable")
     assert table.loc[3, "verdict"].startswith("not testable")
+
+
+def test_break_even_when_training_starts_unstable():
+    """Theorem 2: unstable at the start -> the break-even point is where LHS first drops below 1."""
+    df = pd.DataFrame(dict(lr=0.1, seed=0, iteration=[0, 10, 20, 30], lambda_H_1=[30, 25, 15, 18],
+                           lambda_K_1=1.0, train_acc=0.1, breakeven_lhs=[1.5, 1.2, 0.8, 1.1]))
+    bep = break_even_points(df)
+    assert bep["iteration"].item() == 20 and bep["start"].item().startswith("unstable")
+
+
+def test_claims_not_testable_with_too_few_points():
+    df = _trajectories()
+    df = df[(df.iteration <= 10) & (df.seed == 0)].copy()
+    df["breakeven_lhs"] = 1.5  # unstable from the start and never stabilising
+    table = claims_break_even(df, {}, {})
+    assert table.loc[0, "verdict"].startswith("not testable")
