@@ -14,7 +14,7 @@ from breakeven_utils.data import BatchIterator, load_data
 
 def rate(iterable, n_images):
     t = time.perf_counter()
-    for x, y in iterable:
+    for x, _y in iterable:
         x.sum()  # touch the batch
     return n_images / (time.perf_counter() - t)
 
