@@ -53,6 +53,20 @@ PROFILES: dict[str, dict] = {
             "measure_every": 8, "measure_dense_until": 32,
             "K_L": 8, "K_M": 16, "K1_L": 32, "spectrum_k": 4,
         },
+        "conjectures": {
+            # 15 tiny runs on the synthetic set; ResNet-32 skipped (too slow for seconds)
+            "n_train": 512, "n_measure": 128, "hessian_n": 64, "acc_threshold": 0.3,
+            "measure_every": 8, "measure_dense_until": 32, "max_epochs": 2,
+            "simple_cnn": {"model_kwargs": {"image_size": 8, "width": [8, 8, 16, 16], "hidden": 32},
+                           "lrs": [0.1, 0.05, 0.01], "batch_sizes": [16, 32, 64],
+                           "batch_for_eta": 32, "lr_for_S": 0.05, "lambda_H": True},
+            "resnet32": {"skip": "ResNet-32 takes minutes per run on a CPU; run the cpu or paper profile"},
+            "mlp": {"dataset": "synthetic", "normalize": "unit", "model_kwargs": {"hidden": [32, 16]},
+                    "lrs": [0.1, 0.05, 0.01], "batch_size": 64, "lambda_H": True},
+            "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9, "fixed_lrs": [0.01, 0.001]},
+            "decay": {"lrs": [0.1, 0.01], "decay_epoch": 1},
+            "unavailable": {},
+        },
     },
     "cpu": {
         "description": "minutes on 2 CPU cores; real data subsets; shows the papers' effects",
@@ -74,6 +88,27 @@ PROFILES: dict[str, dict] = {
             # Lanczos stops at residual <= tol |lambda|: eigenvalues ~tol^2 accurate
             "hessian_tol": 1e-2,
         },
+        "conjectures": {
+            # CIFAR-10 subset, 8 epochs, K about once per epoch, one seed; lambda_H only for
+            # the SimpleCNN sweeps; ResNet-32 shrunk (2,500 images, 5 epochs, K only)
+            "n_train": 5_000, "n_val": 1_000, "n_test": 1_000, "n_measure": 500, "hessian_n": 250,
+            "hessian_tol": 1e-2, "seeds": [0], "acc_threshold": 0.4, "max_epochs": 8,
+            "measure_every": 50, "measure_dense_until": 100,
+            "simple_cnn": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
+                           "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": True},
+            "resnet32": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
+                         "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": False,
+                         "weight_decay": 1e-4, "weight_decay_on": "conv_kernels", "augment": True,
+                         "n_train": 2_500, "max_epochs": 5, "measure_every": 0},
+            "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model_kwargs": {},
+                    "n_train": 10_000, "lrs": [0.1, 0.05, 0.01], "batch_size": 64, "lambda_H": True},
+            "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9, "fixed_lrs": [0.01, 0.001]},
+            "decay": {"lrs": [0.1, 0.01], "decay_epoch": 4},
+            "unavailable": {
+                "lstm_imdb": "IMDB is not in the offline data; run profile paper with the data present",
+                "bert_mnli": "MNLI/BERT need user-supplied data and a GPU",
+                "densenet_imagenet": "ImageNet needs user-supplied data and a GPU"},
+        },
     },
     "paper": {
         "description": "the papers' settings (45k/5k CIFAR-10 split, 5 seeds); for a GPU",
@@ -90,6 +125,27 @@ PROFILES: dict[str, dict] = {
             "target_train_acc": 0.65, "max_epochs": 200, "fig9_max_epochs": 50,
             "measure_every": 10, "measure_dense_until": 2_000,
             "K1_L": 4_500, "spectrum_k": 20, "n_test": None,
+        },
+        "conjectures": {
+            # Sec. 4.2 / App. D-G; the text reports eta=0.1, 0.01 and S=10, 100 for SimpleCNN;
+            # the third value of each sweep is this project's choice
+            "acc_threshold": 0.6, "max_epochs": 200,
+            "simple_cnn": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [10, 100, 300],
+                           "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": True},
+            "resnet32": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
+                         "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": True,
+                         "weight_decay": 1e-4, "weight_decay_on": "conv_kernels", "augment": True},
+            "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model_kwargs": {},
+                    "n_train": 55_000, "n_val": 5_000, "lrs": [0.1, 0.05, 0.01], "batch_size": 64,
+                    "lambda_H": True},
+            # App. F: eta=0.1 with beta=0.9 diverges (recorded as diverged)
+            "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9,
+                         "fixed_lrs": [0.1, 0.01, 0.001]},
+            "decay": {"lrs": [0.1, 0.01], "decay_epoch": 100},
+            "unavailable": {
+                "lstm_imdb": "IMDB is not in the offline data; supply it to run LSTM (Fig. 4, 14, 15)",
+                "bert_mnli": "MNLI/BERT need user-supplied data (Fig. 6, 16)",
+                "densenet_imagenet": "ImageNet needs user-supplied data (Fig. 6, 17)"},
         },
     },
 }
