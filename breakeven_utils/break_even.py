@@ -192,10 +192,12 @@ def claims_break_even(df: pd.DataFrame, spectra_K: dict, spectra_H: dict,
     be = bep.groupby("lr")[["iteration", "lambda_H_1"]].mean()
     reached = bep.groupby("lr")["iteration"].apply(lambda s: int(s.notna().sum()))
     n_seeds = bep.groupby("lr").size()
+    max_lhs = df.groupby("lr")["breakeven_lhs"].max() if "breakeven_lhs" in df else {}
     measured = "; ".join(
         f"lr={lr:g}: reached in {reached[lr]}/{n_seeds[lr]} runs, "
         f"iteration {_fmt(be.loc[lr, 'iteration'], 4)}, "
-        f"lambda_H^1 {_fmt(be.loc[lr, 'lambda_H_1'])}" for lr in lrs)
+        f"lambda_H^1 {_fmt(be.loc[lr, 'lambda_H_1'])}, max LHS {_fmt(max_lhs.get(lr, np.nan), 2)}"
+        for lr in lrs)
     if reached[hi] == 0:
         verdict = _verdict(False, False, f"no run at lr={hi:g} reached LHS >= 1")
     elif reached[lo] == 0:

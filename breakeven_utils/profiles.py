@@ -85,6 +85,7 @@ PROFILES: dict[str, dict] = {
             "target_train_acc": 0.65, "max_epochs": 12, "fig9_max_epochs": 3,
             "measure_every": 50, "measure_dense_until": 300,
             "K1_L": 250, "spectrum_k": 10, "n_test": 1_000, "hessian_n": 250,
+            "seeds": [0],  # one seed: each cpu trajectory costs 5-10 minutes here
             # Lanczos stops at residual <= tol |lambda|: eigenvalues ~tol^2 accurate
             "hessian_tol": 1e-2,
         },
