@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "section_name", "output_dir", "save_figure", "save_table", "to_markdown",
+    "section_name", "notebook_paths", "output_dir", "save_figure", "save_table", "to_markdown",
     "Claim", "claims_table", "VERDICTS", "git_commit", "write_manifest",
 ]
 
@@ -48,6 +48,22 @@ def output_dir(notebook_name: str, root: str | os.PathLike = "figures") -> Path:
     path = Path(root) / section_name(notebook_name)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def notebook_paths(notebook_name: str, profile: str, output_root=None, run_store=None):
+    """Resolve a notebook's parameters cell: ``(out_dir, output_root, run_store)``.
+
+    Relative to the notebooks folder (where papermill and nbval run them):
+    ``output_root`` defaults to ``../figures``, except for the ``smoke`` profile,
+    whose outputs go to ``../runs/smoke_figures`` so that tests never overwrite
+    the committed figures; ``run_store`` defaults to ``$BREAKEVEN_RUNS``, else
+    ``../runs``.
+    """
+    if output_root is None:
+        output_root = "../runs/smoke_figures" if profile == "smoke" else "../figures"
+    if run_store is None:
+        run_store = os.environ.get("BREAKEVEN_RUNS", "../runs")
+    return output_dir(notebook_name, output_root), output_root, run_store
 
 
 def _check_name(name: str, suffixes: tuple[str, ...]) -> str:

@@ -143,3 +143,18 @@ def test_reproduce_runs_notebooks_records_and_continues_past_failure(tmp_path):
                            "--notebook-dir", str(nbdir), "--out", str(out)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "unknown profile 'huge'" in proc.stderr
+
+
+def test_notebook_paths_keep_smoke_outputs_away_from_committed_figures(tmp_path, monkeypatch):
+    from breakeven_utils.reporting import notebook_paths
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BREAKEVEN_RUNS", raising=False)
+    out, root, store = notebook_paths("01_break_even", "smoke")
+    assert root == "../runs/smoke_figures" and store == "../runs"
+    assert out.resolve() == (tmp_path / ".." / "runs" / "smoke_figures" / "break_even").resolve()
+    assert out.is_dir()
+    out, root, _ = notebook_paths("01_break_even", "cpu")
+    assert root == "../figures" and out.name == "break_even"
+    monkeypatch.setenv("BREAKEVEN_RUNS", str(tmp_path / "store"))
+    assert notebook_paths("02_conjectures", "cpu", output_root=tmp_path / "f")[2] == str(tmp_path / "store")

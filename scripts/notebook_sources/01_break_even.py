@@ -33,7 +33,6 @@ jobs = 1               # runs in parallel (processes), 1 runs them in this kerne
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
 # %%
-import os
 import time
 import warnings
 from pathlib import Path
@@ -51,11 +50,7 @@ from breakeven_utils.train import load_run_data
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # torch-internal, forward-mode AD
 t_start = time.time()
 s = be.settings(profile, **overrides)
-if output_root is None:
-    output_root = "../runs/smoke_figures" if profile == "smoke" else "../figures"
-if run_store is None:
-    run_store = os.environ.get("BREAKEVEN_RUNS", "../runs")
-out = reporting.output_dir("01_break_even", output_root)
+out, output_root, run_store = reporting.notebook_paths("01_break_even", profile, output_root, run_store)
 configs = be.trajectory_configs(s)
 data = load_run_data(configs[0])  # the data set behind every run (for its label and size)
 prov = plotting.provenance(data.label, profile, s["seeds"])
