@@ -64,6 +64,8 @@ def main():
                 if cell.get("outputs"):  # keep committed outputs small: no progress bars or warnings
                     cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"]
             nb.metadata.pop("papermill", None)
+            for i, cell in enumerate(nb.cells):  # papermill's injected cell gets a random id
+                cell["id"] = f"cell-{i:02d}"
             nbformat.write(nb, target)
         print(f"wrote {target.relative_to(ROOT)}")
 
