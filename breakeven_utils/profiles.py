@@ -100,7 +100,7 @@ PROFILES: dict[str, dict] = {
             "resnet32": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
                          "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": False,
                          "weight_decay": 1e-4, "weight_decay_on": "conv_kernels", "augment": True,
-                         "n_train": 2_500, "max_epochs": 5, "measure_every": 0},
+                         "n_train": 3_500, "max_epochs": 5, "measure_every": 0},  # K needs L*M=3200
             "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model_kwargs": {},
                     "n_train": 10_000, "lrs": [0.1, 0.05, 0.01], "batch_size": 64, "lambda_H": True},
             "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9, "fixed_lrs": [0.01, 0.001]},

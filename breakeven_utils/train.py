@@ -385,6 +385,11 @@ class RunConfig:
             raise ValueError(f"hessian_tol must be >= 0, got {self.hessian_tol!r}")
         if not _is_int(self.K_L) or self.K_L < 2:
             raise ValueError(f"K_L must be an integer >= 2, got {self.K_L!r}")
+        if "K" in self.metrics and self.n_train is not None:
+            M = self.K_M if self.K_M is not None else (None if self.full_batch else self.batch_size)
+            if M is not None and self.K_L * M > self.n_train:
+                raise ValueError(f"K needs K_L*K_M = {self.K_L}*{M} <= n_train = {self.n_train} "
+                                 "(mini-batches drawn without replacement); lower K_L or K_M")
         if "g_over_g5" in self.metrics and self.K_L < 6:
             raise ValueError("g_over_g5 needs K_L >= 6 (5 non-zero eigenvectors of K)")
 

@@ -68,3 +68,11 @@ def test_bad_spectrum_settings_fail_early():
         _config(K1_L=10_000)
     with pytest.raises(ValueError, match="normalize"):
         _config(normalize="zca")
+
+
+def test_k_larger_than_the_training_set_fails_before_training():
+    with pytest.raises(ValueError, match="K_L\\*K_M"):
+        _config(metrics=("train", "K"), K_L=25, K_M=128, n_train=2_500)
+    with pytest.raises(ValueError, match="K_L\\*K_M"):  # K_M None: the batch size
+        _config(metrics=("train", "K"), K_L=25, batch_size=128, n_train=3_000)
+    _config(metrics=("train", "K"), K_L=8, K_M=32, n_train=256)  # 256 = 8 * 32 is fine
