@@ -230,13 +230,18 @@ def setting_maxima(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ordering(values, maxima, sign: int) -> bool:
+ORDER_RTOL = 0.05  # smaller steps are within the noise of an L=25 estimate: not an ordering
+
+
+def ordering(values, maxima, sign: int, rtol: float = ORDER_RTOL) -> bool:
     """True when ``maxima`` change strictly monotonically with ``values`` in the
-    direction ``sign`` (+1 increasing, -1 decreasing) across every setting."""
+    direction ``sign`` (+1 increasing, -1 decreasing) across every setting, each
+    step by more than ``rtol`` of the larger of its two values."""
     order = np.argsort(np.asarray(values, dtype=float))
     m = np.asarray(maxima, dtype=float)[order]
     d = np.diff(m)
-    return bool(len(d) > 0 and np.all(sign * d > 0))
+    scale = np.maximum(np.abs(m[1:]), np.abs(m[:-1]))
+    return bool(len(d) > 0 and np.all(sign * d > rtol * scale))
 
 
 def _verdict(ok, testable=True, reason=""):

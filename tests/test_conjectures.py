@@ -180,3 +180,12 @@ def test_tidy_selects_sweep_rows():
     raw = pd.DataFrame({"key": keys + ["other"], "x": range(len(keys) + 1)})
     t = cj.tidy(raw, sw)
     assert list(t["key"]) == keys and list(t["value"]) == list(sw.values) and (t["sweep"] == sw.name).all()
+
+
+def test_ordering_needs_more_than_noise_sized_steps():
+    from breakeven_utils.conjectures import ordering
+
+    assert ordering([32, 128, 512], [0.50, 0.60, 0.70], +1)
+    # 0.7156 vs 0.7157: strictly increasing, but far inside the estimate's noise
+    assert not ordering([32, 128, 512], [0.7156, 0.7157, 0.767], +1)
+    assert ordering([32, 128, 512], [0.7156, 0.7157, 0.767], +1, rtol=0.0)
