@@ -21,3 +21,13 @@ def cifar_root():
     if os.environ.get("CI"):
         pytest.fail(f"CI must provide CIFAR-10 under BREAKEVEN_DATA (looked in {root})")
     pytest.skip("no CIFAR-10 under the data root; set BREAKEVEN_DATA")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-model tests: on a shared 2-core machine
+    two threads are slower for them (oversubscription)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

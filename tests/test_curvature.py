@@ -1,4 +1,5 @@
 """Curvature estimators against dense float64 Hessians on tiny models."""
+import problems
 import pytest
 import torch
 from torch import nn
@@ -28,17 +29,8 @@ def mlp_problem():
     return m, nn.MSELoss(), x, y
 
 
-def cnn_problem(bn=False):
-    torch.manual_seed(1)
-    layers = [nn.Conv2d(3, 6, 3, padding=1)]
-    if bn:
-        layers.append(nn.BatchNorm2d(6))
-    layers += [nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(96, 12), nn.Tanh(),
-               nn.Linear(12, 5)]
-    m = nn.Sequential(*layers).double()
-    x = torch.randn(48, 3, 8, 8, dtype=F64)
-    y = torch.randint(0, 5, (48,))
-    return m, nn.CrossEntropyLoss(), x, y
+def cnn_problem(n=48, bn=False):
+    return problems.cnn_problem(n, bn)
 
 
 def dense_hessian(model, loss_fn, x, y, train=False):

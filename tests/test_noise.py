@@ -1,4 +1,5 @@
 """Gradient-noise estimators against dense per-example computations."""
+import problems
 import pytest
 import torch
 from torch import nn
@@ -20,14 +21,7 @@ def mlp_problem(n=40):
 
 
 def cnn_problem(n=36, bn=False):
-    torch.manual_seed(1)
-    layers = [nn.Conv2d(3, 6, 3, padding=1)]
-    if bn:
-        layers.append(nn.BatchNorm2d(6))
-    layers += [nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(96, 12), nn.Tanh(),
-               nn.Linear(12, 5)]
-    m = nn.Sequential(*layers).double()
-    return m, nn.CrossEntropyLoss(), torch.randn(n, 3, 8, 8, dtype=F64), torch.randint(0, 5, (n,))
+    return problems.cnn_problem(n, bn)
 
 
 def loop_gradients(m, lf, x, y):

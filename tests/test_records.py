@@ -32,12 +32,7 @@ RICH = ("train", "val", "test", "delta_loss", "lambda_H", "K", "dist_init", "gra
         "grad_norm", "softmax")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw):

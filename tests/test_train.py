@@ -13,13 +13,7 @@ TINY = dict(dataset="synthetic", n_train=256, n_val=64, n_test=64, n_measure=32,
             measure_every=4, K_L=4, metrics=("train",))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the test machine is shared: one thread is faster than two for these tiny models
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
