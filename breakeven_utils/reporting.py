@@ -32,15 +32,21 @@ __all__ = [
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
+# notebooks whose figure folder has a shorter name than the notebook
+SECTION_DIRS = {"walk_with_sgd": "walk", "sharpest_directions_nsgd": "nsgd"}
+
+
 def section_name(notebook_name: str) -> str:
-    """'01_break_even' / 'notebooks/01_break_even.ipynb' -> 'break_even'."""
+    """'01_break_even' / 'notebooks/01_break_even.ipynb' -> 'break_even';
+    '04_walk_with_sgd' -> 'walk' and '05_sharpest_directions_nsgd' -> 'nsgd'
+    (:data:`SECTION_DIRS`)."""
     stem = Path(str(notebook_name)).name
     if stem.endswith(".ipynb"):
         stem = stem[: -len(".ipynb")]
     section = re.sub(r"^\d+[_\-]", "", stem)
     if not section or not _NAME_RE.match(section):
         raise ValueError(f"cannot derive a section name from notebook name {notebook_name!r}")
-    return section
+    return SECTION_DIRS.get(section, section)
 
 
 def output_dir(notebook_name: str, root: str | os.PathLike = "figures") -> Path:

@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_section_and_output_dir(tmp_path):
     assert R.section_name("01_break_even") == "break_even"
     assert R.section_name("notebooks/03_sharpest_directions.ipynb") == "sharpest_directions"
+    assert R.section_name("04_walk_with_sgd") == "walk"
+    assert R.section_name("notebooks/05_sharpest_directions_nsgd.ipynb") == "nsgd"
     d = R.output_dir("01_break_even", root=tmp_path / "figs")
     assert d == tmp_path / "figs" / "break_even" and d.is_dir()
     with pytest.raises(ValueError):
