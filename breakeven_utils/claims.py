@@ -39,7 +39,7 @@ import pandas as pd
 from .reporting import _atomic_write, _check_name, _fmt_measured, to_markdown
 
 __all__ = [
-    "VERDICTS", "HOLDS", "FAILS", "UNTESTABLE", "PAPERS", "PAPER_TITLES", "Claim",
+    "VERDICTS", "HOLDS", "FAILS", "UNTESTABLE", "PAPERS", "PAPER_TITLES", "Claim", "FIELDS", "COMPACT",
     "claims_frame", "compact_table", "save_claims", "load_claims", "verdict_counts",
     "DEFAULT_WINDOW", "smooth", "SmoothedMax", "smoothed_max", "transient_end",
     "Z", "FALLBACK_RTOL", "Ordering", "ordering_steps", "ordering_verdict", "mean_se",
