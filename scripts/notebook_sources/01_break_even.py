@@ -228,7 +228,8 @@ claims = be.claims_break_even(df, spec_K, spec_H)
 reporting.save_table(claims, "claims", out)
 reporting.write_manifest(Path(output_root) / "manifest.json", {"01_break_even": {
     "profile": profile, "data": data.label, "seeds": s["seeds"], "learning_rates": s["lrs"],
-    "notebook_seconds": round(time.time() - t_start, 1)}})
+    "notebook_seconds": round(time.time() - t_start, 1),
+    **records.compute_time(results + fig9_runs, run_store, since=t_start)}})
 with pd.option_context("display.max_colwidth", None):
     display(claims[["claim", "verdict"]])
 for row in claims.itertuples():

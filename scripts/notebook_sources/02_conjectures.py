@@ -254,7 +254,8 @@ reporting.save_table(table, "claims", out)
 reporting.write_manifest(Path(output_root) / "manifest.json", {"02_conjectures": {
     "profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
     "sweeps": {sw.name: sorted(set(sw.values)) for sw in sweeps}, "runs": n_unique,
-    "skipped": cj.skipped(s), "notebook_seconds": round(time.time() - t_start, 1)}})
+    "skipped": cj.skipped(s), "notebook_seconds": round(time.time() - t_start, 1),
+    **records.compute_time(raw, run_store, since=t_start)}})
 num_cols = ["max_lambda_K_1", "max_lambda_K_ratio", "max_trace_K", "max_lambda_H_1",
             "train_acc_at_max_lambda_K_1"]
 display(table[["sweep", "value", "n_seeds", "n_diverged"] + num_cols
