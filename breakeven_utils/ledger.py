@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import FAILS, FIELDS, HOLDS, PAPER_TITLES, PAPERS, UNTESTABLE, VERDICTS, Claim, load_claims
+from .conjectures import claim_figure
 from .reporting import _atomic_write, save_figure
 
 __all__ = ["LEDGER_FILE", "LEDGER_PICTURE", "SECTION_ORDER", "LEGACY_NOTE", "Section", "load_section",
@@ -114,28 +115,6 @@ _SWEEP_SETTING = {"simplecnn": "SimpleCNN, CIFAR-10 (JPEG copy)",
                   "resnet32": "ResNet-32, CIFAR-10 (JPEG copy)", "mlp": "MLP, Fashion-MNIST",
                   "momentum": "SimpleCNN with momentum, CIFAR-10 (JPEG copy)",
                   "decay": "SimpleCNN, eta/10 after a decay epoch, CIFAR-10 (JPEG copy)"}
-_FIG_NUM = {"simplecnn_eta": 10, "simplecnn_S": 11, "resnet32_eta": 12, "resnet32_S": 13}
-
-
-def _legacy_figure(sweep: str, q: str) -> tuple[str, str, str]:
-    """(paper section, figure, figure file) of a quantity of notebook 2's old sweeps."""
-    fam = sweep.split("_")[0]
-    if fam in ("simplecnn", "resnet32"):
-        if q == "max_trace_K":
-            n = _FIG_NUM.get(sweep)
-            return "4.2", f"Fig. {n}", f"fig{n}_{sweep}_acc_trace_k.png"
-        if q == "max_lambda_H_1":
-            return "4.2", "Fig. 5", "fig5_lambda_h.png"
-        return "4.2", "Fig. 4", "fig4_lambda_k_ratio.png"
-    if fam == "mlp":
-        return "App. E", "Fig. 18", "fig18_mlp_k_h.png"
-    if sweep == "momentum_beta":
-        return "App. F", "Fig. 20", "fig20_momentum_beta_k.png"
-    if sweep == "momentum_eta":
-        return "App. F", "Fig. 22", "fig22_momentum_eta_k.png"
-    return "App. G", "Fig. 24", "fig24_decay_k.png"
-
-
 def _num(v) -> str:
     f = float(v)
     return f"{f:g}"
@@ -159,7 +138,7 @@ def _legacy_conjectures(df: pd.DataFrame, folder: Path) -> list[Claim]:
                               if str(x) not in ("", "nan")) if pcol in g else ""
             verdict, why = _split_verdict(g[col].iloc[0])
             rule = f"every step of the raw maxima > 5% in the predicted direction ({len(g)} settings)"
-            section, figure, ffile = _legacy_figure(sweep, q)
+            section, figure, ffile = claim_figure(sweep, q)
             out.append(Claim("break_even", section, figure, claim,
                              f"{_SWEEP_SETTING.get(sweep.split('_')[0], sweep)}, vary {sym}",
                              paper, ours, verdict, "; ".join(p for p in (why, f"rule: {rule}") if p),

@@ -46,11 +46,12 @@ def _old_conjectures():
 
 def _new_claims():
     return [
-        C.Claim("walk", "3.1", "Fig. 1", "the loss interpolated between iterates is convex", "VGG-11, CIFAR-10",
-                "", "0.98 of steps", True, "", "fig1_interpolation.png"),
+        C.Claim("walk", "3.1", "Fig. 1", "the loss interpolated between iterates is convex",
+                "VGG-11, CIFAR-10", "", "0.98 of steps", True, "", "fig1_interpolation.png"),
         C.Claim("walk", "3.2", "Fig. 3", "barriers are rare", "VGG-11, CIFAR-10", "", "", None,
                 "one epoch only", "sub dir/fig3 barriers.png"),
-        C.Claim("walk", "3.1", "Fig. 2", "a second claim of Sec. 3.1 | with a pipe", "VGG-11", "", "1", False),
+        C.Claim("walk", "3.1", "Fig. 2", "a second claim of Sec. 3.1 | with a pipe", "VGG-11", "", "1",
+                False),
     ]
 
 
@@ -100,7 +101,8 @@ def test_overview_counts_groups_links_and_legacy_marks(figures):
     assert res["sections"] == ["break_even", "conjectures", "walk"]  # notebook order, empty folder left out
     assert res["legacy"] == ["break_even", "conjectures"] and res["errors"] == {}
     assert res["n_claims"] == 3 + 4 + 3
-    assert res["counts"] == {"holds": 2 + 2 + 1, "does not hold": 1 + 1 + 1, "not testable at this scale": 1 + 1}
+    assert res["counts"] == {"holds": 2 + 2 + 1, "does not hold": 1 + 1 + 1,
+                             "not testable at this scale": 1 + 1}
     # counts at the top: per paper and in total
     top = text[: text.index("## The Break-Even")]
     assert re.search(r"\| The Break-Even Point[^|]*\| 4 \| 2 \| 1 \| 7 \|", top)
@@ -139,7 +141,8 @@ def test_overview_reports_unreadable_files_and_empty_roots(tmp_path):
     C.save_claims(_new_claims()[:1], root / "walk")
     res = L.overview(root, picture=False)
     assert res["n_claims"] == 1 and res["pictures"] == []
-    assert list(res["errors"]) == ["nsgd/claims.csv"] and "neither a claims file" in res["errors"]["nsgd/claims.csv"]
+    assert list(res["errors"]) == ["nsgd/claims.csv"]
+    assert "neither a claims file" in res["errors"]["nsgd/claims.csv"]
     text = (root / "CLAIMS.md").read_text()
     assert "Unreadable claims files" in text and "`nsgd/claims.csv`" in text and "claims_ledger" not in text
     empty = tmp_path / "nothing"
