@@ -295,7 +295,7 @@ def claims_conjectures(mx: pd.DataFrame, labels: dict | None = None, param_of: d
     :func:`setting_maxima`: does the smoothed maximum move the predicted way across every
     consecutive pair of settings by more than their combined uncertainty
     (claims.ordering_verdict; the margins used are in the reason)? ``labels``: {sweep: setting
-    text (model, data set)}; ``param_of``: {sweep: varied parameter}, default from the name.
+    text (model, what varies, data set)}; ``param_of``: {sweep: varied parameter}, default from the name.
     Not testable: no finite value (not measured), fewer than two settings, or every setting
     peaking at its first measurement considered (no growth within the budget).
     """
@@ -309,7 +309,7 @@ def claims_conjectures(mx: pd.DataFrame, labels: dict | None = None, param_of: d
         trans = bool(g["after_transient"].any()) if "after_transient" in g else False
         window = int(g["window"].iloc[0]) if "window" in g else WINDOW
         where = f"smoothed maximum (window {window}" + (", after the initial transient)" if trans else ")")
-        setting = f"{(labels or {}).get(sw, sw)}, vary {sym}; {where}"
+        setting = f"{labels[sw]}; {where}" if sw in (labels or {}) else f"{sw}, vary {sym}; {where}"
         for q, (_col, conj, sign, name) in QUANTITIES.items():
             vals = g[q].to_numpy(float)
             finite = np.isfinite(vals)
