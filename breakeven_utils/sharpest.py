@@ -295,3 +295,189 @@ def _m_sharpest_probe(ctx) -> dict:
 @register_metric("rho_W")
 def _m_rho_W(ctx) -> dict:
     return {"rho_W": mean_weight_spectral_norm(ctx.model)}
+
+
+# ----------------------------------------------------------------------------- claims (Sec. 3)
+
+
+def _series(m, col):
+    m = m.sort_values("iteration")
+    return m["epoch"].to_numpy(float), pd_num(m[col])
+
+
+def pd_num(s) -> np.ndarray:
+    import pandas as pd
+    return pd.to_numeric(s, errors="coerce").to_numpy(float)
+
+
+def growth_claim(metrics, setting: str, window: int = 3, figure_file: str = ""):
+    """Sec. 3.1 / Fig. 2: rho(H) grows early to a peak, then decays or stabilises.
+    Holds when the smoothed peak exceeds the first value by more than 5% and lies
+    before the last measurement; still rising at the end -> not testable here."""
+    from . import claims as cl
+
+    ep, rho = _series(metrics, "rho_H")
+    rho = np.abs(rho)
+    sm = cl.smoothed_max(rho, window)
+    ours = {"rho_H(0)": rho[0] if len(rho) else np.nan, "smoothed peak": sm.value,
+            "peak epoch": ep[sm.index] if sm.index >= 0 else np.nan,
+            "final": cl.smooth(rho, window)[-1] if len(rho) else np.nan}
+    grew = np.isfinite(sm.value) and sm.value > 1.05 * rho[0]
+    if not np.isfinite(sm.value):
+        v, why = None, "no finite rho(H) measured"
+    elif not grew:
+        v, why = False, "the smoothed rho(H) never exceeds its initial value by 5%"
+    elif sm.index == len(rho) - 1:
+        v, why = None, "rho(H) is still rising at the last measurement of the budget"
+    else:
+        v, why = True, f"moving average over {window} measurements"
+    return cl.Claim("sharpest", "3.1", "Fig. 2", "The largest Hessian eigenvalues grow in the first "
+                    "epochs up to a peak, then decay (SimpleCNN) or stabilise", setting,
+                    "peak within the first epoch, then decay", ours, v, why, figure_file)
+
+
+def peak_claims(runs: dict, param: str, setting: str, window: int = 3, figure_file: str = "") -> list:
+    """Sec. 3.1 / Fig. 3: a larger eta (smaller S) gives a smaller and earlier peak of
+    rho(H). ``runs``: {setting value: metrics}; ``param``: 'lr' or 'batch_size'.
+    Orderings by ``claims.ordering_verdict`` (5% margin: no standard error per run)."""
+    from . import claims as cl
+
+    xs, peaks, where = [], [], []
+    for x, m in sorted(runs.items()):
+        ep, rho = _series(m, "rho_H")
+        sm = cl.smoothed_max(np.abs(rho), window)
+        xs.append(float(x))
+        peaks.append(sm.value if not sm.at_start else np.nan)
+        where.append(ep[sm.index] if sm.index >= 0 and not sm.at_start else np.nan)
+    sign = -1 if param == "lr" else +1
+    sym = "eta" if param == "lr" else "S"
+    out = []
+    for what, vals, claim in (
+            ("height", peaks, f"A larger {'eta' if param == 'lr' else 'batch size S'} gives a "
+                              f"{'smaller' if param == 'lr' else 'larger'} peak of rho(H)"),
+            ("position", where, f"A larger {'eta' if param == 'lr' else 'batch size S'} gives an "
+                                f"{'earlier' if param == 'lr' else 'later'} peak of rho(H) (epochs)")):
+        o = cl.ordering_verdict(xs, vals, None, sign, symbol=sym)
+        out.append(cl.Claim("sharpest", "3.1", "Fig. 3", claim, setting,
+                            "smaller, earlier peak for larger eta / smaller S (no numbers given)",
+                            {f"{sym}={x:g}": v for x, v in zip(xs, vals)}, o.verdict,
+                            o.reason or f"margin {o.margin}", figure_file))
+    return out
+
+
+def probe_summary(metrics, from_epoch: float) -> dict:
+    """Averages of the Fig. 4 probes over the measurements at epoch >= ``from_epoch``
+    (the paper averages k_min over the last 100 iterations): k_min(1%), k_min(10%)
+    (mean over the probes where the grid reached that change, and how many did), and
+    the alpha experiment's mean relative change with its standard error."""
+    from . import claims as cl
+
+    m = metrics[metrics["epoch"] >= from_epoch]
+    out = {"n_probes": int(len(m)), "from_epoch": float(from_epoch)}
+    for c in ("kmin1_e1", "kmin10_e1"):
+        v = pd_num(m[c]) if c in m else np.array([])
+        out[c] = float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+        out[c + "_found"] = int(np.isfinite(v).sum())
+    for a in ALPHAS:
+        c = f"alpha_{a:g}"
+        mean, se, n = cl.mean_se(pd_num(m[c]) if c in m else [])
+        out[c], out[c + "_se"] = mean, se
+    return out
+
+
+def probe_claims(summary: dict, model: str, setting: str, figure_file: str = "") -> list:
+    """Sec. 3.2: the SGD step is too large along e1 (alpha > 1 raises the loss, alpha < 1
+    lowers it, each beyond 1.96 standard errors over the probes), and k_min."""
+    from . import claims as cl
+
+    key = "simplecnn" if "simple" in model else "resnet32"
+    paper_alpha = PAPER_ALPHA.get(key, {})
+    signs = {0.25: -1, 0.5: -1, 2.0: +1, 4.0: +1}
+    res = []
+    for a, sgn in signs.items():
+        mean, se = summary[f"alpha_{a:g}"], summary[f"alpha_{a:g}_se"]
+        if not np.isfinite(mean):
+            res.append(None)
+        elif np.isfinite(se) and sgn * mean > cl.Z * se:
+            res.append(True)
+        elif np.isfinite(se) and sgn * mean < -cl.Z * se:
+            res.append(False)
+        else:
+            res.append(None)
+    if any(r is False for r in res):
+        v, why = False, "an alpha changes the loss against the prediction beyond 1.96 SE"
+    elif all(r is True for r in res):
+        v, why = True, f"each mean beyond 1.96 SE over {summary['n_probes']} probes"
+    else:
+        v, why = None, f"within noise: not every alpha beyond 1.96 SE over {summary['n_probes']} probes"
+    ours = {f"alpha={a:g}": f"{100 * summary[f'alpha_{a:g}']:+.2f}%" for a in ALPHAS}
+    paper = ", ".join(f"alpha={a:g}: {100 * p:+.1f}%" for a, p in paper_alpha.items())
+    out = [cl.Claim("sharpest", "3.2", "Fig. 4", "Along e1 the SGD step is too large: a step "
+                    "alpha eta g1 with alpha > 1 raises the loss, alpha < 1 lowers it", setting,
+                    paper, ours, v, why, figure_file)]
+    pk = PAPER_KMIN.get(key, (np.nan, np.nan))
+    k1, k10 = summary["kmin1_e1"], summary["kmin10_e1"]
+    found = summary["kmin1_e1_found"]
+    if summary["n_probes"] == 0 or found == 0:
+        v, why = None, "no probe changed the loss by 1% within k in [-8, 8]"
+    else:
+        v = found == summary["n_probes"]
+        why = (f"k_min(1%) found in {found} of {summary['n_probes']} probes; "
+               f"k_min(10%) in {summary['kmin10_e1_found']}")
+    out.append(cl.Claim("sharpest", "3.2", "Fig. 4", "The loss along e1 is a narrow bowl: it changes "
+                        "by 1% (10%) within a few typical SGD steps along e1 (k_min)", setting,
+                        f"k_min = {pk[0]} ({pk[1]})", f"k_min = {k1:.2f} ({k10:.2f})", v, why,
+                        figure_file))
+    return out
+
+
+PAPER_KMIN = {"simplecnn": (3.36, 5.52), "resnet32": (1.56, 4.08)}
+PAPER_ALPHA = {"simplecnn": {0.25: -0.02, 0.5: -0.02, 2.0: 0.021, 4.0: 0.111},
+               "resnet32": {0.25: -0.03, 0.5: -0.03, 2.0: 0.03, 4.0: 0.131}}
+
+
+def variant_claims(curves: dict, setting: str, figure_file: str = "") -> list:
+    """Sec. 3.3 / Fig. 5 from {label: (iterations, loss, rho)} of the restarted runs:
+    "SGD no top" keeps reducing the loss while rho(H) keeps rising (above vanilla SGD's);
+    "SGD top" ends with a lower rho(H) than SGD but does not reduce the loss as SGD does;
+    gamma < 1 along e1 ends sharper than SGD, gamma > 1 flatter. 5% margins."""
+    from . import claims as cl
+
+    def ends(label):
+        it, loss, rho = curves[label]
+        rho = np.abs(np.asarray(rho, float))
+        return float(loss[0]), float(np.mean(loss[-3:])), float(rho[0]), float(np.mean(rho[-3:]))
+
+    out = []
+    if "SGD" not in curves:
+        return out
+    l0, lS, r0, rS = ends("SGD")
+    if "SGD no top" in curves:
+        a0, aE, b0, bE = ends("SGD no top")
+        ok_loss, ok_rho = aE < 0.95 * a0, bE > 1.05 * b0 and bE > 1.05 * rS
+        v = bool(ok_loss and ok_rho)
+        out.append(cl.Claim("sharpest", "3.3", "Fig. 5", "\"SGD no top\" keeps reducing the loss "
+                            "while rho(H) keeps rising (above vanilla SGD's)", setting,
+                            "loss like SGD, rho(H) rising", {"loss start": a0, "loss end": aE,
+                                                              "rho start": b0, "rho end": bE,
+                                                              "SGD rho end": rS}, v,
+                            "5% margins on the last 3 measurements", figure_file))
+    if "SGD top" in curves:
+        a0, aE, b0, bE = ends("SGD top")
+        v = bool(bE < 0.95 * rS and aE > lS * 1.05)
+        out.append(cl.Claim("sharpest", "3.3", "Fig. 5", "\"SGD top\" finds a region with lower "
+                            "rho(H) than SGD but does not reduce the loss like SGD", setting,
+                            "lower rho(H), loss not decreasing", {"loss end": aE, "SGD loss end": lS,
+                                                                  "rho end": bE, "SGD rho end": rS},
+                            v, "5% margins on the last 3 measurements", figure_file))
+    gam = {float(k.split("=")[1].split()[0]): k for k in curves if k.startswith("gamma=")}
+    if gam:
+        res = {g: ends(k)[3] for g, k in gam.items()}
+        ok = all((r > 1.05 * rS) if g < 1 else (r < 0.95 * rS) for g, r in res.items())
+        out.append(cl.Claim("sharpest", "3.3", "Fig. 5", "Rescaling eta along e1 by gamma < 1 moves "
+                            "to sharper regions (larger rho(H)), gamma > 1 to flatter ones", setting,
+                            "gamma < 1 sharper, gamma > 1 flatter",
+                            {**{f"gamma={g:g}": r for g, r in sorted(res.items())}, "SGD": rS},
+                            bool(ok), "rho(H) mean of the last 3 measurements vs SGD's, 5% margins",
+                            figure_file))
+    return out
