@@ -150,6 +150,11 @@ class EigenRule(SGDRule):
 
     name = ""
 
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Called by ``RunConfig.validate``: the rule's settings, before any compute."""
+        check_rule_kwargs(cls.name, config)
+
     def __init__(self, params, config, *, mask=None, nesterov: bool = False, **kwargs):
         self.s = check_rule_kwargs(self.name, config, kwargs)
         super().__init__(params, config, mask=mask, nesterov=nesterov)
@@ -194,8 +199,7 @@ class EigenRule(SGDRule):
             raise Diverged(ctx.iteration, "the Hessian eigenvalues")
         self.P = h.vectors.detach().to(self.params[0].dtype).clone()
         self.values = h.values.detach().clone()
-        self.log.append({"iteration": int(ctx.iteration), "epoch": int(ctx.epoch),
-                         "values": [float(v) for v in h.values], "n_hvp": int(h.n_hvp),
+        self.log.append({"iteration": int(ctx.iteration), "values": [float(v) for v in h.values], "n_hvp": int(h.n_hvp),
                          "warm": bool(warm)})
 
     def _due(self, ctx) -> bool:

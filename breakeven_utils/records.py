@@ -339,8 +339,13 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
             torch.save(state, buf)
             _atomic_write(ckpt, buf.getvalue())
 
+        init_state = None
+        if config.init_from is not None and resume is None:  # the parent's state, from this store
+            init_state = state_at(RunConfig.from_dict(config.init_from["config"]),
+                                  config.init_from["iteration"], root, device=device,
+                                  progress=progress)
         try:
-            out = train(config, data=data, device=device, resume=resume,
+            out = train(config, data=data, device=device, resume=resume, init_state=init_state,
                         checkpoint=save_checkpoint if checkpoint_every is not None else None,
                         checkpoint_every=checkpoint_every, hooks=hooks, progress=progress,
                         desc=f"run {key[:8]}")

@@ -245,13 +245,10 @@ def _cfg(**kw):
     ({"refresh": 0}, "never"), ({"refresh": None}, "never"), ({"refresh": 1000}, "never refreshes"),
     ({"hessian_n": 65}, "n_measure"), ({"typo": 1}, "unknown rule_kwargs")])
 def test_bad_rule_settings_fail_before_training(kw, match):
-    cfg = _cfg(update_rule="nsgd", rule_kwargs=kw)
+    with pytest.raises(ValueError, match=match):  # RunConfig validation: before any compute
+        _cfg(update_rule="nsgd", rule_kwargs=kw)
     with pytest.raises(ValueError, match=match):
-        nsgd.check_rule_kwargs("nsgd", cfg)
-    steps = []
-    with pytest.raises(ValueError, match=match):
-        train(cfg, hooks=[steps.append], progress=False)
-    assert steps == []  # nothing trained
+        nsgd.check_rule_kwargs("nsgd", _cfg(), kw)
 
 
 def test_k_larger_than_the_parameter_count_fails_before_training():
@@ -265,9 +262,9 @@ def test_k_larger_than_the_parameter_count_fails_before_training():
 
 def test_variants_reject_gamma_and_k():
     with pytest.raises(ValueError, match="no gamma"):
-        nsgd.check_rule_kwargs("sgd_top", _cfg(update_rule="sgd_top", rule_kwargs={"gamma": 0.5}))
+        _cfg(update_rule="sgd_top", rule_kwargs={"gamma": 0.5})
     with pytest.raises(ValueError, match="k must be 1"):
-        nsgd.check_rule_kwargs("sgd_no_top", _cfg(update_rule="sgd_no_top", rule_kwargs={"k": 2}))
+        _cfg(update_rule="sgd_no_top", rule_kwargs={"k": 2})
 
 
 # ----------------------------------------------------------------------------- through the recorder
@@ -290,7 +287,7 @@ def test_nsgd_gamma_one_is_sgd_bit_for_bit(extra):
     assert [r["train_loss"] for r in o1.rows] == [r["train_loss"] for r in o2.rows]
     # and the refreshes did happen (one per epoch)
     log = o2.info["rule_log"]
-    assert [e["epoch"] for e in log] == [0, 1] and [e["warm"] for e in log] == [False, True]
+    assert [e["iteration"] for e in log] == [0, 8] and [e["warm"] for e in log] == [False, True]
 
 
 def test_nsgd_gamma_below_one_differs_from_sgd():
@@ -335,3 +332,59 @@ def test_run_configs_build_and_validate_for_every_profile():
         restarts = [c for c in cfgs if c.init_from is not None]
         assert restarts and all(c.init_from["config"]["lr"] == 0.005 or profile == "smoke"
                                 for c in restarts)
+
+
+# ----------------------------------------------------------------------------- restart from a parent
+
+
+def test_init_from_starts_at_the_parents_state_and_keys_the_parent(tmp_path):
+    parent = _cfg(max_epochs=2)
+    child = parent.replace(update_rule="sgd_no_top", init_from={"config": parent.to_dict(), "iteration": 5},
+                           max_epochs=None, max_iters=3, metrics=("train", "dist_init"), measure_every=1)
+    want = {}
+
+    def cap(info):
+        if info["iteration"] == 5:
+            want.update({k: v.clone() for k, v in info["model"].state_dict().items()})
+    train(parent, hooks=[cap], progress=False)
+    res = records.run(child, tmp_path, progress=False)  # no stored state: the parent is replayed
+    st = records.state_at(parent, 5, tmp_path)
+    assert all(torch.equal(st["model"][k], want[k]) for k in want)
+    assert res.metrics["dist_init"].iloc[0] == 0.0  # theta_0 of the child is the restart point
+    first = train(parent.replace(max_iters=5, max_epochs=None, measure_every=0, measure_every_epochs=0,
+                                 measure_at=(5,)), progress=False).rows[-1]["train_loss"]
+    assert res.metrics["train_loss"].iloc[0] == pytest.approx(first, rel=1e-6)
+    # the parent is part of the key; a config without init_from keeps its old key
+    other = child.replace(init_from={"config": parent.replace(lr=0.02).to_dict(), "iteration": 5})
+    assert other.key() != child.key() and child.key() != child.replace(init_from=None).key()
+    assert "init_from" not in parent.to_dict()
+
+
+def test_save_state_hook_keeps_the_state_so_no_replay_is_needed(tmp_path):
+    parent = _cfg(max_epochs=1)
+    records.run(parent, tmp_path, progress=False, hooks=[records.save_state_hook(parent, 4, tmp_path)])
+    path = tmp_path / parent.key() / "states" / "iter_4.pt"
+    assert path.exists()
+    calls = []
+    import breakeven_utils.records as rec
+    orig = rec.train
+    rec.train = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    try:
+        records.state_at(parent, 4, tmp_path)
+    finally:
+        rec.train = orig
+    assert calls == []
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"config": {}, "iteration": 0}, "positive integer"), ({"iteration": 3}, "exactly the keys"),
+    ("x", "must be a dict"), ({"config": {"model": "mlp", "max_epochs": 1}, "iteration": 2}, "would not fit")])
+def test_bad_init_from_fails_in_the_config(bad, match):
+    with pytest.raises(ValueError, match=match):
+        _cfg(init_from=bad)
+
+
+def test_state_at_rejects_a_run_that_ends_before_the_iteration(tmp_path):
+    parent = _cfg(max_iters=3, max_epochs=None)
+    with pytest.raises(ValueError, match="before iteration 10"):
+        records.state_at(parent, 10, tmp_path, progress=False)
