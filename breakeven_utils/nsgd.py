@@ -166,6 +166,7 @@ class EigenRule(SGDRule):
         self.values: torch.Tensor | None = None
         self.log: list[dict] = []
         self._l2 = None
+        self._refreshed_at = -1
 
     # -- eigenvectors
     def _l2_mask(self):
@@ -199,8 +200,23 @@ class EigenRule(SGDRule):
             raise Diverged(ctx.iteration, "the Hessian eigenvalues")
         self.P = h.vectors.detach().to(self.params[0].dtype).clone()
         self.values = h.values.detach().clone()
+        self._refreshed_at = int(ctx.iteration)
         self.log.append({"iteration": int(ctx.iteration), "values": [float(v) for v in h.values], "n_hvp": int(h.n_hvp),
                          "warm": bool(warm)})
+
+    def eigs_at(self, iteration: int, k: int, n, tol: float):
+        """The eigenpairs of the refresh at ``iteration`` (a ``HessianEigs`` with the top
+        ``k``), if the rule refreshed there with at least ``k`` vectors, the same examples
+        and a tolerance at least as tight; else None. Lets the ``hessian_top`` metric reuse
+        the refresh at an epoch start instead of repeating it."""
+        from .curvature import HessianEigs
+
+        if (self.P is None or not self.log or self.log[-1]["iteration"] != iteration
+                or self.s["k"] < k or self.s["hessian_n"] != n or self.s["tol"] > tol
+                or self._refreshed_at != iteration):
+            return None
+        return HessianEigs(values=self.values[:k].clone(), vectors=self.P[:k].clone(), n_hvp=0,
+                           which="LM")
 
     def _due(self, ctx) -> bool:
         r = self.s["refresh"]
@@ -248,7 +264,7 @@ class EigenRule(SGDRule):
         return {**super().state_dict(),
                 "P": None if self.P is None else self.P.clone(),
                 "values": None if self.values is None else self.values.clone(),
-                "log": [dict(e) for e in self.log]}
+                "log": [dict(e) for e in self.log], "refreshed_at": self._refreshed_at}
 
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)
@@ -256,6 +272,7 @@ class EigenRule(SGDRule):
         self.P = None if d["P"] is None else d["P"].clone().to(dev)
         self.values = None if d["values"] is None else d["values"].clone()
         self.log = [dict(e) for e in d["log"]]
+        self._refreshed_at = d.get("refreshed_at", -1)
 
     def info(self) -> dict:
         """What the recorder stores in the run's info: the refresh log."""
@@ -573,7 +590,16 @@ def _acc_se(p, n):
     return math.sqrt(max(p * (1 - p), 1e-12) / n) if n else float("nan")
 
 
-def table_claims(table, n_test: int, setting: str, figure_file: str = "") -> list:
+def _paper_str(paper_key, col):
+    vals = PAPER_VALUES.get(paper_key, ({}, ""))[0] if paper_key else {}
+    items = [(k.split()[1], v[col]) for k, v in vals.items() if k.startswith("nsgd")]
+    if not items:
+        return ""
+    return f"{paper_key}: " + " / ".join(str(v) for _, v in items) + " at gamma " + " / ".join(g for g, _ in items)
+
+
+def table_claims(table, n_test: int, setting: str, figure_file: str = "",
+                 paper_key: str | None = None) -> list:
     """Sec. 4: gamma < 1 ends sharper (larger ||H||_F) with equal or better test accuracy,
     gamma > 1 flatter with worse accuracy (NSGD rows only)."""
     from . import claims as cl
@@ -590,7 +616,7 @@ def table_claims(table, n_test: int, setting: str, figure_file: str = "") -> lis
         "sharpest", "4", "Table 1" if "momentum" not in setting else "Table 3",
         "A smaller gamma (lower eta along the top-K eigenvectors) ends in sharper regions: "
         "||H||_F at the best validation epoch decreases as gamma grows",
-        setting, "SimpleCNN: 307 / 126 / 8 / 54 at gamma 0.01 / 0.1 / 1 / 10 (Table 1)",
+        setting, _paper_str(paper_key, 0),
         {f"gamma={g:g}": v for g, v in zip(ok["gamma"], ok["frob_best"])}, o.verdict,
         (o.reason or f"margin {o.margin}") + note, figure_file))
     one = ok[ok["gamma"] == 1.0]
@@ -617,6 +643,6 @@ def table_claims(table, n_test: int, setting: str, figure_file: str = "") -> lis
     out.append(cl.Claim(
         "sharpest", "4", "Table 1" if "momentum" not in setting else "Table 3",
         "gamma < 1 keeps test accuracy equal or better than gamma = 1; gamma > 1 makes it worse",
-        setting, "SimpleCNN: 87.0 / 87.2 / 86.4 / 85.3% at gamma 0.01 / 0.1 / 1 / 10", ours, v,
+        setting, _paper_str(paper_key, 1), ours, v,
         why + f" (margin 1.96 binomial SE on {n_test} test images){note}", figure_file))
     return out

@@ -259,12 +259,20 @@ def _measure_xy(ctx):
 @register_metric("hessian_top")
 def _m_hessian_top(ctx) -> dict:
     """Top ``hessian_k`` eigenpairs (``hessian_which``, L2 included) on the first
-    ``hessian_n`` measurement examples, warm-started from the previous measurement."""
+    ``hessian_n`` measurement examples, warm-started from the previous measurement; an
+    NSGD-type rule that refreshed at this very iteration with the same settings (LM,
+    inference mode, at least k vectors, the same examples, a tolerance as tight) gives
+    its eigenpairs instead (``H_n_hvp`` is then 0)."""
     c = ctx.config
-    mask = l2_mask_vector(ctx.model, c.weight_decay_on) if c.weight_decay > 0 else None
-    h = top_eigs(ctx.model, ctx.loss_fn, _measure_xy(ctx), c.hessian_k, which=c.hessian_which,
-                 tol=c.hessian_tol, v0=ctx.state.get("top_v0"), weight_decay=c.weight_decay,
-                 mask=mask, bn_mode=c.hessian_bn_mode, seed=c.seed)
+    reuse = getattr(ctx.rule, "eigs_at", None)
+    h = None
+    if reuse is not None and c.hessian_which == "LM" and c.hessian_bn_mode == "eval":
+        h = reuse(ctx.iteration, c.hessian_k, c.hessian_n, c.hessian_tol)
+    if h is None:
+        mask = l2_mask_vector(ctx.model, c.weight_decay_on) if c.weight_decay > 0 else None
+        h = top_eigs(ctx.model, ctx.loss_fn, _measure_xy(ctx), c.hessian_k, which=c.hessian_which,
+                     tol=c.hessian_tol, v0=ctx.state.get("top_v0"), weight_decay=c.weight_decay,
+                     mask=mask, bn_mode=c.hessian_bn_mode, seed=c.seed)
     ctx.state["top_v0"] = h.vectors.detach().clone()
     ctx.cache["hessian_top"] = h
     row = {f"H_eig_{i + 1}": float(v) for i, v in enumerate(h.values)}
@@ -355,7 +363,8 @@ def peak_claims(runs: dict, param: str, setting: str, window: int = 3, figure_fi
     for what, vals, claim in (
             ("height", peaks, f"A larger {'eta' if param == 'lr' else 'batch size S'} gives a "
                               f"{'smaller' if param == 'lr' else 'larger'} peak of rho(H)"),
-            ("position", where, f"A larger {'eta' if param == 'lr' else 'batch size S'} gives an "
+            ("position", where, f"A larger {'eta' if param == 'lr' else 'batch size S'} gives "
+                                f"{'an' if param == 'lr' else 'a'} "
                                 f"{'earlier' if param == 'lr' else 'later'} peak of rho(H) (epochs)")):
         o = cl.ordering_verdict(xs, vals, None, sign, symbol=sym)
         out.append(cl.Claim("sharpest", "3.1", "Fig. 3", claim, setting,

@@ -373,7 +373,8 @@ def _measure(r: _Run, t: int) -> dict:
     row = {"iteration": t, "epoch": t / r.bpe, "lr": lr}
     if not all(torch.isfinite(p).all() for p in r.params):
         raise Diverged(t, "a parameter")
-    ctx = MeasureContext(r.model, r.loss_fn, data, c, t, t / r.bpe, lr, S["theta0"], {}, S["mstate"])
+    ctx = MeasureContext(r.model, r.loss_fn, data, c, t, t / r.bpe, lr, S["theta0"], {}, S["mstate"],
+                         rule=r.rule)
     timing = S.setdefault("metric_seconds", {})
     for name, fn in list(_PRE_METRICS.items()) + [(m, _USER_METRICS[m]) for m in c.metrics
                                                   if m in _USER_METRICS]:

@@ -388,3 +388,19 @@ def test_state_at_rejects_a_run_that_ends_before_the_iteration(tmp_path):
     parent = _cfg(max_iters=3, max_epochs=None)
     with pytest.raises(ValueError, match="before iteration 10"):
         records.state_at(parent, 10, tmp_path, progress=False)
+
+
+def test_hessian_top_reuses_the_nsgd_refresh_at_epoch_starts():
+    cfg = _cfg(update_rule="nsgd", rule_kwargs={"gamma": 0.1, "k": 3}, metrics=("train", "hessian_top"),
+               hessian_k=3, hessian_which="LM", measure_every=0, measure_every_epochs=1, max_epochs=2)
+    out = train(cfg, progress=False)
+    log = out.info["rule_log"]
+    rows = out.rows
+    assert [r["iteration"] for r in rows] == [0, 8, 16]
+    for r, e in zip(rows[:2], log):
+        assert r["H_n_hvp"] == 0 and [r[f"H_eig_{i}"] for i in (1, 2, 3)] == e["values"]
+    assert rows[2]["H_n_hvp"] > 0  # the last state has no refresh: measured
+    # the same measurement without reuse agrees to the Lanczos tolerance
+    plain = train(cfg.replace(update_rule=None, rule_kwargs={}), progress=False).rows
+    assert plain[0]["H_n_hvp"] > 0
+    assert rows[0]["H_eig_1"] == pytest.approx(plain[0]["H_eig_1"], rel=1e-3)

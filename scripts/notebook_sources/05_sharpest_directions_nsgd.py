@@ -174,6 +174,7 @@ for name in fams:
     if name == "resnet32_nol2":
         continue
     fig, axes = plotting.subplots(2, 2)
+    axes = axes.reshape(2, 2)
     for row, (grp, sym) in enumerate(((f"fig3_{name}_eta", r"$\eta$"), (f"fig3_{name}_S", "S"))):
         runs = {k: r for k, r in R[grp].items() if r is not None}
         colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(1, len(runs))))
@@ -322,7 +323,7 @@ for key in [k for k in R if k.startswith("table")]:
     n_test = next(iter(res.values())).config.n_test or 10_000
     setting = f"{name}, {label}, eta={s['table']['lr']:g}, {s['table']['max_epochs']} epochs" + (
         f", momentum {s['table']['momentum']:g}" if which == "table3" else "")
-    claims += nsgd.table_claims(t, n_test, setting, figure_file=f"fig6_{key}.png")
+    claims += nsgd.table_claims(t, n_test, setting, figure_file=f"fig6_{key}.png", paper_key=key)
     fig, axes = plotting.subplots(3, 1)
     for lab, r in res.items():
         m = r.metrics.sort_values("iteration")
