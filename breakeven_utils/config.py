@@ -264,7 +264,8 @@ class RunConfig:
         s(self, "rule_kwargs", dict(_jsonable(dict(self.rule_kwargs))))
         if self.init_from is not None:
             if not isinstance(self.init_from, dict):
-                raise ValueError(f"init_from must be a dict {{'config', 'iteration'}}, got {self.init_from!r}")
+                raise ValueError(f"init_from must be a dict {{'config', 'iteration'}}, "
+                                 f"got {self.init_from!r}")
             s(self, "init_from", dict(_jsonable(dict(self.init_from))))
         if isinstance(self.metrics, str):
             raise ValueError("metrics must be a sequence of names, not a string")

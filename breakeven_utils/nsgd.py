@@ -201,8 +201,8 @@ class EigenRule(SGDRule):
         self.P = h.vectors.detach().to(self.params[0].dtype).clone()
         self.values = h.values.detach().clone()
         self._refreshed_at = int(ctx.iteration)
-        self.log.append({"iteration": int(ctx.iteration), "values": [float(v) for v in h.values], "n_hvp": int(h.n_hvp),
-                         "warm": bool(warm)})
+        self.log.append({"iteration": int(ctx.iteration), "values": [float(v) for v in h.values],
+                         "n_hvp": int(h.n_hvp), "warm": bool(warm)})
 
     def eigs_at(self, iteration: int, k: int, n, tol: float):
         """The eigenpairs of the refresh at ``iteration`` (a ``HessianEigs`` with the top
@@ -432,7 +432,8 @@ def probe_config(s, fam, lr):
     p = s["probe"]
     return _base(s, fam, lr=float(lr), batch_size=int(p["batch_size"]), max_epochs=int(p["max_epochs"]),
                  measure_every=int(p["measure_every"]), measure_dense_until=None,
-                 metrics=("train", "val", "hessian_top", "sharpest_probe"), hessian_k=5)
+                 metrics=("train", "val", "hessian_top", "sharpest_probe"),
+                 hessian_k=int(p.get("hessian_k", 5)))
 
 
 def variant_configs(s, parent) -> dict:
@@ -469,7 +470,8 @@ def table_configs(s, fam_name, fam, momentum=0.0) -> dict:
                      schedule="plateau", plateau_patience=int(t["patience"]), plateau_factor=0.1,
                      max_epochs=int(t["max_epochs"]), measure_every=0, measure_every_epochs=1,
                      metrics=("train", "val", "test", "hessian_top", "dist_init", "rho_W"),
-                     hessian_k=int(t["k"]), train_eval_on="train", update_rule="nsgd",
+                     hessian_k=int(t["k"]), train_eval_on=t.get("train_eval_on", "train"),
+                     update_rule="nsgd",
                      rule_kwargs={"gamma": float(gamma), "k": int(t["k"]), "refresh": "epoch"})
     out = {f"nsgd {g:g}": cfg(t["lr"], g) for g in gammas}
     if momentum == 0:
@@ -506,12 +508,14 @@ def experiments(s: dict) -> dict:
     sc, fam = s["schedules"], fams["simplecnn"]
     total = sc["max_epochs"] * (s["n_train"] // t["batch_size"])
     common = dict(lr=sc["lr"], batch_size=t["batch_size"], max_epochs=sc["max_epochs"])
-    out["schedules"] = {
-        "constant": trajectory_config(s, fam, **common),
-        "step": trajectory_config(s, fam, **common, schedule="step",
-                                  milestones=tuple(sc["milestones"]), gamma=0.1),
-        "one cycle": trajectory_config(s, fam, **common, schedule="cyclic", clr_base_lr=sc["lr"] / 10,
-                                       clr_step_size=max(1, total // 2))}
+    kinds = {
+        "constant": lambda: trajectory_config(s, fam, **common),
+        "step": lambda: trajectory_config(s, fam, **common, schedule="step",
+                                          milestones=tuple(sc["milestones"]), gamma=0.1),
+        "one cycle": lambda: trajectory_config(s, fam, **common, schedule="cyclic",
+                                               clr_base_lr=sc["lr"] / 10,
+                                               clr_step_size=max(1, total // 2))}
+    out["schedules"] = {k: kinds[k]() for k in sc.get("kinds", list(kinds))}
     m = s["momentum"]
     out["momentum"] = {b: trajectory_config(s, fam, lr=m["lr"], batch_size=t["batch_size"], momentum=b,
                                             max_epochs=sc["max_epochs"]) for b in m["betas"]}
@@ -595,7 +599,8 @@ def _paper_str(paper_key, col):
     items = [(k.split()[1], v[col]) for k, v in vals.items() if k.startswith("nsgd")]
     if not items:
         return ""
-    return f"{paper_key}: " + " / ".join(str(v) for _, v in items) + " at gamma " + " / ".join(g for g, _ in items)
+    return (f"{paper_key}: " + " / ".join(str(v) for _, v in items) + " at gamma "
+            + " / ".join(g for g, _ in items))
 
 
 def table_claims(table, n_test: int, setting: str, figure_file: str = "",

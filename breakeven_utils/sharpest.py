@@ -360,7 +360,7 @@ def peak_claims(runs: dict, param: str, setting: str, window: int = 3, figure_fi
     sign = -1 if param == "lr" else +1
     sym = "eta" if param == "lr" else "S"
     out = []
-    for what, vals, claim in (
+    for _what, vals, claim in (
             ("height", peaks, f"A larger {'eta' if param == 'lr' else 'batch size S'} gives a "
                               f"{'smaller' if param == 'lr' else 'larger'} peak of rho(H)"),
             ("position", where, f"A larger {'eta' if param == 'lr' else 'batch size S'} gives "

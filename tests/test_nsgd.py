@@ -12,6 +12,7 @@ from breakeven_utils import nsgd, records
 from breakeven_utils.params import trainable_parameters
 from breakeven_utils.sharpest import top_eigs
 from breakeven_utils.train import RuleContext, RunConfig, train
+
 F64 = torch.float64
 
 
@@ -216,7 +217,7 @@ def test_constant_top_keeps_the_first_eigenvector_while_e1_moves():
 def test_warm_started_refresh_needs_fewer_hvps_and_matches_dense():
     model, loss_fn, x, y, params, rule, ctx = _rule_setup("nsgd", gamma=0.5, k=2, refresh="epoch")
     rule.on_epoch_start(ctx)
-    for t in range(2):  # two small steps, then a warm refresh
+    for _ in range(2):  # two small steps, then a warm refresh
         rule(params, _grads(model, loss_fn, x, y), 0.01, ctx)
     cold = rule.log[0]["n_hvp"]
     ctx.epoch = 1
@@ -378,7 +379,8 @@ def test_save_state_hook_keeps_the_state_so_no_replay_is_needed(tmp_path):
 
 @pytest.mark.parametrize("bad,match", [
     ({"config": {}, "iteration": 0}, "positive integer"), ({"iteration": 3}, "exactly the keys"),
-    ("x", "must be a dict"), ({"config": {"model": "mlp", "max_epochs": 1}, "iteration": 2}, "would not fit")])
+    ("x", "must be a dict"),
+    ({"config": {"model": "mlp", "max_epochs": 1}, "iteration": 2}, "would not fit")])
 def test_bad_init_from_fails_in_the_config(bad, match):
     with pytest.raises(ValueError, match=match):
         _cfg(init_from=bad)
@@ -404,3 +406,18 @@ def test_hessian_top_reuses_the_nsgd_refresh_at_epoch_starts():
     plain = train(cfg.replace(update_rule=None, rule_kwargs={}), progress=False).rows
     assert plain[0]["H_n_hvp"] > 0
     assert rows[0]["H_eig_1"] == pytest.approx(plain[0]["H_eig_1"], rel=1e-3)
+
+
+def test_table_claims_on_a_hand_made_table():
+    import pandas as pd
+    t = pd.DataFrame({"run": ["nsgd 0.01", "nsgd 0.1", "nsgd 1", "nsgd 10", "sgd 0.1"],
+                      "status": ["done"] * 5, "frob_best": [300.0, 120.0, 8.0, 2.0, 1.0],
+                      "test_acc": [0.87, 0.872, 0.864, 0.80, 0.88]})
+    sharp, acc = nsgd.table_claims(t, 10_000, "s", paper_key="table1_simplecnn")
+    assert sharp.verdict == "holds" and "307/422" in sharp.paper_value
+    assert acc.verdict == "holds"
+    t.loc[3, "test_acc"] = 0.866  # gamma = 10 not worse beyond the binomial noise
+    assert nsgd.table_claims(t, 10_000, "s")[1].verdict == "not testable at this scale"
+    t.loc[3, "status"] = "diverged"
+    sharp, _ = nsgd.table_claims(t, 10_000, "s")
+    assert "diverged: gamma=[10.0]" in sharp.reason
