@@ -36,7 +36,7 @@
 profile = "smoke"      # smoke | cpu | paper
 output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
 run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
-jobs = 1               # runs in parallel (processes), 1 runs them in this kernel
+jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys to override
 
 # %%
@@ -83,7 +83,9 @@ v0 = next(iter(ex["variants"].values()))
 parent = records.RunConfig.from_dict(v0.init_from["config"])
 records.run(parent, run_store, progress=False,
             hooks=[records.save_state_hook(parent, v0.init_from["iteration"], run_store)])
-raw = records.sweep(configs, store=run_store, jobs=jobs, errors="record", progress=False)
+jobs = jobs or (1 if profile == "smoke" else 2)
+raw = records.sweep(configs, store=run_store, jobs=jobs, threads_per_job=1 if jobs > 1 else None,
+                    errors="record", progress=False)
 failed = {f["key"]: f["error"] for f in raw.attrs.get("failed", [])}
 for k, e in failed.items():
     print("failed run (skipped):", k, e)
