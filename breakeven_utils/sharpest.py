@@ -445,11 +445,28 @@ PAPER_ALPHA = {"simplecnn": {0.25: -0.02, 0.5: -0.02, 2.0: 0.021, 4.0: 0.111},
                "resnet32": {0.25: -0.03, 0.5: -0.03, 2.0: 0.03, 4.0: 0.131}}
 
 
+def _three_way(checks) -> tuple:
+    """checks: [(step in the predicted direction, margin)] -> (verdict, outcome words)."""
+    if any(d < -m for d, m in checks):
+        return False, "against the prediction beyond the margin"
+    if any(abs(d) <= m for d, m in checks):
+        return None, "within noise"
+    return True, ""
+
+
 def variant_claims(curves: dict, setting: str, figure_file: str = "") -> list:
-    """Sec. 3.3 / Fig. 5 from {label: (iterations, loss, rho)} of the restarted runs:
-    "SGD no top" keeps reducing the loss while rho(H) keeps rising (above vanilla SGD's);
-    "SGD top" ends with a lower rho(H) than SGD but does not reduce the loss as SGD does;
-    gamma < 1 along e1 ends sharper than SGD, gamma > 1 flatter. 5% margins."""
+    """Sec. 3.3 / Fig. 5 from {label: (iterations, loss, rho)} of the restarted runs, each
+    end value the mean of the last 3 measurements:
+
+    - "SGD no top" reduces the loss like SGD (its decrease at least half of SGD's) while
+      rho(H) keeps rising (by more than 5%); the paper restarts where SGD's own rho(H) has
+      stabilised, so when SGD's rho(H) also rises by more than 5% the contrast is not
+      testable at this restart point;
+    - "SGD top" ends with a lower rho(H) than SGD (by more than 5%) and reduces the loss
+      less than half as much as SGD;
+    - gamma < 1 along e1 ends sharper than SGD, gamma > 1 flatter (5% margins).
+    A step against the prediction beyond its margin -> does not hold; inside it -> not
+    testable (within noise)."""
     from . import claims as cl
 
     def ends(label):
@@ -461,32 +478,37 @@ def variant_claims(curves: dict, setting: str, figure_file: str = "") -> list:
     if "SGD" not in curves:
         return out
     l0, lS, r0, rS = ends("SGD")
+    dS = l0 - lS  # SGD's loss decrease
+    sgd_rise = rS / r0 - 1
     if "SGD no top" in curves:
         a0, aE, b0, bE = ends("SGD no top")
-        ok_loss, ok_rho = aE < 0.95 * a0, bE > 1.05 * b0 and bE > 1.05 * rS
-        v = bool(ok_loss and ok_rho)
-        out.append(cl.Claim("sharpest", "3.3", "Fig. 5", "\"SGD no top\" keeps reducing the loss "
-                            "while rho(H) keeps rising (above vanilla SGD's)", setting,
-                            "loss like SGD, rho(H) rising", {"loss start": a0, "loss end": aE,
-                                                              "rho start": b0, "rho end": bE,
-                                                              "SGD rho end": rS}, v,
-                            "5% margins on the last 3 measurements", figure_file))
+        v, why = _three_way([((a0 - aE) - 0.5 * dS, 0.0), (bE - 1.05 * b0, 0.0)])
+        if v and sgd_rise > 0.05:
+            v, why = None, (f"vanilla SGD's rho(H) rises by {100 * sgd_rise:.0f}% too: the restart point "
+                            "is before the stabilisation the paper restarts at")
+        out.append(cl.Claim("sharpest", "3.3", "Fig. 5", "\"SGD no top\" reduces the loss like SGD "
+                            "while rho(H) keeps rising", setting, "loss like SGD, rho(H) rising",
+                            {"loss decrease": a0 - aE, "SGD loss decrease": dS, "rho start": b0,
+                             "rho end": bE, "SGD rho end": rS}, v,
+                            why or "decrease >= half of SGD's, rho(H) up > 5%", figure_file))
     if "SGD top" in curves:
         a0, aE, b0, bE = ends("SGD top")
-        v = bool(bE < 0.95 * rS and aE > lS * 1.05)
+        v, why = _three_way([(0.95 * rS - bE, 0.0), (0.5 * dS - (a0 - aE), 0.0)])
         out.append(cl.Claim("sharpest", "3.3", "Fig. 5", "\"SGD top\" finds a region with lower "
                             "rho(H) than SGD but does not reduce the loss like SGD", setting,
-                            "lower rho(H), loss not decreasing", {"loss end": aE, "SGD loss end": lS,
-                                                                  "rho end": bE, "SGD rho end": rS},
-                            v, "5% margins on the last 3 measurements", figure_file))
+                            "lower rho(H), loss not decreasing",
+                            {"loss decrease": a0 - aE, "SGD loss decrease": dS, "rho end": bE,
+                             "SGD rho end": rS}, v,
+                            why or "rho(H) > 5% below SGD's, loss decrease < half of SGD's", figure_file))
     gam = {float(k.split("=")[1].split()[0]): k for k in curves if k.startswith("gamma=")}
     if gam:
         res = {g: ends(k)[3] for g, k in gam.items()}
-        ok = all((r > 1.05 * rS) if g < 1 else (r < 0.95 * rS) for g, r in res.items())
+        checks = [((r - rS) if g < 1 else (rS - r), 0.05 * max(r, rS)) for g, r in res.items()]
+        v, why = _three_way(checks)
         out.append(cl.Claim("sharpest", "3.3", "Fig. 5", "Rescaling eta along e1 by gamma < 1 moves "
                             "to sharper regions (larger rho(H)), gamma > 1 to flatter ones", setting,
                             "gamma < 1 sharper, gamma > 1 flatter",
-                            {**{f"gamma={g:g}": r for g, r in sorted(res.items())}, "SGD": rS},
-                            bool(ok), "rho(H) mean of the last 3 measurements vs SGD's, 5% margins",
-                            figure_file))
+                            {**{f"gamma={g:g}": r for g, r in sorted(res.items())}, "SGD": rS}, v,
+                            (why + "; " if why else "") + "rho(H) of the last 3 measurements vs SGD's, "
+                            "5% margins", figure_file))
     return out
