@@ -288,7 +288,8 @@ for lab, (it, loss, rit, rho) in curves.items():
 for j, (yl, t) in enumerate([("loss", "variants: loss"), (r"$\rho(\mathbf{H})$", r"variants: $\rho(\mathbf{H})$"),
                              ("loss", r"$\gamma$ along $e_1$: loss"),
                              (r"$\rho(\mathbf{H})$", r"$\gamma$ along $e_1$: $\rho(\mathbf{H})$")]):
-    axes[j].set(xlabel="iterations after the restart", ylabel=yl + (" (measurement set)" if yl == "loss" else ""), title=t)
+    yl = yl + (" (measurement set)" if yl == "loss" else "")
+    axes[j].set(xlabel="iterations after the restart", ylabel=yl, title=t)
     axes[j].legend(fontsize=7)
 finish(fig, "Fig. 5: SGD variants restarted from the Fig. 4 run", "fig5_variants")
 claims += sharpest.variant_claims(
