@@ -137,6 +137,7 @@ class MeasureContext:
     theta0: torch.Tensor
     cache: dict
     state: dict
+    rule: Any = None  # the run's update rule (a metric may reuse its work, e.g. NSGD's eigenpairs)
 
 
 def _params_vector(model) -> torch.Tensor:
