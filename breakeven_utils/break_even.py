@@ -301,3 +301,13 @@ def fig9_correlations(results) -> pd.DataFrame:
                  else (np.nan, np.nan))
         rows.append(dict(lr=r.config.lr, seed=r.config.seed, n=len(m), pearson_r=float(rr), p=float(p)))
     return pd.DataFrame(rows)
+
+
+def run_configs(profile: str = "smoke", **overrides) -> list:
+    """Every run notebook 1 launches at ``profile`` (the trajectories, then the Fig. 9
+    runs they do not already contain), validated, without training (``make plan``)."""
+    s = settings(profile, **overrides)
+    return list({c.key(): c for c in trajectory_configs(s) + fig9_configs(s)}.values())
+
+
+__all__ += ["run_configs"]
