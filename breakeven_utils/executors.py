@@ -36,7 +36,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-__all__ = ["EXECUTORS", "executor_from_env", "slurm_executor", "dask_client", "check_store",
+__all__ = ["EXECUTORS", "sweep_env", "executor_from_env", "slurm_executor", "dask_client", "check_store",
            "is_remote", "threads_from_env", "RunJob", "submit_runs", "as_completed"]
 
 EXECUTORS = ("local", "slurm", "dask")
@@ -54,6 +54,16 @@ _CACHE: dict = {}  # one executor per setting and process (a notebook sweeps sev
 def _missing(pkg: str, what: str) -> ImportError:
     return ImportError(f"{what} needs the optional package {pkg!r}: pip install '.[cluster]' "
                        f"(or pip install {pkg})")
+
+
+def sweep_env(store=None, environ=None) -> dict:
+    """``records.sweep`` keyword arguments from the environment, the one call a notebook
+    makes: ``records.sweep(configs, store=run_store, jobs=jobs, **records.sweep_env(run_store))``
+    gives ``executor`` (:func:`executor_from_env`), ``device`` (``$BREAKEVEN_DEVICE``,
+    default 'auto') and ``threads_per_job`` (:func:`threads_from_env`)."""
+    env = os.environ if environ is None else environ
+    return {"executor": executor_from_env(store, env), "device": env.get("BREAKEVEN_DEVICE") or "auto",
+            "threads_per_job": threads_from_env(env)}
 
 
 def executor_from_env(store=None, environ=None):

@@ -29,8 +29,9 @@ or any ``concurrent.futures``-style executor such as submitit's
 Beyond one machine (the store must be on a file system every worker sees;
 each job runs ``records._run_job`` and writes its run directory, the notebook
 then reads the results). The notebooks take the executor from the environment
-(:func:`executor_from_env`, set by ``make reproduce EXECUTOR=slurm|dask``, see
-``breakeven_utils.executors``); by hand::
+(``sweep(configs, store, jobs=jobs, **sweep_env(store))``, set by ``make
+reproduce EXECUTOR=slurm|dask DEVICE=...``, see ``breakeven_utils.executors``);
+by hand::
 
     import submitit
     ex = submitit.AutoExecutor(folder="/shared/slurm_logs")
@@ -64,7 +65,7 @@ import pandas as pd
 
 from . import __version__
 from .device import device_from_env, resolve_device
-from .executors import check_store, executor_from_env, is_remote
+from .executors import check_store, executor_from_env, is_remote, sweep_env
 from .train import RunConfig, train
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "STATUSES",
     "executor_from_env",
     "device_from_env",
+    "sweep_env",
 ]
 
 ENV_VAR = "BREAKEVEN_RUNS"
