@@ -129,6 +129,9 @@ def configure_environment(args) -> Path:
     if name != "local" and not (args.run_store or env.get("BREAKEVEN_RUNS")):
         raise ValueError(f"--executor {name}: set the run store to a path on a file system every "
                          "worker mounts (RUNS=/shared/.../runs, or BREAKEVEN_RUNS)")
+    if name == "local" and (args.jobs or 1) > 1 and not env.get("BREAKEVEN_THREADS"):
+        # N local processes share the cores: without this each would use all of them
+        env["BREAKEVEN_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
     store = Path(args.run_store or env.get("BREAKEVEN_RUNS") or ROOT / "runs").expanduser()
     if name == "local":
         store = store.absolute()
