@@ -41,11 +41,11 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     runs = plan.notebook_runs(args.profile)
     chosen, seen = [], set()
-    for nb, cfgs in runs.items():  # one run per (notebook, model, batch size)
+    for nb, cfgs in runs.items():  # one run per (notebook, model)
         if isinstance(cfgs, plan.NotBuilt):
             continue
         for c in cfgs:
-            k = (nb, c.model, c.batch_size)
+            k = (nb, c.model)
             if k not in seen:
                 seen.add(k)
                 chosen.append((nb, c.replace(max_iters=args.iters, target_train_acc=None,
