@@ -266,8 +266,9 @@ def as_completed(futures, poll: float = 1.0):
         return
     if futures and _is_dask(futures[0]):
         from distributed import as_completed as dask_as_completed
+        by_key = {f.key: i for i, f in enumerate(futures)}
         for f in dask_as_completed(futures):
-            yield index[id(f)], f
+            yield by_key[f.key], f
         return
     pending = list(futures)
     if not all(hasattr(f, "done") for f in pending):  # the smallest executors: in order
