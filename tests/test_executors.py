@@ -125,12 +125,14 @@ def test_submitit_local_sweep_equals_serial_and_an_interrupted_job_resumes(tmp_p
     pd.testing.assert_frame_equal(serial, viasub, check_exact=True)
     assert {status(tmp_path / "submitit", c)["n_starts"] for c in cs} == {1}
 
-    # pre-emption: submitit signals the job, which requeues itself and resumes its run
+    # pre-emption: the job checkpoints its callable, is requeued and resumes its run
     c = RunConfig(**LONG)
     job = executors.submit_runs(ex, [(c.to_dict(), str(tmp_path / "submitit"), "cpu", "measure",
                                       False, 1)])[0]
-    wait_for_checkpoint(tmp_path / "submitit", c)
-    job._interrupt()
+    st = wait_for_checkpoint(tmp_path / "submitit", c)
+    # what SLURM does on pre-emption: the job's process gets submitit's signal (USR2)
+    from submitit.local.local import LocalJobEnvironment
+    os.kill(st["pid"], LocalJobEnvironment._usr_sig())
     assert job.result()["status"] == "done"
     st = status(tmp_path / "submitit", c)
     assert st["n_starts"] == 2 and st["resumed_from"] > 0
