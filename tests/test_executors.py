@@ -35,18 +35,24 @@ def status(root, c):
     return json.loads((root / c.key() / "status.json").read_text())
 
 
-def wait_for_checkpoint(root, c, timeout=240):
-    """Until the run has written a checkpoint after its start; returns its status."""
+def wait_for_checkpoint(root, c, after=32, timeout=240):
+    """Until the running run has checkpointed past iteration ``after``; returns its status."""
+    import torch
+
     deadline = time.time() + timeout
+    p = root / c.key()
     while time.time() < deadline:
-        p = root / c.key()
-        if (p / "checkpoint.pt").exists() and (p / "status.json").exists():
+        try:
             st = json.loads((p / "status.json").read_text())
-            if st["status"] == "running":
-                time.sleep(1.0)  # a few more measurements
-                return st
+            it = torch.load(p / "checkpoint.pt", weights_only=False)["loop"]["iteration"]
+        except (FileNotFoundError, json.JSONDecodeError, RuntimeError, EOFError):
+            time.sleep(0.05)
+            continue
+        if st["status"] == "running" and it >= after:
+            return st
+        assert st["status"] == "running", f"the run ended before it could be killed: {st['status']}"
         time.sleep(0.05)
-    raise AssertionError("the run never wrote a checkpoint")
+    raise AssertionError(f"the run never checkpointed past iteration {after}")
 
 
 def assert_same_metrics(a, b):
