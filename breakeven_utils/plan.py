@@ -197,7 +197,8 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
     loss_fn = nn.CrossEntropyLoss()
     params = [p for p in model.parameters() if p.requires_grad]
     x, y = data.train.x, data.train.y
-    out = {"n_params": int(sum(p.numel() for p in params)), "hessian_chunked": need["hessian_chunked"]}
+    out = {"n_params": int(sum(p.numel() for p in params)), "hessian_chunked": need["hessian_chunked"],
+           "fb_sizes": list(need["fb_sizes"])}
 
     def fb(n):
         def go():
@@ -215,12 +216,12 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
     # one Hessian-vector product at two sizes, batched as the recorder batches them
     big = need["hessian_chunked"]
     hv = {}
-    for n in (8, 32):
+    for n in (16, 64):
         obj = _Objective(model, loss_fn, (x[:n], y[:n]), bn_mode=c.hessian_bn_mode,
                          batch_size=n // 2 if big else None, method=c.hessian_method)
         v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(1)).to(device)
         hv[n] = _timed(lambda obj=obj, v=v: obj.hvp(v), reps=1, sync=sync)
-    out["hvp_a"], out["hvp_b"] = _fit(8, hv[8], 32, hv[32])
+    out["hvp_a"], out["hvp_b"] = _fit(16, hv[16], 64, hv[64])
     if need["pe_grad"]:
         out["pe_grad_b"] = _timed(lambda: per_example_gradients(model, loss_fn, x[:8], y[:8]),
                                   reps=1, sync=sync) / 8
@@ -354,9 +355,13 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
             raise ValueError(f"no input shape known for data set {c.dataset!r}; add it to "
                              "plan.INPUT_SHAPES")
         sk = _shape_key(c, s)
-        need = todo_shapes.setdefault(sk, {"c": c, "s": s, "fb_sizes": (8, 32), "lanczos": set(),
+        need = todo_shapes.setdefault(sk, {"c": c, "s": s, "fb_sizes": (8, 16), "lanczos": set(),
                                            "pe_grad": False, "pe_curv": False,
                                            "hessian_chunked": False})
+        # the second size: the largest batch the runs use, up to 128 (per-example costs
+        # fall with the batch size on a CPU; beyond 128 they hardly change)
+        big = max(16, min(128, max(s["S"], s["K_M"] if "K" in c.metrics else 0)))
+        need["fb_sizes"] = (8, max(need["fb_sizes"][1], big))
         if "lambda_H" in c.metrics or "H_spectrum" in c.metrics:
             need["lanczos"].add(json.dumps([c.hessian_k, c.hessian_tol, c.hessian_which]))
             need["hessian_chunked"] |= s["hessian_n"] > 512
@@ -374,7 +379,7 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
 
     def covered(k, need):
         have = entry["shapes"].get(k)
-        return bool(have) and \
+        return bool(have) and have.get("fb_sizes", [0, 0])[1] >= need["fb_sizes"][1] and \
             (not need["pe_grad"] or "pe_grad_b" in have) and (not need["pe_curv"] or "pe_curv_b" in have) \
             and have.get("hessian_chunked") == need["hessian_chunked"]
 
