@@ -540,7 +540,7 @@ def _total_row(name, g, todo, jobs: int) -> dict:
             "training": format_seconds(t["train_s"].sum()),
             "measuring": format_seconds(t["measure_s"].sum()),
             "total (one job)": format_seconds(t["cost_s"].sum()),
-            f"wall with {jobs} jobs": format_seconds(t["cost_s"].sum() / max(jobs, 1))}
+            f"wall, {jobs} parallel job(s)": format_seconds(t["cost_s"].sum() / max(jobs, 1))}
 
 
 def plan_tables(p: dict, jobs: int = 1) -> str:
