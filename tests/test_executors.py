@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -96,6 +97,19 @@ def test_slurm_parameters_from_a_toml_file_and_variables(tmp_path):
     cfg.write_text("slurm_partition = \n")
     with pytest.raises(ValueError, match="not valid TOML"):
         executors.slurm_params_from_env({"BREAKEVEN_SLURM_CONFIG": str(cfg)})
+
+
+def test_the_example_slurm_config_is_accepted_by_submitit(tmp_path, monkeypatch):
+    submitit = pytest.importorskip("submitit", reason="needs the optional extra '.[cluster]'")
+    example = Path(__file__).resolve().parents[1] / "scripts" / "slurm.example.toml"
+    params = executors.slurm_params_from_env({"BREAKEVEN_SLURM_CONFIG": str(example),
+                                              "BREAKEVEN_SLURM_PARTITION": "debug"})
+    assert params["slurm_partition"] == "debug" and params["gpus_per_node"] == 1
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
+    ex = submitit.AutoExecutor(folder=str(tmp_path), cluster="slurm")
+    ex.update_parameters(**params)  # submitit rejects unknown names
+    with pytest.raises(Exception, match="partiton"):
+        ex.update_parameters(slurm_partiton="gpu")
 
 
 def test_remote_executor_rejects_a_store_the_workers_cannot_see(tmp_path, monkeypatch):
