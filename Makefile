@@ -3,6 +3,14 @@
 #   make test        unit tests, then nbval on the committed smoke-run notebooks
 # Both create/update the local virtual environment .venv first.
 #
+#   make plan        every run the notebooks would launch at PROFILE, its estimated cost on this
+#                    device and totals; trains nothing (under a minute)
+#
+# Where the runs execute (reproduce): DEVICE=auto|cpu|cuda, EXECUTOR=local|slurm|dask,
+# JOBS=N (local processes), THREADS=N (torch threads per run), RUNS=<run store; a shared
+# absolute path for slurm/dask>, SCHEDULER=host:port (dask), SLURM_CONFIG=<TOML of submitit
+# parameters>, PARTITION=, GPUS= (per job), TIME= (minutes per job) for slurm.
+#
 # Variables: PROFILE=smoke|cpu|paper, PYTHON (3.11+), VENV, TORCH_SPEC (the torch
 # build to install first; the default pins the releases that lie on the project's
 # offline machines, e.g. TORCH_SPEC="torch torchvision" takes the newest),
@@ -15,6 +23,16 @@ PROFILE ?= cpu
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 OFFLINE_DATA ?=
 NOTEBOOKS ?=
+DEVICE ?=
+EXECUTOR ?=
+SCHEDULER ?=
+JOBS ?=
+THREADS ?=
+RUNS ?=
+SLURM_CONFIG ?=
+PARTITION ?=
+GPUS ?=
+TIME ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -23,14 +41,14 @@ ifneq ($(OFFLINE_DATA),)
 export BREAKEVEN_DATA := $(CURDIR)/.data
 endif
 
-.PHONY: reproduce test lint benchmark data env clean-figures
+.PHONY: reproduce plan test lint benchmark data env clean-figures
 
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'
 	touch $(STAMP)
 
 data:
@@ -38,8 +56,18 @@ ifneq ($(OFFLINE_DATA),)
 	bash $(OFFLINE_DATA)/unpack.sh .data
 endif
 
+RUN_OPTS = $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(DEVICE),--device $(DEVICE)) \
+	$(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+	$(if $(JOBS),--jobs $(JOBS)) $(if $(THREADS),--threads $(THREADS)) $(if $(RUNS),--run-store $(RUNS)) \
+	$(if $(SLURM_CONFIG),--slurm-config $(SLURM_CONFIG))
+SLURM_ENV = $(if $(PARTITION),BREAKEVEN_SLURM_PARTITION=$(PARTITION)) $(if $(GPUS),BREAKEVEN_SLURM_GPUS=$(GPUS)) \
+	$(if $(TIME),BREAKEVEN_SLURM_TIME=$(TIME))
+
 reproduce: $(STAMP) data
-	$(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(SLURM_ENV) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(RUN_OPTS)
+
+plan: $(STAMP)
+	$(BIN)/python scripts/reproduce.py --plan --profile $(PROFILE) $(RUN_OPTS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider

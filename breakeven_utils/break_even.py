@@ -430,3 +430,13 @@ def fig9_correlations(results) -> pd.DataFrame:
         rows.append(dict(lr=r.config.lr, seed=r.config.seed, n=c.n, pearson_r=c.r, p=c.p,
                          testable=c.testable, reason=c.reason))
     return pd.DataFrame(rows)
+
+
+def run_configs(profile: str = "smoke", **overrides) -> list:
+    """Every run notebook 1 launches at ``profile`` (the trajectories, then the Fig. 9
+    runs they do not already contain), validated, without training (``make plan``)."""
+    s = settings(profile, **overrides)
+    return list({c.key(): c for c in trajectory_configs(s) + fig9_configs(s)}.values())
+
+
+__all__ += ["run_configs"]

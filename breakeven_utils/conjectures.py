@@ -354,3 +354,13 @@ def _param_from_name(name: str) -> str:
         if name.endswith(suffix):
             return p
     raise ValueError(f"cannot tell the varied parameter of sweep {name!r}; pass param_of")
+
+
+def run_configs(profile: str = "smoke", **overrides) -> list:
+    """Every distinct run notebook 2 launches at ``profile`` (all sweeps; a run shared by
+    two sweeps once), validated, without training (``make plan``)."""
+    cfgs = [c for sw in sweeps(settings(profile, **overrides)) for c in sw.configs]
+    return list({c.key(): c for c in cfgs}.values())
+
+
+__all__ += ["run_configs"]

@@ -334,6 +334,8 @@ def load_data(
     """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)}")
+    from .device import resolve_device
+    device = resolve_device(device)  # 'auto': CUDA when present, else CPU
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalize={normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
     info = DATASETS[name]

@@ -28,18 +28,22 @@ or any ``concurrent.futures``-style executor such as submitit's
 
 Beyond one machine (the store must be on a file system every worker sees;
 each job runs ``records._run_job`` and writes its run directory, the notebook
-then reads the results)::
+then reads the results). The notebooks take the executor from the environment
+(``sweep(configs, store, jobs=jobs, **sweep_env(store))``, set by ``make
+reproduce EXECUTOR=slurm|dask DEVICE=...``, see ``breakeven_utils.executors``);
+by hand::
 
     import submitit
-    ex = submitit.AutoExecutor(folder="slurm_logs")
+    ex = submitit.AutoExecutor(folder="/shared/slurm_logs")
     ex.update_parameters(timeout_min=240, slurm_partition="gpu", gpus_per_node=1)
-    df = sweep(configs, store="/shared/runs", executor=ex, device="cuda")
+    df = sweep(configs, store="/shared/runs", executor=ex, device="auto")
 
-    from dask.distributed import Client
+    from distributed import Client
     df = sweep(configs, store="/shared/runs", executor=Client("scheduler:8786"))
 
 A job that dies (pre-emption, time limit) leaves its checkpoint; sweeping
-again resumes it and loads every finished run without recomputing.
+again resumes it and loads every finished run without recomputing (SLURM jobs
+are requeued by submitit and resume by themselves).
 """
 from __future__ import annotations
 
@@ -60,6 +64,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .device import device_from_env, resolve_device
+from .executors import check_store, executor_from_env, is_remote, sweep_env
 from .train import RunConfig, train
 
 __all__ = [
@@ -77,6 +83,9 @@ __all__ = [
     "STATUSES",
     "state_at",
     "save_state_hook",
+    "executor_from_env",
+    "device_from_env",
+    "sweep_env",
 ]
 
 ENV_VAR = "BREAKEVEN_RUNS"
@@ -290,7 +299,7 @@ def _load_dir(run_dir: Path, config: RunConfig | None = None) -> RunResult:
 # ----------------------------------------------------------------------------- run / load
 
 
-def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: str = "cpu",
+def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: str = "auto",
         checkpoint_every: int | str | None = "measure", keep_checkpoint: bool = False,
         progress: bool = True, hooks: Iterable = (), data=None) -> RunResult:
     """Compute ``config`` once and keep it: done/diverged runs load from disk.
@@ -304,11 +313,14 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
     Concurrent calls for the same configuration (threads, processes, other
     sweeps) wait on a per-run file lock; the waiter then loads the result.
     ``hooks`` and ``data`` are passed to :func:`train.train` (``data``: a
-    preloaded ``Data`` equal to what the config would load).
+    preloaded ``Data`` equal to what the config would load). ``device``:
+    ``'auto'`` (CUDA when present, else CPU), ``'cpu'``, ``'cuda[:N]'``; a run
+    may resume on another device than it started on.
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     config.validate()
+    device = resolve_device(device)
     root = store_root(store)
     key = config.key()
     run_dir = root / key
@@ -323,7 +335,8 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
         if ckpt.exists():
             import torch
             try:
-                resume = torch.load(ckpt, map_location=device, weights_only=False)
+                resume = _rng_states_to_cpu(torch.load(ckpt, map_location=device,
+                                                       weights_only=False))
             except Exception as e:
                 raise CorruptRunError(f"cannot read {ckpt} ({e}); delete it to restart the "
                                       "run from the beginning") from e
@@ -421,6 +434,21 @@ def state_at(config: RunConfig, iteration: int, store: str | os.PathLike | None 
         return torch.load(path, map_location=device, weights_only=False)
     raise ValueError(f"run {config.key()} ended at iteration {out.iterations} ({out.status}) before "
                      f"iteration {iteration}: no state to start from")
+
+
+def _rng_states_to_cpu(obj):
+    """Random-generator states (uint8 tensors: ``torch.get_rng_state``,
+    ``Generator.get_state``) back on the CPU after ``torch.load(map_location=cuda)``:
+    ``torch.set_rng_state`` and CPU generators take CPU states only."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu() if obj.dtype == torch.uint8 else obj
+    if isinstance(obj, dict):
+        return {k: _rng_states_to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_rng_states_to_cpu(v) for v in obj)
+    return obj
 
 
 def load(config_or_key: RunConfig | str, store: str | os.PathLike | None = None) -> RunResult:
@@ -532,9 +560,14 @@ def _flat_config(d: dict) -> dict:
     return out
 
 
-def _run_job(config_dict: dict, root: str, device: str = "cpu",
-             checkpoint_every: int | str | None = "measure", progress: bool = False) -> dict:
-    """Executor entry point (picklable, importable): run one config, report its status."""
+def _run_job(config_dict: dict, root: str, device: str = "auto",
+             checkpoint_every: int | str | None = "measure", progress: bool = False,
+             threads: int | None = None) -> dict:
+    """Executor entry point (picklable, importable): run one config, report its status.
+    ``device`` is resolved on the worker ('auto': its GPU if it has one); ``threads``
+    sets the worker's ``torch.set_num_threads`` first."""
+    if threads:
+        _set_threads(threads)
     config = RunConfig.from_dict(config_dict)
     try:
         res = run(config, root, device=device, checkpoint_every=checkpoint_every,
@@ -563,7 +596,7 @@ def _tidy(res: RunResult) -> pd.DataFrame:
 
 
 def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, *,
-          executor=None, jobs: int | None = None, device: str = "cpu",
+          executor=None, jobs: int | None = None, device: str = "auto",
           checkpoint_every: int | str | None = "measure", progress: bool = True,
           errors: str = "raise", threads_per_job: int | None = None) -> pd.DataFrame:
     """Run every configuration (each at most once, cached) and return one tidy DataFrame.
@@ -576,11 +609,16 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
 
     executor: any object with ``submit(fn, *args) -> future`` whose futures have
         ``.result()`` (``concurrent.futures``, submitit's ``AutoExecutor``, a
-        Dask ``distributed.Client``); the store must be on a file system all
-        workers see. ``jobs=N`` (and no executor): a local process pool of N
-        workers ('spawn' start method; ``threads_per_job`` sets each worker's
-        ``torch.set_num_threads``: results are bitwise reproducible only at the same
-        thread count). Neither: in this process.
+        Dask ``distributed.Client``; the notebooks pass :func:`executor_from_env`);
+        the store must be on a file system all workers see (a relative or
+        temporary-directory store with a remote executor is an error, raised before
+        any submission). ``jobs=N`` (and no executor): a local process pool of N
+        workers ('spawn' start method). Neither: in this process.
+    threads_per_job: each worker's ``torch.set_num_threads`` (pool and executors;
+        results are bitwise reproducible only at the same thread count).
+    device: 'auto' (CUDA when present, else CPU; with an executor, resolved on each
+        worker), 'cpu', 'cuda[:N]'.
+    Progress: a bar over the runs as they complete (any order).
     errors: 'raise' (after all runs finished, raise for the failed ones) or
         'record' (skip them; their keys and errors are in ``df.attrs['failed']``).
     Two sweeps sharing configurations may run at the same time: a run being
@@ -588,7 +626,13 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
     """
     if errors not in ("raise", "record"):
         raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+    if threads_per_job is not None and (not isinstance(threads_per_job, int) or threads_per_job < 1):
+        raise ValueError(f"threads_per_job must be a positive integer or None, got {threads_per_job!r}")
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer or None, got {jobs!r}")
     from tqdm.auto import tqdm
+
+    from .executors import as_completed, submit_runs
 
     configs = list(configs)
     for c in configs:
@@ -598,7 +642,12 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
     unique: dict[str, RunConfig] = {}
     for c in configs:
         unique.setdefault(c.key(), c)
-    root = store_root(store)
+    if executor is not None and not hasattr(executor, "submit"):
+        raise TypeError(f"executor must have a submit(fn, *args) method (got {type(executor).__name__}); "
+                        "for a named one use executor_from_env() or executors.slurm_executor/dask_client")
+    # remote workers resolve 'auto' themselves (the submitting host may have no GPU)
+    device = resolve_device(device) if not is_remote(executor) else _check_device_name(device)
+    root = check_store(store_root(store), executor)
     root.mkdir(parents=True, exist_ok=True)
     own = None
     if executor is None and jobs is not None and jobs > 1:
@@ -608,30 +657,45 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
             max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
             initializer=_set_threads if threads_per_job else None,
             initargs=(threads_per_job,) if threads_per_job else ())
-    reports = []
+    keys = list(unique)
+    reports: dict[str, dict] = {}
     bar = tqdm(total=len(unique), disable=not progress, desc="sweep", dynamic_ncols=True)
     try:
         if executor is None:
-            for c in unique.values():
-                reports.append(_run_job(c.to_dict(), str(root), device, checkpoint_every,
-                                        progress))
+            for k in keys:
+                reports[k] = _run_job(unique[k].to_dict(), str(root), device, checkpoint_every,
+                                      progress)
                 bar.update(1)
         else:
-            futures = [executor.submit(_run_job, c.to_dict(), str(root), device,
-                                       checkpoint_every, False) for c in unique.values()]
-            for f in futures:
-                reports.append(f.result())
+            futures = submit_runs(executor, [
+                (unique[k].to_dict(), str(root), device, checkpoint_every, False,
+                 threads_per_job if own is None else None) for k in keys])
+            for i, f in as_completed(futures):
+                try:
+                    reports[keys[i]] = f.result()
+                except Exception as e:  # the job itself died (worker lost, cancelled, ...)
+                    reports[keys[i]] = {"key": keys[i], "status": "failed",
+                                        "error": f"{type(e).__name__}: {e}"}
                 bar.update(1)
+                bar.set_postfix_str(f"last: {keys[i][:8]} {reports[keys[i]]['status']}")
     finally:
         bar.close()
         if own is not None:
             own.shutdown()
-    failed = [r for r in reports if r["status"] == "failed"]
+    failed = [reports[k] for k in keys if reports[k]["status"] == "failed"]
     if failed and errors == "raise":
         msg = "; ".join(f"{r['key']}: {r['error']}" for r in failed[:5])
         raise RunStoreError(f"{len(failed)} of {len(unique)} runs failed: {msg}")
-    frames = [_tidy(_load_dir(root / k, unique[k])) for k, r in zip(unique, reports)
-              if r["status"] != "failed"]
+    frames = [_tidy(_load_dir(root / k, unique[k])) for k in keys if reports[k]["status"] != "failed"]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     df.attrs["failed"] = failed
     return df
+
+
+def _check_device_name(device) -> str:
+    """Syntax check of a device name to be resolved elsewhere (on remote workers)."""
+    name = str(device).strip().lower()
+    if name == "auto" or name == "cpu" or name == "cuda" or (
+            name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")

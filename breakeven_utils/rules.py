@@ -309,6 +309,6 @@ class GDNoiseRule(SGDRule):
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)
         self.sigma2, self.v_max = d["sigma2"], d["v_max"]
-        self.gen.set_state(d["gen"])
+        self.gen.set_state(d["gen"].cpu())  # a CPU generator, even if the state was loaded onto a GPU
 
 

@@ -147,13 +147,15 @@ def _build(config: RunConfig, data, device):
 
 
 def load_run_data(config: RunConfig, device="cpu"):
+    """The data set of ``config`` on ``device`` ('auto': CUDA when present, else CPU)."""
     from .data import load_data
+    from .device import resolve_device
     return load_data(config.dataset, n_train=config.n_train, n_val=config.n_val,
                      n_test=config.n_test, n_measure=config.n_measure, seed=config.data_seed,
-                     normalize=config.normalize, device=device)
+                     normalize=config.normalize, device=resolve_device(device))
 
 
-def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
+def train(config: RunConfig, *, data=None, device: str | torch.device = "auto",
           resume: dict | None = None, checkpoint: Callable[[dict], None] | None = None,
           checkpoint_every: int | str | None = "measure",
           hooks: Iterable[Callable[[dict], None]] = (), progress: bool = True,
@@ -170,7 +172,14 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
         to simulate a kill).
     A non-finite loss, gradient or measured training loss ends the run with
     status 'diverged' (no exception).
+    device: 'auto' (CUDA when present, else CPU; with ``data`` given, the data's
+        device), 'cpu', 'cuda[:N]' (``device.resolve_device``).
     """
+    from .device import resolve_device
+
+    if data is not None and (device is None or str(device).lower() == "auto"):
+        device = data.train.x.device
+    device = resolve_device(device)
     with torch.random.fork_rng(devices=[]):  # global CPU RNG (dropout): seeded, then restored
         torch.manual_seed(config.seed)
         return _train_impl(config, data=data, device=device, resume=resume,
@@ -294,7 +303,7 @@ def _restore_or_start(r: _Run, resume: dict | None) -> None:
         r.model.load_state_dict(resume["model"])
         r.rule.load_state_dict(resume["rule"])
         r.sched.load_state_dict(resume["schedule"])
-        torch.set_rng_state(resume["torch_rng"])
+        torch.set_rng_state(resume["torch_rng"].cpu())  # CPU state, even if loaded onto a GPU
         S = resume["loop"]
         S["n_resumes"] = S.get("n_resumes", 0) + 1
     else:

@@ -2,6 +2,17 @@
 """Regenerate every figure and table: run each notebooks/NN_*.ipynb through papermill.
 
     python scripts/reproduce.py --profile cpu [--notebooks 01_break_even ...] [--out figures]
+    python scripts/reproduce.py --profile paper --plan     # the runs and their cost; trains nothing
+    python scripts/reproduce.py --profile paper --executor slurm   # or dask --scheduler host:port
+
+Where the runs execute: ``--executor local`` (default; ``--jobs`` processes here),
+``slurm`` (submitit; partition/GPUs/time from ``--slurm-config`` (TOML) and the
+``BREAKEVEN_SLURM_*`` variables) or ``dask`` (``--scheduler host:port``), on
+``--device auto|cpu|cuda``. They reach the notebooks as environment variables
+(``BREAKEVEN_EXECUTOR``, ``BREAKEVEN_SCHEDULER``, ``BREAKEVEN_DEVICE``,
+``BREAKEVEN_THREADS``, ``BREAKEVEN_RUNS``), read by ``records.sweep_env``, and are
+checked (executor reachable, run store visible to the workers) before any notebook
+starts.
 
 Each notebook runs with ``-p profile <profile> -p output_root <abs out dir>``
 (its ``parameters``-tagged cell holds the defaults), in the notebook's own
@@ -69,7 +80,7 @@ def check_kernel(kernel_name: str) -> None:
 
 
 def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float | None,
-                 log_output: bool) -> dict:
+                 log_output: bool, jobs: int | None = None) -> dict:
     """Execute one notebook with papermill; returns its manifest entry."""
     import papermill as pm
 
@@ -82,7 +93,8 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
     try:
         pm.execute_notebook(
             str(nb), str(executed),
-            parameters={"profile": profile, "output_root": str(out)},
+            parameters={"profile": profile, "output_root": str(out),
+                        **({"jobs": jobs} if jobs else {})},
             kernel_name=kernel, language="python", cwd=str(nb.parent), progress_bar=False,
             log_output=log_output, execution_timeout=timeout,
         )
@@ -96,6 +108,61 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
         entry.update(status="failed", error=err[:500])
     entry["wall_time_s"] = round(time.perf_counter() - t0, 1)
     return entry
+
+
+def configure_environment(args) -> Path:
+    """Put device, executor and run store into the environment the notebooks inherit,
+    and check them now: a wrong name, an unreachable scheduler or a run store the
+    workers cannot see stops here, before any notebook (or submission) starts."""
+    from breakeven_utils import executors
+    from breakeven_utils.device import resolve_device
+
+    env = os.environ
+    for var, val in (("BREAKEVEN_DEVICE", args.device), ("BREAKEVEN_EXECUTOR", args.executor),
+                     ("BREAKEVEN_SCHEDULER", args.scheduler), ("BREAKEVEN_SLURM_CONFIG", args.slurm_config),
+                     ("BREAKEVEN_THREADS", str(args.threads) if args.threads else None)):
+        if val not in (None, ""):
+            env[var] = val
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+    name = (env.get("BREAKEVEN_EXECUTOR") or "local").lower()
+    if name not in executors.EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; valid: {', '.join(executors.EXECUTORS)}")
+    if name != "local" and not (args.run_store or env.get("BREAKEVEN_RUNS")):
+        raise ValueError(f"--executor {name}: set the run store to a path on a file system every "
+                         "worker mounts (RUNS=/shared/.../runs, or BREAKEVEN_RUNS)")
+    if name == "local" and (args.jobs or 1) > 1 and not env.get("BREAKEVEN_THREADS"):
+        # N local processes share the cores: without this each would use all of them
+        env["BREAKEVEN_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    store = Path(args.run_store or env.get("BREAKEVEN_RUNS") or ROOT / "runs").expanduser()
+    if name == "local":
+        store = store.absolute()
+    device = env.get("BREAKEVEN_DEVICE") or "auto"
+    if name == "local" or args.plan:
+        resolve_device(device)  # remote workers resolve 'auto' on their own hardware
+    if not args.plan:  # connects to the scheduler / checks sbatch; the plan submits nothing
+        ex = executors.executor_from_env(store)
+        executors.check_store(store, ex)
+    env["BREAKEVEN_RUNS"] = str(store)
+    return store
+
+
+def print_plan(args, store: Path) -> int:
+    """``--plan``: the runs of every notebook, their estimated cost on this device and totals."""
+    import torch
+
+    from breakeven_utils import plan
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [Path(n).name.removesuffix(".ipynb") for n in args.notebooks] if args.notebooks else None
+    try:
+        p = plan.plan(args.profile, names, device=os.environ.get("BREAKEVEN_DEVICE") or "auto",
+                      store=store, recalibrate=args.recalibrate)
+    except ValueError as e:
+        raise SystemExit(f"reproduce --plan: {e}") from None
+    print(plan.plan_tables(p, jobs=args.jobs or 1))
+    return 0
 
 
 def write_ledger(out: Path) -> bool:
@@ -126,12 +193,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     ap.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
     ap.add_argument("--log-output", action="store_true", help="stream the notebooks' cell outputs")
+    ap.add_argument("--plan", action="store_true",
+                    help="print every run the notebooks would launch and its estimated cost; train nothing")
+    ap.add_argument("--recalibrate", action="store_true", help="--plan: time this device again")
+    ap.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")
+    ap.add_argument("--executor", default=None, help="local (default) | slurm | dask")
+    ap.add_argument("--scheduler", default=None, help="Dask scheduler host:port (--executor dask)")
+    ap.add_argument("--slurm-config", default=None, help="TOML of submitit parameters (--executor slurm)")
+    ap.add_argument("--jobs", type=int, default=None, help="runs in parallel (local executor)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    ap.add_argument("--run-store", default=None, help="run store (default $BREAKEVEN_RUNS, else <repo>/runs)")
     args = ap.parse_args(argv)
 
     from breakeven_utils.profiles import PROFILES
 
     if args.profile not in PROFILES:
         raise SystemExit(f"reproduce: unknown profile {args.profile!r} (known: {sorted(PROFILES)})")
+    try:
+        store = configure_environment(args)
+    except (ValueError, ImportError, ConnectionError, RuntimeError) as e:
+        raise SystemExit(f"reproduce: {e}") from None
+    if args.plan:
+        return print_plan(args, store)
     notebooks = find_notebooks(Path(args.notebook_dir).resolve(), args.notebooks)
     if not notebooks:
         print(f"reproduce: no notebooks/NN_*.ipynb in {args.notebook_dir}; nothing to do")
@@ -143,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for nb in notebooks:
         print(f"reproduce: running {nb.name} (profile {args.profile}) ...", flush=True)
-        entry = run_notebook(nb, out, args.profile, args.kernel, args.timeout, args.log_output)
+        entry = run_notebook(nb, out, args.profile, args.kernel, args.timeout, args.log_output,
+                             args.jobs)
         write_manifest(out / "manifest.json", {nb.stem: entry})
         print(f"reproduce: {nb.name} {entry['status']} in {entry['wall_time_s']:.1f} s"
               + (f" -- {entry['error']}" if entry["error"] else ""), flush=True)

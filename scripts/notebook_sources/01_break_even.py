@@ -66,7 +66,10 @@ print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, measuremen
 # accuracy (on the measurement set) of at least 65%, or at the profile's epoch budget.
 
 # %%
-sweep = records.sweep(configs, store=run_store, jobs=jobs)
+# executor (local pool, SLURM, Dask), device and threads per run: from make reproduce's
+# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env)
+sweep_kw = records.sweep_env(run_store)
+sweep = records.sweep(configs, store=run_store, jobs=jobs, progress=profile != "smoke", **sweep_kw)
 results = [records.load(c, store=run_store) for c in configs]
 for r in results:
     r.metrics["run"] = be.run_label(r.config.lr, r.config.seed)
@@ -201,7 +204,7 @@ bep.round(3)
 
 # %%
 fig9_cfgs = be.fig9_configs(s)
-records.sweep(fig9_cfgs, store=run_store, jobs=jobs)
+records.sweep(fig9_cfgs, store=run_store, jobs=jobs, progress=profile != "smoke", **sweep_kw)
 fig9_runs = [records.load(c, store=run_store) for c in fig9_cfgs]
 corr = be.fig9_correlations(fig9_runs)
 fig9, axes = plotting.subplots(len(fig9_runs))

@@ -84,7 +84,10 @@ for fam, reason in cj.skipped(s).items():
 
 # %%
 all_configs = [c for sw in sweeps for c in sw.configs]
-raw = records.sweep(all_configs, store=run_store, jobs=jobs, errors="record", progress=False)
+# executor (local pool, SLURM, Dask), device and threads per run: from make reproduce's
+# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env)
+raw = records.sweep(all_configs, store=run_store, jobs=jobs, errors="record", progress=profile != "smoke",
+                    **records.sweep_env(run_store))
 for f in raw.attrs.get("failed", []):
     print("failed run (skipped):", f["key"], f["error"])
 df = pd.concat([cj.tidy(raw, sw) for sw in sweeps], ignore_index=True)

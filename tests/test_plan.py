@@ -1,0 +1,108 @@
+"""The cost plan: the cost model's arithmetic, the calibration cache, the tables,
+cached runs, and scripts/reproduce.py --plan with its input checks."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from breakeven_utils import plan
+from breakeven_utils.train import RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import reproduce  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+C = RunConfig(dataset="synthetic", n_train=512, n_val=64, n_test=128, n_measure=64, model="mlp",
+              model_kwargs={"hidden": (8,)}, batch_size=32, max_epochs=2, measure_every=4,
+              measure_dense_until=8, K_L=4, K_M=16, hessian_n=32, hessian_k=2,
+              metrics=("train", "val", "test", "lambda_H", "K", "grad_cos"))
+
+
+def fake_calibration(c):
+    s = plan.sizes(c)
+    sk = plan._shape_key(c, s)
+    rk = json.dumps([sk, c.rule_name, c.rule_kwargs, c.optimizer, c.momentum > 0], sort_keys=True)
+    return {"shapes": {sk: {"fb_a": 0.01, "fb_b": 0.001, "eval_b": 1e-4, "hvp_a": 0.02,
+                            "hvp_b": 0.002, "n_params": 1000, "fb_1": 0.01}},
+            "lanczos": {json.dumps([c.hessian_k, c.hessian_tol, c.hessian_which]): 12},
+            "rules": {rk: {"update": 0.001, "on_start_per_example": 0.0, "epoch_per_example": 0.0}},
+            "metrics": {}, "device": {"gram_flops": 1e9, "eigh_c": 1e-9}}
+
+
+def test_cost_model_arithmetic():
+    s = plan.sizes(C)
+    assert (s["bpe"], s["iterations"]) == (16, 32)
+    assert s["n_measurements"] == 4  # 0, 4 (every 4 below 8), 16 and 32 (epoch ends)
+    cost = plan.run_cost(C, fake_calibration(C))
+    assert cost["train"] == pytest.approx(32 * (0.01 + 0.001 * 32 + 0.001))
+    per = cost["per_measurement"]
+    assert per["train"] == pytest.approx(1e-4 * 64) and per["val"] == pytest.approx(1e-4 * 64)
+    assert per["test"] == pytest.approx(1e-4 * 128)
+    # 12 HVPs on 32 examples + the graph the 'cached' HVPs build
+    assert per["lambda_H"] == pytest.approx(12 * (0.02 + 0.002 * 32) + (0.01 + 0.001 * 32))
+    assert per["K"] == pytest.approx(4 * (0.01 + 0.001 * 16)) and per["grad_cos"] == 0
+    assert cost["measure"] == pytest.approx(4 * sum(per.values()))
+    assert cost["total"] == pytest.approx(cost["train"] + cost["measure"] + cost["once"])
+
+
+def test_measurement_count_matches_the_loop():
+    from breakeven_utils.data import load_data
+    from breakeven_utils.train import train
+
+    c = C.replace(metrics=("train",))
+    out = train(c, data=load_data("synthetic", n_train=512, n_val=64, n_test=128, n_measure=64),
+                progress=False)
+    assert len(out.rows) == plan.sizes(c)["n_measurements"] and out.iterations == 32
+
+
+def test_plan_smoke_tables_cache_and_cached_runs(tmp_path):
+    p = plan.plan("smoke", ["01_break_even"], device="cpu", store=tmp_path, progress=False)
+    df = p["runs"]
+    assert len(df) == 3 and (df["cost_s"] > 0).all() and set(df["cached"]) == {"no"}
+    assert (tmp_path / "_plan" / "calibration.json").exists() and p["calibration"]["calibrated_now"]
+    # a stored run is marked cached and left out of the totals to compute
+    key = next(c.key() for c in plan.notebook_runs("smoke", ["01_break_even"])["01_break_even"])
+    (tmp_path / key).mkdir()
+    (tmp_path / key / "status.json").write_text(json.dumps({"status": "done"}))
+    again = plan.plan("smoke", ["01_break_even"], device="cpu", store=tmp_path, progress=False)
+    assert again["calibration"]["calibrated_now"] == 0  # the cached calibration
+    assert again["runs"]["cached"].tolist().count("yes") == 1
+    text = plan.plan_tables(again, jobs=2)
+    assert "## 01_break_even: 3 runs" in text and "all (distinct runs)" in text
+    assert "| 01_break_even       |    3 |      1 |      2 |" in text
+
+
+ENV = ("BREAKEVEN_EXECUTOR", "BREAKEVEN_SCHEDULER", "BREAKEVEN_DEVICE", "BREAKEVEN_RUNS",
+       "BREAKEVEN_THREADS", "BREAKEVEN_SLURM_CONFIG")
+
+
+def test_reproduce_plan_prints_every_notebook(tmp_path, capsys, monkeypatch):
+    for var in ENV:  # reproduce.main sets them for the notebooks; restored afterwards
+        monkeypatch.delenv(var, raising=False)
+    assert reproduce.main(["--plan", "--profile", "smoke", "--run-store", str(tmp_path),
+                           "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for nb in ("01_break_even", "02_conjectures"):
+        assert f"## {nb}:" in out
+    for nb, mod in plan.NOTEBOOK_MODULES.items():
+        if not (ROOT / "breakeven_utils" / f"{mod}.py").exists():
+            assert f"- {nb}: not built" in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--executor", "slrum"], "unknown executor 'slrum'"),
+    (["--executor", "dask"], "run store to a path on a file system every worker"),
+    (["--executor", "dask", "--run-store", "/shared/runs"], "SCHEDULER=host:port"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--profile", "papr"], "unknown profile 'papr'"),
+    (["--jobs", "0"], "--jobs must be a positive integer"),
+])
+def test_reproduce_rejects_bad_settings_before_running(argv, match, monkeypatch, tmp_path):
+    for var in ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(reproduce, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(SystemExit, match=match):
+        reproduce.main(argv + ["--notebook-dir", str(tmp_path)])
