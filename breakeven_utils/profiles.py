@@ -174,3 +174,44 @@ def get_profile(name: str, section: str | None = None, **overrides) -> dict:
     merged.update(overrides)
     merged["profile"] = name
     return merged
+
+
+# ----------------------------------------------------------------------------- notebook 3 (batchnorm)
+# Break-even Sec. 4.3 / App. H: SimpleCNN-BN over eta and S, SimpleCNN over eta
+# (breakeven_utils.batchnorm). bn_lrs / plain_lrs: eta of SimpleCNN-BN / SimpleCNN
+# at S = batch_size; batch_sizes: S of SimpleCNN-BN at eta = lr_for_S (the paper does
+# not name it; 0.01 is the eta its Sec. 4.3 comparison uses, and makes S = 128 the
+# same run as the eta sweep's eta = 0.01). measure_early: dense measurement
+# iterations (Fig. 7b's iteration axis), then every epoch (None: the shared
+# measure_every / measure_dense_until schedule); early_iters: the window of the
+# early-phase claims; window: moving average (measurements) for curves and maxima;
+# gamma_tol: ||gamma|| "decreases" = falls below (1 - gamma_tol) x its initial value.
+_BATCHNORM = {
+    "smoke": {
+        "n_train": 512, "n_val": 256, "n_test": 128, "n_measure": 128, "hessian_n": 64,
+        "model_kwargs": {"image_size": 8, "width": [8, 8, 16, 16], "hidden": 32},
+        "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 32,
+        "batch_sizes": [8, 16, 32, 64], "lr_for_S": 0.01, "K_L": 8, "K_M": 16,
+        "max_epochs": 2, "measure_early": [0, 2, 4, 8, 16], "early_iters": 16,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_plain": False,
+    },
+    "cpu": {
+        # CIFAR-10 subset of 4,000 images (K needs L*M = 3,200), 3 epochs, one seed:
+        # 9 runs in about 10 minutes on 2 cores (measured costs in the README)
+        "n_train": 4_000, "n_val": 1_000, "n_test": 500, "n_measure": 500, "hessian_n": 128,
+        "hessian_tol": 1e-2, "seeds": [0], "model_kwargs": {},
+        "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 128,
+        "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01, "K_L": 25, "K_M": 128,
+        "max_epochs": 3, "measure_early": [0, 5, 10, 20, 40], "early_iters": 40,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_plain": False,
+    },
+    "paper": {
+        # 45k/5k split, 5 seeds, the shared dense-then-per-epoch schedule; for a GPU
+        "model_kwargs": {}, "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0],
+        "batch_size": 128, "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01,
+        "max_epochs": 200, "measure_early": None, "early_iters": 1_000,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_plain": False,
+    },
+}
+for _name, _sec in _BATCHNORM.items():
+    PROFILES[_name]["batchnorm"] = _sec
