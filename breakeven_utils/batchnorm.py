@@ -34,7 +34,8 @@ from .conjectures import Sweep, tidy
 __all__ = [
     "settings", "check_settings", "has_batchnorm", "check_config", "measure_at", "sweeps",
     "run_configs", "tidy", "run_table", "legend_labels", "smoothed_stats", "maxima",
-    "early_changes", "claims", "panel", "palette_for", "PAPER_VALUES", "BN_MODES_TEXT", "G5_READING",
+    "early_changes", "claims", "panel", "palette_for", "figure", "PAPER_VALUES", "BN_MODES_TEXT",
+    "G5_READING",
 ]
 
 BN_MODEL, PLAIN_MODEL = "simple_cnn_bn", "simple_cnn"
@@ -50,11 +51,8 @@ BN_MODES_TEXT = ("BatchNorm: batch statistics (train mode, running statistics fr
 _G5_QUOTE = ("Sec. 4.3: \"First, the maximum and minimum values of ||g||/||g_5|| are 1.90 (1.37) "
              "and 2.02 (1.09), respectively.\"")
 #: how the table reads the sentence above (README of the papers: two readings exist)
-G5_READING = ("read per setting, as the next two sentences of the paper are (lambda_K^1: 12.05 for "
-              "SimpleCNN-BN at eta=0.001 and 3.30 = Sec. 4.2's SimpleCNN at eta=0.01): SimpleCNN-BN "
-              "at eta=0.001 max 1.90 (min 1.37), SimpleCNN at eta=0.01 max 2.02 (min 1.09); the "
-              "per-statistic reading (max 1.90 vs 1.37, min 2.02 vs 1.09) would give SimpleCNN-BN a "
-              "minimum above its maximum")
+G5_READING = ("sentence read per setting: SimpleCNN-BN eta=0.001 max 1.90 (min 1.37), SimpleCNN eta=0.01 "
+              "max 2.02 (min 1.09); the per-statistic reading gives SimpleCNN-BN a minimum above its maximum")
 
 #: numbers the paper's text reports: key -> (value, the sentence it comes from)
 PAPER_VALUES = {
@@ -224,6 +222,8 @@ def run_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (sweep, value, seed): status, iteration of divergence, measurements,
     final training/validation accuracy."""
     rows = []
+    order = {sw: i for i, sw in enumerate(dict.fromkeys(df["sweep"]))}  # sweeps as they come
+    df = df.assign(_o=df["sweep"].map(order)).sort_values(["_o", "value", "seed"], kind="stable")
     for (sw, v, seed), g in df.groupby(["sweep", "value", "seed"], sort=False):
         g = g.sort_values("iteration")
         div = g["diverged_at"].dropna()
@@ -408,8 +408,8 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
             use = [v for v in sorted(vals) if np.isfinite(get(sw, v, f"max_{q}"))]
             note = ""
             if sw == "bn_S" and q == "lambda_K_ratio" and min(vals) <= 10:
-                use = [v for v in use if v > 10]
-                note = "; S=10 excluded (the paper's exception, tested in its own row)"
+                use = [v for v in use if v > min(vals)]
+                note = f"; S={min(vals):g} left out (the paper's S=10 exception, tested in its own row)"
             direction = "decreases" if sign * sign_param < 0 else "increases"
             claim = (f"Conj. {conj}: max {sym} of SimpleCNN-BN {direction} with {param}")
             setting = (f"{param} in {{{', '.join(f'{v:g}' for v in sorted(vals))}}}; max "
@@ -469,8 +469,10 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
     kk = [_compare(get("bn_eta", hi_bn, "max_lambda_K_1"), get("plain_eta", p_lr, "max_lambda_K_1"),
                    get("bn_eta", hi_bn, "se_lambda_K_1"), get("plain_eta", p_lr, "se_lambda_K_1"), -1),
           _compare(get("bn_eta", hi_bn, "max_lambda_K_ratio"), get("plain_eta", p_lr, "max_lambda_K_ratio"),
-                   get("bn_eta", hi_bn, "se_lambda_K_ratio"), get("plain_eta", p_lr, "se_lambda_K_ratio"), +1)]
-    out.append(_claim("4.3", "Fig. 7", f"with eta={hi_bn:g}, SimpleCNN-BN is better conditioned than SimpleCNN "
+                   get("bn_eta", hi_bn, "se_lambda_K_ratio"), get("plain_eta", p_lr, "se_lambda_K_ratio"),
+                   +1)]
+    out.append(_claim("4.3", "Fig. 7", f"with eta={hi_bn:g}, SimpleCNN-BN is better conditioned than "
+                      "SimpleCNN "
                       f"at eta={p_lr:g} (smaller max lambda_K^1, larger max lambda_K^*/lambda_K^1)",
                       f"S={s['batch_size']}; {win}; lambda_K^1 after the initial transient",
                       "Summary of Sec. 4.3 (no number in text)",
@@ -503,7 +505,8 @@ def _early_claims(df, s) -> list[dict]:
     out = []
     g = early_changes(bn, "gamma_norm", until, w).set_index("value") if len(bn) else pd.DataFrame()
     setting = (f"SimpleCNN-BN, S={s['batch_size']}, first {until} iterations; 'decreases' = the "
-               f"smoothed ||gamma|| falls below {1 - tol:.0%} of its initial value ({w}-point moving average)")
+               f"smoothed ||gamma|| falls below {1 - tol:.0%} of its initial value ({w}-point moving "
+               "average)")
     if len(g) and g["ratio"].notna().any():
         big = [v for v in lrs if v >= 0.1]
         small = [v for v in lrs if v < 0.1]
@@ -520,8 +523,9 @@ def _early_claims(df, s) -> list[dict]:
             reason = "decreasing: " + (", ".join(f"{v:g}" for v in lrs if dec[v]) or "none")
     else:
         ours, verdict, reason = "not measured", cl.UNTESTABLE, "||gamma|| not measured"
-    out.append(_claim("4.3", "Fig. 7b", "eta=1.0 and eta=0.1 initially decrease ||gamma|| of the last BN layer; "
-                      "the smaller eta do not", setting, "Fig. 7b (no number in text)", ours, verdict, reason))
+    out.append(_claim("4.3", "Fig. 7b", "eta=1.0 and eta=0.1 initially decrease ||gamma|| of the last BN "
+                      "layer; the smaller eta do not", setting, "Fig. 7b (no number in text)", ours, verdict,
+                      reason))
     k = early_changes(bn, "lambda_K_1", until, w).set_index("value") if len(bn) else pd.DataFrame()
     setting = (f"SimpleCNN-BN, S={s['batch_size']}, first {until} iterations; 'decays' = the smoothed "
                f"minimum is below the initial value by more than {cl.Z:g} combined SE (else "
@@ -554,7 +558,8 @@ def _early_claims(df, s) -> list[dict]:
 def _s10_claim(get, s, win) -> list[dict]:
     sizes = sorted(s["batch_sizes"])
     if sizes[0] > 10 or len(sizes) < 2:
-        return [_claim("App. H", "Fig. 26", "S=10: max ||g||/||g_5|| and max lambda_K^*/lambda_K^1 smaller than "
+        return [_claim("App. H", "Fig. 26", "S=10: max ||g||/||g_5|| and max lambda_K^*/lambda_K^1 smaller "
+                       "than "
                        "for larger S", f"S in {sizes}", "App. H (no number in text)", "S=10 not run",
                        cl.UNTESTABLE, "the profile's S list has no S <= 10")]
     S0 = sizes[0]
@@ -615,3 +620,27 @@ def panel(ax, d: pd.DataFrame, y: str, *, param: str = "lr", x: str = "epoch", w
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def figure(panels: list[dict], title: str, footer: str, *, ncols: int | None = None):
+    """A figure of ``panels`` (each a dict of :func:`panel`'s arguments: ``d``, ``y`` and
+    optional ``param``, ``x``, ``xmax``, ``title``, ``window``, ``logy``, ``vline``: an
+    x position drawn dotted, e.g. the end of the early window) with a suptitle and the
+    footer (data, profile, seeds, BatchNorm modes) under it."""
+    from .plotting import annotate, subplots
+
+    ncols = ncols or len(panels)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = subplots(ncols, nrows)
+    axes = np.atleast_1d(axes).ravel()
+    for ax, p in zip(axes, panels):
+        p = dict(p)
+        vline = p.pop("vline", None)
+        panel(ax, p.pop("d"), p.pop("y"), **p)
+        if vline is not None:
+            ax.axvline(vline, color="0.5", ls=":", lw=1.0)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    annotate(fig, footer)
+    return fig

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import problems
 import pytest
 import torch
 from torch import nn
@@ -12,8 +13,6 @@ from breakeven_utils import batchnorm as bn
 from breakeven_utils import train as T
 from breakeven_utils.models import build_model
 from breakeven_utils.noise import gradient_covariance, gradient_norm_ratio, minibatch_gradient
-
-import problems
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -262,7 +261,8 @@ def _paper_like():
         parts.append(_traj("bn_eta", lr, k, r, g5, h, drop, rising=(lr == 0.001)))
     parts.append(_traj("plain_eta", 0.01, 3.3, 0.24, 2.0, np.nan, rising=True))
     parts.append(_traj("plain_eta", 1.0, 1.0, 0.2, 2.0, np.nan, status="diverged", n=2))
-    for S, k, r, g5 in ((10, 2.0, 0.15, 1.5), (32, 3.0, 0.5, 5.0), (128, 6.0, 0.3, 2.5), (512, 9.0, 0.2, 2.0)):
+    for S, k, r, g5 in ((10, 2.0, 0.15, 1.5), (32, 3.0, 0.5, 5.0), (128, 6.0, 0.3, 2.5),
+                        (512, 9.0, 0.2, 2.0)):
         parts.append(_traj("bn_S", S, k, r, g5, 40.0 * S / 128))
     return pd.concat(parts, ignore_index=True)
 
@@ -325,7 +325,7 @@ def test_maxima_exclude_diverged_runs_and_use_seed_se():
 
 
 def test_paper_values_carry_their_sentences():
-    for key, (value, quote) in bn.PAPER_VALUES.items():
+    for value, quote in bn.PAPER_VALUES.values():
         assert isinstance(value, float) and quote.startswith("Sec. 4.")
     assert bn.PAPER_VALUES["g_over_g5_max_bn_0.001"][0] == 1.90
     assert "1.90 (1.37) and 2.02 (1.09)" in bn.PAPER_VALUES["g_over_g5_max_bn_0.001"][1]
