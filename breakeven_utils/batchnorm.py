@@ -176,13 +176,17 @@ def _config(s: dict, *, model: str, lr: float, batch_size: int, seed: int, metri
 
 def sweeps(s: dict) -> list[Sweep]:
     """The three sweeps: ``bn_eta`` and ``plain_eta`` (Fig. 7, S = ``batch_size``) and
-    ``bn_S`` (Fig. 26, eta = ``lr_for_S``); K with M = ``K_M`` in all of them, so the
-    S = 128, eta = 0.01 run of SimpleCNN-BN is one run shared by two sweeps."""
+    ``bn_S`` (Fig. 26, eta = ``lr_for_S``); K with M = ``K_M`` in all of them. The S sweep's
+    run at S = ``batch_size``, eta = ``lr_for_S`` is the eta sweep's run (one run shared by
+    two sweeps). lambda_H^1 where ``lambda_H`` (SimpleCNN-BN over eta), ``lambda_H_S``
+    (over S) and ``lambda_H_plain`` (SimpleCNN) say so."""
     check_settings(s)
     seeds = s["seeds"]
-    bn_metrics = METRICS_BN if s.get("lambda_H", True) else tuple(m for m in METRICS_BN if m != "lambda_H")
+    no_h = tuple(m for m in METRICS_BN if m != "lambda_H")
+    bn_metrics = METRICS_BN if s.get("lambda_H", True) else no_h
+    s_metrics = METRICS_BN if s.get("lambda_H_S", True) else no_h
     plain_metrics = METRICS_PLAIN + (("lambda_H",) if s.get("lambda_H_plain", False) else ())
-    out = []
+    out, shared = [], {}
     for name, label, model, metrics, lrs in (
             ("bn_eta", f"SimpleCNN-BN, vary eta (S={s['batch_size']})", BN_MODEL, bn_metrics, s["bn_lrs"]),
             ("plain_eta", f"SimpleCNN, vary eta (S={s['batch_size']})", PLAIN_MODEL, plain_metrics,
@@ -190,19 +194,22 @@ def sweeps(s: dict) -> list[Sweep]:
         cfgs, vals = [], []
         for lr in lrs:
             for seed in seeds:
-                cfgs.append(_config(s, model=model, lr=lr, batch_size=s["batch_size"], seed=seed,
-                                    metrics=metrics))
+                c = _config(s, model=model, lr=lr, batch_size=s["batch_size"], seed=seed, metrics=metrics)
+                cfgs.append(c)
                 vals.append(float(lr))
+                if model == BN_MODEL:
+                    shared[(float(lr), seed)] = c
         out.append(Sweep(name, label, "lr", "Fig. 7", cfgs, vals, lambda_H="lambda_H" in metrics,
                          dataset=s["dataset"]))
     cfgs, vals = [], []
     for S in s["batch_sizes"]:
         for seed in seeds:
-            cfgs.append(_config(s, model=BN_MODEL, lr=s["lr_for_S"], batch_size=S, seed=seed,
-                                metrics=bn_metrics))
+            c = shared.get((float(s["lr_for_S"]), seed)) if int(S) == int(s["batch_size"]) else None
+            cfgs.append(c or _config(s, model=BN_MODEL, lr=s["lr_for_S"], batch_size=S, seed=seed,
+                                     metrics=s_metrics))
             vals.append(int(S))
     out.append(Sweep("bn_S", f"SimpleCNN-BN, vary S (eta={s['lr_for_S']:g})", "batch_size", "Fig. 26",
-                     cfgs, vals, lambda_H="lambda_H" in bn_metrics, dataset=s["dataset"]))
+                     cfgs, vals, lambda_H="lambda_H" in s_metrics, dataset=s["dataset"]))
     return out
 
 
@@ -218,13 +225,17 @@ def run_configs(profile: str, **overrides) -> list:
 # ----------------------------------------------------------------------------- tables
 
 
+def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows by sweep (in order of appearance), then value and seed."""
+    order = {sw: i for i, sw in enumerate(dict.fromkeys(df["sweep"]))}
+    return df.assign(_o=df["sweep"].map(order)).sort_values(["_o", "value", "seed"], kind="stable")
+
+
 def run_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (sweep, value, seed): status, iteration of divergence, measurements,
     final training/validation accuracy."""
     rows = []
-    order = {sw: i for i, sw in enumerate(dict.fromkeys(df["sweep"]))}  # sweeps as they come
-    df = df.assign(_o=df["sweep"].map(order)).sort_values(["_o", "value", "seed"], kind="stable")
-    for (sw, v, seed), g in df.groupby(["sweep", "value", "seed"], sort=False):
+    for (sw, v, seed), g in _ordered(df).groupby(["sweep", "value", "seed"], sort=False):
         g = g.sort_values("iteration")
         div = g["diverged_at"].dropna()
         rows.append(dict(sweep=sw, value=v, seed=seed, status=g["status"].iloc[0],
@@ -285,7 +296,7 @@ def maxima(df: pd.DataFrame, window: int) -> pd.DataFrame:
     else NaN (the verdicts then use ``claims.FALLBACK_RTOL``). Diverged runs are counted
     and left out."""
     rows = []
-    for (sw, v), g in df.groupby(["sweep", "value"], sort=False):
+    for (sw, v), g in _ordered(df).groupby(["sweep", "value"], sort=False):
         per = {q: [] for q in _MAX_Q if q in g}
         n_div = 0
         for _, r in g.groupby("seed"):
@@ -414,6 +425,11 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
             claim = (f"Conj. {conj}: max {sym} of SimpleCNN-BN {direction} with {param}")
             setting = (f"{param} in {{{', '.join(f'{v:g}' for v in sorted(vals))}}}; max "
                        f"{'after the initial transient, ' if after else ''}{win}{note}")
+            if sw == "bn_S" and q == "lambda_H_1" and not s.get("lambda_H_S", True):
+                out.append(_claim(sec, fig, claim, setting, "orderings in Fig. 7/26 (no number in text)",
+                                  "not measured", cl.UNTESTABLE, "lambda_H^1 is not measured over S at this "
+                                  "profile (budget; lambda_H_S=False)"))
+                continue
             if not any(f"max_{q}" in c for c in mx.columns) or len(use) < 2:
                 out.append(_claim(sec, fig, claim, setting, "orderings in Fig. 7/26 (no number in text)",
                                   "not measured", cl.UNTESTABLE,

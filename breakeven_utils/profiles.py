@@ -195,18 +195,20 @@ _BATCHNORM = {
         "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 32,
         "batch_sizes": [8, 16, 32, 64], "lr_for_S": 0.01, "K_L": 8, "K_M": 16,
         "max_epochs": 2, "measure_early": [0, 2, 4, 8, 16], "early_iters": 16, "early_plot_iters": 32,
-        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_plain": False,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
         "jobs": 1, "threads_per_job": None,
     },
     "cpu": {
-        # CIFAR-10 subset of 4,000 images (K needs L*M = 3,200), 3 epochs, one seed:
-        # 9 runs in about 10 minutes on 2 cores (measured costs in the README)
-        "n_train": 4_000, "n_val": 1_000, "n_test": 500, "n_measure": 500, "hessian_n": 128,
+        # CIFAR-10 subset of 3,200 images (K needs L*M = 3,200), 2 epochs, one seed, 5
+        # measurements per run, lambda_H (64 examples) for the eta sweep only: 9 runs in
+        # about 10 minutes on 2 cores (costs measured here: SimpleCNN step at S=128 ~0.6 s
+        # on one thread, K ~15 s, lambda_H ~20 s on 128 examples, per measurement)
+        "n_train": 3_200, "n_val": 500, "n_test": 500, "n_measure": 250, "hessian_n": 64,
         "hessian_tol": 1e-2, "seeds": [0], "model_kwargs": {},
         "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 128,
         "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01, "K_L": 25, "K_M": 128,
-        "max_epochs": 3, "measure_early": [0, 5, 10, 20, 40], "early_iters": 40, "early_plot_iters": 100,
-        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_plain": False,
+        "max_epochs": 2, "measure_early": [0, 5, 12], "early_iters": 25, "early_plot_iters": 50,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": False, "lambda_H_plain": False,
         "jobs": 2, "threads_per_job": 1,
     },
     "paper": {
@@ -214,7 +216,7 @@ _BATCHNORM = {
         "model_kwargs": {}, "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0],
         "batch_size": 128, "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01,
         "max_epochs": 200, "measure_early": None, "early_iters": 1_000, "early_plot_iters": 2_000,
-        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_plain": False,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
         "jobs": 1, "threads_per_job": None,
     },
 }

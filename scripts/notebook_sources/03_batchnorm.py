@@ -151,7 +151,8 @@ plt.show()
 # %%
 fig26a = bn.figure([
     dict(d=bn_S, y="g_over_g5", ylabel=G5, param="batch_size", window=W),
-    dict(d=bn_S, y="lambda_H_1", ylabel=SYMBOLS["lambda_h"], param="batch_size", window=W),
+    dict(d=bn_S, y="lambda_H_1", ylabel=SYMBOLS["lambda_h"], param="batch_size", window=W,
+         title="" if s["lambda_H_S"] else f"measured for S={s['batch_size']} only at this profile"),
     dict(d=bn_S, y="lambda_K_1", ylabel=SYMBOLS["lambda_k"], param="batch_size", window=W)],
     f"Fig. 26a: SimpleCNN-BN, different batch sizes (eta = {s['lr_for_S']:g})", footer)
 reporting.save_figure(fig26a, "fig26a_g5_lambda_h_lambda_k_S", out)
