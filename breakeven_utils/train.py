@@ -168,8 +168,9 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
     hooks: called after every step with ``{'iteration', 'epoch', 'loss', 'batch_size',
         'lr', 'model'}``; an exception from a hook aborts the run (tests use this
         to simulate a kill).
-    A non-finite loss, gradient or measured training loss ends the run with
-    status 'diverged' (no exception).
+    A non-finite loss, gradient or measured training loss, or a metric raising
+    ``FloatingPointError`` (non-finite gradients behind K, a non-finite Hessian
+    eigenvalue), ends the run with status 'diverged' (no exception).
     """
     with torch.random.fork_rng(devices=[]):  # global CPU RNG (dropout): seeded, then restored
         torch.manual_seed(config.seed)
@@ -366,8 +367,13 @@ def _measure(r: _Run, t: int) -> dict:
                                                   if m in _USER_METRICS]:
         if name in want:
             t1 = time.perf_counter()
-            row.update(fn(ctx))
+            try:
+                row.update(fn(ctx))
+            except FloatingPointError as e:  # non-finite gradients / HVPs of a diverging state
+                raise Diverged(t, f"metric {name!r}: {e}") from e
             timing[name] = timing.get(name, 0.0) + time.perf_counter() - t1
+            if name == "train" and not math.isfinite(row["train_loss"]):
+                raise Diverged(t, "the training loss")  # before the costly curvature metrics
     for name, arr in ctx.cache.get("arrays", {}).items():
         S["arrays"].setdefault(name, []).append(arr)
         S["arrays"].setdefault(name + "_iteration", []).append(t)

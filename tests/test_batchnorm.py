@@ -359,3 +359,20 @@ def test_panel_draws_diverged_label():
     bn.panel(ax2, df[df["sweep"] == "plain_eta"], "gamma_norm")
     assert ax2.texts[0].get_text() == "not measured"
     plt.close("all")
+
+
+def test_non_finite_gradients_behind_K_are_a_clear_error():
+    m, lf, x, y = problems.cnn_problem(n=48, bn=True)
+    with torch.no_grad():
+        m[0].weight.fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match="not finite"):
+        gradient_covariance(m, lf, (x, y), L=4, M=8)
+
+
+def test_a_run_whose_K_blows_up_is_recorded_as_diverged():
+    """A state whose loss is still finite but whose mini-batch gradients overflow: the K
+    measurement ends the run as diverged (before: eigh failed and the run 'failed')."""
+    s = bn.settings("smoke")
+    c = bn.sweeps(s)[1].configs[0].replace(lr=1e4, n_train=256)
+    out = T.train(c, data=T.load_run_data(c), progress=False)
+    assert out.status == "diverged" and out.diverged_at is not None
