@@ -265,6 +265,10 @@ def _prepare(config: RunConfig, data, device, checkpoint_every) -> _Run:
 
     t_start = time.perf_counter()
     model = _build(config, data, device)
+    if "gamma_norm" in config.metrics and not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None for m in model.modules()):
+        raise ValueError(f"metric 'gamma_norm' (||gamma|| of the last BatchNorm layer) needs a model with "
+                         f"BatchNorm; {config.model!r} has none")
     loss_fn = nn.CrossEntropyLoss()
     params = [p for p in model.parameters() if p.requires_grad]
     load_plugins()  # rules registered by notebook modules (a config unpickled in a worker)

@@ -83,6 +83,10 @@ def test_gamma_norm_of_a_model_without_bn_is_an_error():
     with pytest.raises(ValueError, match="needs metric 'K'"):
         bn.check_config(ok.replace(metrics=("train", "g_over_g5", "gamma_norm")))
     bn.check_config(ok)
+    # the recorder refuses it too, before the first step (a RunConfig built by hand)
+    plain = ok.replace(model="simple_cnn", metrics=("gamma_norm",))
+    with pytest.raises(ValueError, match="needs a model with BatchNorm"):
+        T.train(plain, data=T.load_run_data(plain), progress=False)
 
 
 def test_simple_cnn_bn_has_bn_after_every_layer_but_the_last():
