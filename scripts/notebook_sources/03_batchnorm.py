@@ -36,6 +36,13 @@
 # frozen during the measurement (tested bitwise in `tests/test_batchnorm.py`); accuracies
 # use the running statistics (eval mode); $\|g\|/\|g_5\|$ uses the step's own gradient.
 #
+# **Scale.** `cpu` (sized for about 10 minutes on 2 cores from an empty run store): 3,200
+# CIFAR-10 images (K needs $L\cdot M = 3{,}200$), 500 validation images, 2 epochs (50 steps at
+# $S=128$), one seed, measurements at iterations 0, 5, 12 and at every epoch end, $\lambda_H^1$ on 64
+# examples for the learning-rate sweep only. This covers the early phase of training: the
+# maxima of the conjectures are those of the first few thousand images. `paper`: the 45k/5k
+# split, 200 epochs, 5 seeds, for a GPU.
+#
 # Run it with `make reproduce` (profile `cpu`), or headless with
 # `papermill notebooks/03_batchnorm.ipynb out.ipynb -p profile cpu`, or "Run All" here
 # after setting `profile` below. The committed copy holds the outputs of a `smoke` run
