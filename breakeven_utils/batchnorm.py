@@ -34,7 +34,8 @@ from .conjectures import Sweep, tidy
 __all__ = [
     "settings", "check_settings", "has_batchnorm", "check_config", "measure_at", "sweeps",
     "run_configs", "tidy", "run_table", "legend_labels", "smoothed_stats", "maxima",
-    "early_changes", "claims", "panel", "palette_for", "figure", "PAPER_VALUES", "BN_MODES_TEXT",
+    "early_changes", "claims", "panel", "palette_for", "figure", "comparison",
+    "FIGURES", "PAPER_VALUES", "BN_MODES_TEXT",
     "G5_READING",
 ]
 
@@ -53,6 +54,11 @@ _G5_QUOTE = ("Sec. 4.3: \"First, the maximum and minimum values of ||g||/||g_5||
 #: how the table reads the sentence above (README of the papers: two readings exist)
 G5_READING = ("sentence read per setting: SimpleCNN-BN eta=0.001 max 1.90 (min 1.37), SimpleCNN eta=0.01 "
               "max 2.02 (min 1.09); the per-statistic reading gives SimpleCNN-BN a minimum above its maximum")
+
+#: the notebook's figure files (without extension), by the paper's figure
+FIGURES = {"fig7a": "fig7a_g5_lambda_h_lambda_k_eta", "fig7b": "fig7b_gamma_lambda_k_ratio_early_eta",
+           "fig26a": "fig26a_g5_lambda_h_lambda_k_S", "fig26b": "fig26b_gamma_lambda_k_ratio_S",
+           "acc": "accuracy_trace_k_all_runs", "sec43": "sec43_bn_small_eta_vs_plain"}
 
 #: numbers the paper's text reports: key -> (value, the sentence it comes from)
 PAPER_VALUES = {
@@ -416,33 +422,33 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
         for q, conj, sym, sign, after in (
                 ("lambda_K_1", "1", "lambda_K^1", -1, True), ("lambda_H_1", "1", "lambda_H^1", -1, True),
                 ("lambda_K_ratio", "2", "lambda_K^*/lambda_K^1", +1, False)):
-            use = [v for v in sorted(vals) if np.isfinite(get(sw, v, f"max_{q}"))]
-            note = ""
+            use, note = sorted(vals), ""
             if sw == "bn_S" and q == "lambda_K_ratio" and min(vals) <= 10:
                 use = [v for v in use if v > min(vals)]
                 note = f"; S={min(vals):g} left out (the paper's S=10 exception, tested in its own row)"
+            n_finite = sum(np.isfinite(get(sw, v, f"max_{q}")) for v in use)
+            ffile = FIGURES[("fig7a" if sw == "bn_eta" else "fig26a") if q != "lambda_K_ratio"
+                            else ("fig7b" if sw == "bn_eta" else "fig26b")] + ".png"
             direction = "decreases" if sign * sign_param < 0 else "increases"
             claim = (f"Conj. {conj}: max {sym} of SimpleCNN-BN {direction} with {param}")
             setting = (f"{param} in {{{', '.join(f'{v:g}' for v in sorted(vals))}}}; max "
                        f"{'after the initial transient, ' if after else ''}{win}{note}")
+            paper = "orderings in Fig. 7/26 (no number in text)"
             if sw == "bn_S" and q == "lambda_H_1" and not s.get("lambda_H_S", True):
-                out.append(_claim(sec, fig, claim, setting, "orderings in Fig. 7/26 (no number in text)",
-                                  "not measured", cl.UNTESTABLE, "lambda_H^1 is not measured over S at this "
-                                  "profile (budget; lambda_H_S=False)"))
+                out.append(_claim(sec, fig, claim, setting, paper, "not measured", cl.UNTESTABLE,
+                                  "lambda_H^1 is not measured over S at this profile (budget; "
+                                  "lambda_H_S=False)", ffile))
                 continue
-            if not any(f"max_{q}" in c for c in mx.columns) or len(use) < 2:
-                out.append(_claim(sec, fig, claim, setting, "orderings in Fig. 7/26 (no number in text)",
-                                  "not measured", cl.UNTESTABLE,
-                                  "not measured at this profile" if len(use) == 0 else
-                                  "fewer than two settings with a finite maximum"))
+            if n_finite == 0:
+                out.append(_claim(sec, fig, claim, setting, paper, "not measured", cl.UNTESTABLE,
+                                  "not measured at this profile", ffile))
                 continue
             m = [get(sw, v, f"max_{q}") for v in use]
             se = [get(sw, v, f"se_{q}") for v in use]
             verdict, reason, _ = cl.ordering_verdict(use, m, se, sign * sign_param, symbol=param)
             ours = "; ".join(f"{param}={v:g}: {_fmt(a)} (raw {_fmt(get(sw, v, f'raw_max_{q}'))})"
                              for v, a in zip(use, m))
-            out.append(_claim(sec, fig, claim, setting, "orderings in Fig. 7/26 (no number in text)",
-                              ours, verdict, reason))
+            out.append(_claim(sec, fig, claim, setting, paper, ours, verdict, reason, ffile))
     # BN at the smallest eta vs no BN at eta=0.01 (Sec. 4.3)
     p_lr = 0.01
     setting = f"SimpleCNN-BN eta={lo_bn:g} vs SimpleCNN eta={p_lr:g}, S={s['batch_size']}; {win}"
@@ -457,7 +463,8 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
                           f"max {sym}: SimpleCNN-BN at small eta {what} than SimpleCNN at eta=0.01",
                           setting, f"{pa:g} vs {pb:g}", f"{_fmt(a)} vs {_fmt(b)} (raw "
                           f"{_fmt(get('bn_eta', lo_bn, f'raw_max_{q}'))} vs "
-                          f"{_fmt(get('plain_eta', p_lr, f'raw_max_{q}'))})", verdict, reason))
+                          f"{_fmt(get('plain_eta', p_lr, f'raw_max_{q}'))})", verdict, reason,
+                          FIGURES["sec43"] + ".png"))
     # ||g||/||g_5|| ranges (the sentence with two readings)
     a_max, a_min = get("bn_eta", lo_bn, "max_g_over_g5"), get("bn_eta", lo_bn, "min_g_over_g5")
     b_max, b_min = get("plain_eta", p_lr, "max_g_over_g5"), get("plain_eta", p_lr, "min_g_over_g5")
@@ -472,7 +479,7 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
                       "subspace)", setting + "; " + G5_READING,
                       "max 1.90 (min 1.37) vs max 2.02 (min 1.09)",
                       f"max {_fmt(a_max)} (min {_fmt(a_min)}) vs max {_fmt(b_max)} (min {_fmt(b_min)})",
-                      verdict, reason))
+                      verdict, reason, FIGURES["sec43"] + ".png"))
     # a high learning rate is needed: BN at the largest eta vs the small-eta settings
     c = get("bn_eta", hi_bn, "max_g_over_g5")
     se_c = get("bn_eta", hi_bn, "se_g_over_g5")
@@ -481,7 +488,8 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
     out.append(_claim("4.3", "Fig. 7a", f"max ||g||/||g_5|| of SimpleCNN-BN at eta={hi_bn:g} exceeds both "
                       f"SimpleCNN-BN at eta={lo_bn:g} and SimpleCNN at eta={p_lr:g}",
                       f"S={s['batch_size']}; {win}", "Fig. 7a (no number in text)",
-                      f"{_fmt(c)} vs {_fmt(a_max)} and {_fmt(b_max)}", *_all(parts)))
+                      f"{_fmt(c)} vs {_fmt(a_max)} and {_fmt(b_max)}", *_all(parts),
+                      figure_file=FIGURES["sec43"] + ".png"))
     kk = [_compare(get("bn_eta", hi_bn, "max_lambda_K_1"), get("plain_eta", p_lr, "max_lambda_K_1"),
                    get("bn_eta", hi_bn, "se_lambda_K_1"), get("plain_eta", p_lr, "se_lambda_K_1"), -1),
           _compare(get("bn_eta", hi_bn, "max_lambda_K_ratio"), get("plain_eta", p_lr, "max_lambda_K_ratio"),
@@ -495,7 +503,8 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
                       f"lambda_K^1 {_fmt(get('bn_eta', hi_bn, 'max_lambda_K_1'))} vs "
                       f"{_fmt(get('plain_eta', p_lr, 'max_lambda_K_1'))}; ratio "
                       f"{_fmt(get('bn_eta', hi_bn, 'max_lambda_K_ratio'))} vs "
-                      f"{_fmt(get('plain_eta', p_lr, 'max_lambda_K_ratio'))}", *_all(kk)))
+                      f"{_fmt(get('plain_eta', p_lr, 'max_lambda_K_ratio'))}", *_all(kk),
+                      figure_file=FIGURES["sec43"] + ".png"))
     out += _early_claims(df, s)
     out += _s10_claim(get, s, win)
     return out
@@ -541,7 +550,7 @@ def _early_claims(df, s) -> list[dict]:
         ours, verdict, reason = "not measured", cl.UNTESTABLE, "||gamma|| not measured"
     out.append(_claim("4.3", "Fig. 7b", "eta=1.0 and eta=0.1 initially decrease ||gamma|| of the last BN "
                       "layer; the smaller eta do not", setting, "Fig. 7b (no number in text)", ours, verdict,
-                      reason))
+                      reason, FIGURES["fig7b"] + ".png"))
     k = early_changes(bn, "lambda_K_1", until, w).set_index("value") if len(bn) else pd.DataFrame()
     setting = (f"SimpleCNN-BN, S={s['batch_size']}, first {until} iterations; 'decays' = the smoothed "
                f"minimum is below the initial value by more than {cl.Z:g} combined SE (else "
@@ -567,7 +576,8 @@ def _early_claims(df, s) -> list[dict]:
     else:
         ours, verdict, reason = "not measured", cl.UNTESTABLE, "lambda_K^1 not measured"
     out.append(_claim("4.3", "Fig. 7b", "lambda_K^1 of SimpleCNN-BN starts high and decays for all but the "
-                      "smallest eta", setting, "Fig. 7b (no number in text)", ours, verdict, reason))
+                      "smallest eta", setting, "Fig. 7b (no number in text)", ours, verdict, reason,
+                      FIGURES["fig7b"] + ".png"))
     return out
 
 
@@ -588,7 +598,7 @@ def _s10_claim(get, s, win) -> list[dict]:
     return [_claim("App. H", "Fig. 26", f"S={S0} is the exception: its max ||g||/||g_5|| and max "
                    f"lambda_K^*/lambda_K^1 are smaller than for every larger S",
                    f"SimpleCNN-BN, eta={s['lr_for_S']:g}, S in {sizes}; {win}", "App. H (no number in text)",
-                   "; ".join(ours), *_all(parts))]
+                   "; ".join(ours), *_all(parts), figure_file=FIGURES["fig26a"] + ".png")]
 
 
 def _key(v):
@@ -596,6 +606,18 @@ def _key(v):
 
 
 # ----------------------------------------------------------------------------- plotting
+
+
+def comparison(df: pd.DataFrame, s: dict, plain_lr: float = 0.01) -> tuple[pd.DataFrame, dict]:
+    """Sec. 4.3's comparison: the rows of SimpleCNN-BN at the smallest and the largest eta
+    and of SimpleCNN at ``plain_lr``, with a ``curve`` column, and legend prefixes."""
+    lo, hi = min(s["bn_lrs"]), max(s["bn_lrs"])
+    parts = [df[(df["sweep"] == "bn_eta") & np.isclose(df["value"], lo)].assign(curve="bn_low"),
+             df[(df["sweep"] == "plain_eta") & np.isclose(df["value"], plain_lr)].assign(curve="plain"),
+             df[(df["sweep"] == "bn_eta") & np.isclose(df["value"], hi)].assign(curve="bn_high")]
+    names = {"bn_low": "SimpleCNN-BN,", "plain": "SimpleCNN,", "bn_high": "SimpleCNN-BN,"}
+    return pd.concat(parts, ignore_index=True), names
+
 
 
 def palette_for(values, param: str) -> dict:
@@ -613,9 +635,12 @@ def palette_for(values, param: str) -> dict:
 
 
 def panel(ax, d: pd.DataFrame, y: str, *, param: str = "lr", x: str = "epoch", window: int = 3,
-          ylabel: str | None = None, xmax: float | None = None, logy: bool = False, title: str = ""):
+          ylabel: str | None = None, xmax: float | None = None, logy: bool = False, title: str = "",
+          hue: str = "value", names: dict | None = None):
     """One figure panel: ``y`` against ``x`` per sweep value (smoothed line over faint raw
-    points, one line per seed), legend naming diverged runs and their iteration."""
+    points, one line per seed), legend naming diverged runs and their iteration. ``hue``:
+    another column to tell curves apart (e.g. 'curve'), ``names``: {hue value: legend
+    prefix}, e.g. {'bn': 'SimpleCNN-BN,'}; colours then follow the hue's order."""
     from .plotting import SYMBOLS, curves
 
     ylabel = ylabel if ylabel is not None else SYMBOLS.get(y, y)
@@ -626,13 +651,24 @@ def panel(ax, d: pd.DataFrame, y: str, *, param: str = "lr", x: str = "epoch", w
         ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
         ax.set(xlabel=SYMBOLS.get(x, x), ylabel=ylabel, title=title)
         return ax
-    labels = legend_labels(d, "η" if param == "lr" else "S")
-    cols = palette_for(d["value"], param)
-    d = d.sort_values("value", ascending=(param != "lr"), kind="stable")
-    d = d.assign(_label=d["value"].map(labels))
+    if hue == "value":
+        labels = legend_labels(d, "η" if param == "lr" else "S")
+        cols = palette_for(d["value"], param)
+        d = d.sort_values("value", ascending=(param != "lr"), kind="stable")
+        d = d.assign(_label=d["value"].map(labels))
+        palette = {labels[v]: cols[float(v) if param == "lr" else int(v)] for v in labels}
+    else:
+        import matplotlib.pyplot as plt
+
+        keys = list(dict.fromkeys(d[hue]))
+        labels = {k: f"{(names or {}).get(k, k)} "
+                     f"{next(iter(legend_labels(d[d[hue] == k], 'η' if param == 'lr' else 'S').values()))}"
+                  for k in keys}
+        cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+        palette = {labels[k]: cycle[i % len(cycle)] for i, k in enumerate(keys)}
+        d = d.assign(_label=d[hue].map(labels))
     curves(d, x, y, "_label", units="seed", window=window, ax=ax, ylabel=ylabel, logy=logy,
-           xlabel=SYMBOLS.get(x, x), palette={labels[v]: cols[float(v) if param == "lr" else int(v)]
-                                              for v in labels})
+           xlabel=SYMBOLS.get(x, x), palette=palette)
     if title:
         ax.set_title(title, fontsize=9)
     return ax

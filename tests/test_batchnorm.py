@@ -380,3 +380,17 @@ def test_a_run_whose_K_blows_up_is_recorded_as_diverged():
     c = bn.sweeps(s)[1].configs[0].replace(lr=1e4, n_train=256)
     out = T.train(c, data=T.load_run_data(c), progress=False)
     assert out.status == "diverged" and out.diverged_at is not None
+
+
+def test_comparison_figure_names_models_and_divergence():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cmp, names = bn.comparison(_paper_like(), bn.settings("cpu"))
+    assert list(dict.fromkeys(cmp["curve"])) == ["bn_low", "plain", "bn_high"]
+    fig = bn.figure([dict(d=cmp, y="lambda_K_1", hue="curve", names=names)], "t", "footer")
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts == ["SimpleCNN-BN, η = 0.001", "SimpleCNN, η = 0.01", "SimpleCNN-BN, η = 1"]
+    assert any(t.get_text() == "footer" for t in fig.texts)
+    plt.close("all")
