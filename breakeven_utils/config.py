@@ -32,6 +32,7 @@ import importlib
 import importlib.util
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,34 +59,40 @@ PLUGIN_PACKAGE = __package__  # "breakeven_utils"
 # notebook modules that register update rules / metrics (imported by load_plugins if present)
 PLUGIN_MODULES = ("batchnorm", "walk", "nsgd", "sharpest")
 _plugins_seen: dict[str, bool] = {}  # "package.module" -> present (imported) or absent
-_plugins_loading = False
+_plugins_lock = threading.RLock()  # other threads wait until the plugins are registered
+_plugins_loading = False  # re-entry from a plugin being imported (same thread only)
 
 
 def load_plugins() -> None:
     """Import ``breakeven_utils.<m>`` for each ``m`` in ``PLUGIN_MODULES`` that exists.
 
     A module that is absent is skipped; one that exists but fails to import
-    raises (its error, unchanged). Idempotent and cheap after the first call
-    (a dict lookup per name). Called by :class:`RunConfig` validation and by
-    the training loop; a plugin that builds a ``RunConfig`` while it is being
-    imported does not re-enter the loader.
+    raises (its error, unchanged; the next call tries again). Idempotent and
+    cheap after the first call (a dict lookup per name). Called by
+    :class:`RunConfig` validation and by the training loop. Thread-safe: a
+    thread that calls it while another imports the plugins waits for them; a
+    plugin that builds a ``RunConfig`` while it is being imported does not
+    re-enter the loader.
     """
     global _plugins_loading
-    if _plugins_loading:
+    if all(f"{PLUGIN_PACKAGE}.{m}" in _plugins_seen for m in PLUGIN_MODULES):
         return
-    _plugins_loading = True
-    try:
-        for m in PLUGIN_MODULES:
-            name = f"{PLUGIN_PACKAGE}.{m}"
-            if name in _plugins_seen:
-                continue
-            if importlib.util.find_spec(name) is None:
-                _plugins_seen[name] = False
-                continue
-            importlib.import_module(name)  # raises if the module is broken
-            _plugins_seen[name] = True
-    finally:
-        _plugins_loading = False
+    with _plugins_lock:
+        if _plugins_loading:
+            return
+        _plugins_loading = True
+        try:
+            for m in PLUGIN_MODULES:
+                name = f"{PLUGIN_PACKAGE}.{m}"
+                if name in _plugins_seen:
+                    continue
+                if importlib.util.find_spec(name) is None:
+                    _plugins_seen[name] = False
+                    continue
+                importlib.import_module(name)  # raises if the module is broken
+                _plugins_seen[name] = True
+        finally:
+            _plugins_loading = False
 
 
 # ----------------------------------------------------------------------------- validation helpers

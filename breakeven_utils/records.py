@@ -68,6 +68,7 @@ __all__ = [
     "load",
     "sweep",
     "list_runs",
+    "compute_time",
     "store_root",
     "RunStoreError",
     "CorruptRunError",
@@ -385,6 +386,64 @@ def list_runs(store: str | os.PathLike | None = None) -> pd.DataFrame:
                      "diverged_at": st.get("diverged_at"), "version": rec.get("version"),
                      "error": st.get("error"), **_flat_config(rec.get("config", {}))})
     return pd.DataFrame(rows)
+
+
+def _run_keys(runs) -> list[str]:
+    """Run keys from a ``sweep`` table (its ``key`` column and ``attrs['failed']``), RunResults,
+    RunConfigs or key strings (or an iterable mixing them), in first-seen order."""
+    if isinstance(runs, pd.DataFrame):
+        keys = list(runs["key"].dropna().astype(str)) if "key" in runs else []
+        return list(dict.fromkeys(keys + [str(f["key"]) for f in runs.attrs.get("failed", [])]))
+    if isinstance(runs, (str, RunConfig, RunResult)):
+        runs = [runs]
+    keys = []
+    for r in runs:
+        if isinstance(r, pd.DataFrame):
+            keys += _run_keys(r)
+        elif isinstance(r, RunResult):
+            keys.append(r.key)
+        elif isinstance(r, RunConfig):
+            keys.append(r.key())
+        elif isinstance(r, str):
+            keys.append(r)
+        else:
+            raise TypeError(f"compute_time takes sweep tables, RunResults, RunConfigs or keys, "
+                            f"got {type(r).__name__}")
+    return list(dict.fromkeys(keys))
+
+
+def compute_time(runs, store: str | os.PathLike | None = None, *, since: float | None = None) -> dict:
+    """What the runs a notebook used cost to compute, from their stored ``status.json``.
+
+    ``seconds`` of a run is its training + measurement time summed over every resume
+    (``measure_seconds`` the measurement part), whether it was computed now or loaded
+    from the store, so a notebook that only redraws still reports what its results
+    cost. ``runs``: a ``sweep`` table, RunResults, RunConfigs or keys (duplicates once).
+    ``since`` (a ``time.time()``): also count the runs that finished at or after it
+    (computed by this execution) and their seconds. Returns a manifest entry:
+    {"runs", "compute_seconds", "measure_seconds", "runs_without_time": [keys of runs
+    not finished in the store (failed, missing)], and with ``since``: "runs_computed",
+    "computed_seconds"}.
+    """
+    root = store_root(store)
+    total = measure = now_s = 0.0
+    now, missing = 0, []
+    keys = _run_keys(runs)
+    for k in keys:
+        st = _read_json(root / k / STATUS_FILE) or {}
+        if st.get("status") not in ("done", "diverged") or st.get("seconds") is None:
+            missing.append(k)
+            continue
+        total += float(st["seconds"])
+        measure += float(st.get("measure_seconds") or 0.0)
+        if since is not None and float(st.get("finished") or 0.0) >= since:
+            now += 1
+            now_s += float(st["seconds"])
+    out = {"runs": len(keys), "compute_seconds": round(total, 1), "measure_seconds": round(measure, 1),
+           "runs_without_time": missing}
+    if since is not None:
+        out.update(runs_computed=now, computed_seconds=round(now_s, 1))
+    return out
 
 
 # ----------------------------------------------------------------------------- sweeps

@@ -3,6 +3,7 @@ stack, and the plugin loader (rules/metrics of notebook modules found by name)."
 import ast
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -145,7 +146,9 @@ def plugin_pkg(tmp_path, monkeypatch):
 
 
 PLUGIN_SRC = textwrap.dedent("""
-    from breakeven_utils.train import SGDRule, register_metric, register_rule
+    from breakeven_utils.train import RunConfig, SGDRule, register_metric, register_rule
+
+    _DEFAULT = RunConfig(max_epochs=1)  # validation while the loader imports this module
 
     @register_rule("plugin_half_test")
     class Half(SGDRule):
@@ -207,3 +210,21 @@ def test_a_plugin_that_fails_to_import_raises(plugin_pkg, monkeypatch):
         cfg.load_plugins()
     with pytest.raises(RuntimeError, match="broken plugin for the test"):  # not silently cached
         RunConfig(**TINY)
+
+
+def test_a_thread_validating_while_another_imports_the_plugins_waits_for_them(plugin_pkg,
+                                                                              monkeypatch):
+    _, root = plugin_pkg
+    started = threading.Event()
+    monkeypatch.setattr(cfg, "_test_plugin_started", started, raising=False)
+    (root / "slowplug.py").write_text(
+        "import time\nfrom breakeven_utils import config\nconfig._test_plugin_started.set()\n"
+        "time.sleep(0.5)\n" + PLUGIN_SRC)
+    monkeypatch.setattr(cfg, "PLUGIN_MODULES", ("slowplug",))
+    errors = []
+    loader = threading.Thread(target=lambda: errors.append(cfg.load_plugins()))
+    loader.start()
+    assert started.wait(10)
+    c = RunConfig(**{**TINY, "update_rule": "plugin_half_test"})  # waits, then finds the rule
+    loader.join()
+    assert c.rule_name == "plugin_half_test" and errors == [None]
