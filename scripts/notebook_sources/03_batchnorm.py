@@ -215,10 +215,13 @@ plt.show()
 # the raw maxima beside them; for $\lambda_K^1$ and $\lambda_H^1$ of SimpleCNN-BN the initial transient
 # (the decay from the high value at initialisation) is cut off first
 # (`claims.transient_end`). An ordering holds only when every consecutive step goes the
-# predicted way by more than 1.96 combined standard errors (seed spread with several seeds;
-# with one seed no standard error is available and the step must exceed 5% of the larger
-# value, notebook 2's rule: the table's reason says which); otherwise the verdict is "not
-# testable at this scale (within noise)" or "does not hold".
+# predicted way by more than 1.96 combined standard errors; otherwise the verdict is "not
+# testable at this scale (within noise)" or "does not hold". Standard errors: the spread over
+# seeds when there are several; with one seed, for $\lambda_K^1$ and $\mathrm{Tr}(\mathbf{K})$ the
+# bootstrap over the $L$ mini-batch gradients of each K estimate (`claims.bootstrap_se`,
+# propagated through the moving average); for $\lambda_K^*/\lambda_K^1$, $\lambda_H^1$ and
+# $\|g\|/\|g_5\|$ none is available from one run, and a step must exceed 5% of the larger value
+# (notebook 2's rule). Each row's reason names the margin it used.
 #
 # The paper's sentence on $\|g\|/\|g_5\|$ reads, as written: *"First, the maximum and minimum
 # values of $\|g\|/\|g_5\|$ are 1.90 (1.37) and 2.02 (1.09), respectively."* We read it per
