@@ -191,6 +191,8 @@ def _hessian(ctx: MeasureContext):
 def _m_lambda_H(ctx):
     h = _hessian(ctx)
     vals = [float(v) for v in h.values]
+    if not all(np.isfinite(vals)):  # the loop records the run as diverged
+        raise FloatingPointError("the Hessian's top eigenvalues are not finite (NaN/inf)")
     ctx.cache.setdefault("arrays", {})["H_top"] = np.asarray(vals, dtype=np.float64)
     return {f"lambda_H_{i + 1}": v for i, v in enumerate(vals)}
 

@@ -173,6 +173,8 @@ def gradient_covariance(model: nn.Module, loss_fn, data, L: int = 25, M: int = 1
     C = G.sub_(g)  # in place: G is not needed any more
     gram = (C @ C.T).to(torch.float64) / L
     gram = 0.5 * (gram + gram.T)
+    if not torch.isfinite(gram).all():  # e.g. a diverging run: say so instead of failing in eigh
+        raise FloatingPointError("the mini-batch gradients behind K are not finite (NaN/inf)")
     evals, evecs = torch.linalg.eigh(gram)
     evals, evecs = evals.flip(0), evecs.flip(1)
     scale = float(M) if per_example else 1.0

@@ -179,6 +179,53 @@ def get_profile(name: str, section: str | None = None, **overrides) -> dict:
     return merged
 
 
+# ----------------------------------------------------------------------------- notebook 3 (batchnorm)
+# Break-even Sec. 4.3 / App. H: SimpleCNN-BN over eta and S, SimpleCNN over eta
+# (breakeven_utils.batchnorm). bn_lrs / plain_lrs: eta of SimpleCNN-BN / SimpleCNN
+# at S = batch_size; batch_sizes: S of SimpleCNN-BN at eta = lr_for_S (the paper does
+# not name it; 0.01 is the eta its Sec. 4.3 comparison uses, and makes S = 128 the
+# same run as the eta sweep's eta = 0.01). measure_early: dense measurement
+# iterations (Fig. 7b's iteration axis), then every epoch (None: the shared
+# measure_every / measure_dense_until schedule); early_iters: the window of the
+# early-phase claims; early_plot_iters: the iteration axis of Fig. 7b / 26b; window:
+# moving average (measurements) for curves and maxima; gamma_tol: ||gamma||
+# "decreases" = falls below (1 - gamma_tol) x its initial value; jobs /
+# threads_per_job: local worker processes and torch threads each (records.sweep).
+_BATCHNORM = {
+    "smoke": {
+        "n_train": 512, "n_val": 256, "n_test": 128, "n_measure": 128, "hessian_n": 64,
+        "model_kwargs": {"image_size": 8, "width": [8, 8, 16, 16], "hidden": 32},
+        "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 32,
+        "batch_sizes": [8, 16, 32, 64], "lr_for_S": 0.01, "K_L": 8, "K_M": 16,
+        "max_epochs": 2, "measure_early": [0, 2, 4, 8, 16], "early_iters": 16, "early_plot_iters": 32,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
+        "jobs": 1, "threads_per_job": None,
+    },
+    "cpu": {
+        # CIFAR-10 subset of 3,200 images (K needs L*M = 3,200), 2 epochs, one seed, 5
+        # measurements per run, lambda_H (64 examples) for the eta sweep only: 9 runs in
+        # about 10 minutes on 2 cores (costs measured here: SimpleCNN step at S=128 ~0.6 s
+        # on one thread, K ~15 s, lambda_H ~20 s on 128 examples, per measurement)
+        "n_train": 3_200, "n_val": 500, "n_test": 500, "n_measure": 250, "hessian_n": 64,
+        "hessian_tol": 1e-2, "seeds": [0], "model_kwargs": {},
+        "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 128,
+        "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01, "K_L": 25, "K_M": 128,
+        "max_epochs": 2, "measure_early": [0, 5, 12], "early_iters": 25, "early_plot_iters": 50,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": False, "lambda_H_plain": False,
+        "jobs": 2, "threads_per_job": 1,
+    },
+    "paper": {
+        # 45k/5k split, 5 seeds, the shared dense-then-per-epoch schedule; for a GPU
+        "model_kwargs": {}, "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0],
+        "batch_size": 128, "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01,
+        "max_epochs": 200, "measure_early": None, "early_iters": 1_000, "early_plot_iters": 2_000,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
+        "jobs": 1, "threads_per_job": None,
+    },
+}
+for _name, _sec in _BATCHNORM.items():
+    PROFILES[_name]["batchnorm"] = _sec
+
 # ----------------------------------------------------------------------------- notebook 5 (nsgd)
 # Sharpest directions and Nudged SGD (Jastrzebski et al. 2018). Eigenpairs by magnitude
 # ('LM', the authors' eigsh default) on hessian_n examples; the paper: 2,250 = 5% of 45k.

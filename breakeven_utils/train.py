@@ -170,8 +170,9 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "auto",
     hooks: called after every step with ``{'iteration', 'epoch', 'loss', 'batch_size',
         'lr', 'model'}``; an exception from a hook aborts the run (tests use this
         to simulate a kill).
-    A non-finite loss, gradient or measured training loss ends the run with
-    status 'diverged' (no exception).
+    A non-finite loss, gradient or measured training loss, or a metric raising
+    ``FloatingPointError`` (non-finite gradients behind K, a non-finite Hessian
+    eigenvalue), ends the run with status 'diverged' (no exception).
     device: 'auto' (CUDA when present, else CPU; with ``data`` given, the data's
         device), 'cpu', 'cuda[:N]' (``device.resolve_device``).
     """
@@ -286,6 +287,10 @@ def _prepare(config: RunConfig, data, device, checkpoint_every) -> _Run:
 
     t_start = time.perf_counter()
     model = _build(config, data, device)
+    if "gamma_norm" in config.metrics and not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None for m in model.modules()):
+        raise ValueError(f"metric 'gamma_norm' (||gamma|| of the last BatchNorm layer) needs a model with "
+                         f"BatchNorm; {config.model!r} has none")
     loss_fn = nn.CrossEntropyLoss()
     params = [p for p in model.parameters() if p.requires_grad]
     load_plugins()  # rules registered by notebook modules (a config unpickled in a worker)
@@ -389,8 +394,13 @@ def _measure(r: _Run, t: int) -> dict:
                                                   if m in _USER_METRICS]:
         if name in want:
             t1 = time.perf_counter()
-            row.update(fn(ctx))
+            try:
+                row.update(fn(ctx))
+            except FloatingPointError as e:  # non-finite gradients / HVPs of a diverging state
+                raise Diverged(t, f"metric {name!r}: {e}") from e
             timing[name] = timing.get(name, 0.0) + time.perf_counter() - t1
+            if name == "train" and not math.isfinite(row["train_loss"]):
+                raise Diverged(t, "the training loss")  # before the costly curvature metrics
     for name, arr in ctx.cache.get("arrays", {}).items():
         S["arrays"].setdefault(name, []).append(arr)
         S["arrays"].setdefault(name + "_iteration", []).append(t)
