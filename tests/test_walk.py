@@ -1,0 +1,280 @@
+"""A Walk with SGD: barrier and height definitions, interpolation against a plain loop of
+forward passes, BatchNorm handling, the recorder metrics, the noise rule, the quadratic."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from breakeven_utils import walk
+from breakeven_utils.train import RunConfig, train
+from problems import F64, cnn_problem
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ----------------------------------------------------------------------------- definitions
+
+
+def test_barrier_on_hand_made_curves():
+    assert not walk.barrier_crossed([1.0, 0.8, 0.6, 0.7, 0.9])  # valley: min inside, no barrier
+    assert not walk.barrier_crossed([1.0, 0.9, 0.8, 0.7])  # monotone down
+    assert not walk.barrier_crossed([0.5, 0.6, 0.7, 0.8])  # monotone up
+    assert walk.barrier_crossed([0.5, 0.9, 0.6])  # bump above both ends
+    assert walk.barrier_crossed([0.5, 0.4, 0.55, 0.6, 0.52])  # 0.6 > both 0.5 and 0.52
+    assert not walk.barrier_crossed([0.5, 0.5, 0.5])  # equal is not higher
+    assert not walk.barrier_crossed([0.5, 0.7, 0.7])  # only equal to the higher end
+    assert not walk.barrier_crossed([0.5, 0.6])  # no interior point
+
+
+def test_height_on_hand_made_curves():
+    # (L_t + L_t1 - 2 L_min) / 2
+    assert walk.floor_height([1.0, 0.8, 0.6, 0.7, 0.9]) == pytest.approx((1.0 + 0.9 - 1.2) / 2)
+    assert walk.floor_height([1.0, 0.9, 0.8, 0.7]) == pytest.approx((1.0 - 0.7) / 2)  # monotone
+    assert walk.floor_height([0.3, 0.3, 0.3]) == 0.0
+    assert walk.floor_height([0.5, 0.9, 0.6]) == pytest.approx(0.05)  # barrier step: min at an end
+    assert walk.valley_floor([1.0, 0.8, 0.6, 0.7, 0.9], [0, 0.25, 0.5, 0.75, 1]) == (0.5, 0.6)
+
+
+@pytest.mark.parametrize("bad", [[1.0], [[1.0, 2.0]], [1.0, float("nan"), 2.0], [1.0, math.inf]])
+def test_definitions_reject_bad_losses(bad):
+    with pytest.raises(ValueError):
+        walk.barrier_crossed(bad)
+    with pytest.raises(ValueError):
+        walk.floor_height(bad)
+
+
+def test_alphas_are_the_papers_grid_plus_one():
+    assert walk.ALPHAS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+# ----------------------------------------------------------------------------- interpolation
+
+
+def _plain_loop(model, loss_fn, x, y, ta, tb, alphas, chunk, bn_train=True):
+    """Reference: write each interpolated vector into a copy of the model and run forward passes."""
+    import copy
+    m = copy.deepcopy(model)
+    m.eval()
+    if bn_train:
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.train()
+    out = []
+    with torch.no_grad():
+        for a in alphas:
+            m.load_state_dict(model.state_dict())  # fresh running stats per point
+            vector_to_parameters((1 - a) * ta + a * tb, m.parameters())
+            tot = sum(float(loss_fn(m(xs), ys)) * len(ys) for xs, ys in zip(x.split(chunk), y.split(chunk)))
+            out.append(tot / len(y))
+    return np.array(out)
+
+
+def _two_points(model):
+    ta = parameters_to_vector(model.parameters()).detach().clone()
+    g = torch.Generator().manual_seed(3)
+    tb = ta + 0.3 * torch.randn(ta.shape, generator=g, dtype=ta.dtype)
+    return ta, tb
+
+
+@pytest.mark.parametrize("bn", [False, True])
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_interpolation_matches_plain_loop(bn, method):
+    model, loss_fn, x, y = cnn_problem(n=50, bn=bn)
+    ta, tb = _two_points(model)
+    # chunks of 16: 16, 16, 16, 2 examples (BN statistics per chunk, the last one small)
+    got = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, walk.ALPHAS, chunk_size=16,
+                                    method=method)
+    ref = _plain_loop(model, loss_fn, x, y, ta, tb, walk.ALPHAS, 16)
+    assert got.shape == (11,)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+    # ends are the two iterates' exact losses
+    vector_to_parameters(tb, model.parameters())
+    assert got[-1] == pytest.approx(_plain_loop(model, loss_fn, x, y, tb, tb, [0.0], 16)[0], rel=1e-12)
+
+
+def test_bn_chunks_matter_and_running_stats_untouched():
+    model, loss_fn, x, y = cnn_problem(n=48, bn=True)
+    model.train()
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.fill_(0.3)
+        bn.running_var.fill_(2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ta, tb = _two_points(model)
+    a16 = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, chunk_size=16)
+    a48 = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, chunk_size=48)
+    ev = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, chunk_size=16, bn_mode="eval")
+    # batch statistics per chunk: the chunking changes the value; eval mode differs from both
+    assert np.abs(a16 - a48).max() > 1e-6
+    assert np.abs(a16 - ev).max() > 1e-6
+    np.testing.assert_allclose(ev, _plain_loop(model, loss_fn, x, y, ta, tb, walk.ALPHAS, 16,
+                                               bn_train=False), rtol=1e-10)
+    # the same data as an iterable of batches gives the chunked result
+    batches = list(zip(x.split(16), y.split(16)))
+    np.testing.assert_allclose(walk.interpolation_losses(model, loss_fn, batches, ta, tb), a16,
+                               rtol=1e-12)
+    after = model.state_dict()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    assert model.training and bn.training
+
+
+def test_interpolation_on_a_quadratic_is_the_closed_form_parabola():
+    # linear regression + MSE: L(theta) is quadratic, so along the segment
+    # L(alpha) = L_a + alpha * (grad_a . d) + alpha^2 / 2 d^T H d exactly
+    torch.manual_seed(0)
+    X, Y = torch.randn(40, 3, dtype=F64), torch.randn(40, 1, dtype=F64)
+    model = nn.Linear(3, 1, bias=False).double()
+    loss_fn = nn.MSELoss()
+    ta, tb = torch.tensor([0.5, -1.0, 2.0], dtype=F64), torch.tensor([-0.3, 0.4, 1.0], dtype=F64)
+    alphas = np.linspace(0, 1, 11)
+    got = walk.interpolation_losses(model, loss_fn, (X, Y), ta, tb, alphas, chunk_size=7)
+    Xn, Yn = X.numpy(), Y.numpy()[:, 0]
+    H = 2 * Xn.T @ Xn / len(Xn)
+    d = (tb - ta).numpy()
+    La = np.mean((Xn @ ta.numpy() - Yn) ** 2)
+    ga = 2 * Xn.T @ (Xn @ ta.numpy() - Yn) / len(Xn)
+    np.testing.assert_allclose(got, La + alphas * (ga @ d) + alphas ** 2 / 2 * (d @ H @ d), rtol=1e-12)
+
+
+def test_interpolation_rejects_bad_input():
+    model, loss_fn, x, y = cnn_problem(n=8)
+    ta, tb = _two_points(model)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, [0.0, 1.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, [-0.1, 0.5])
+    with pytest.raises(ValueError, match="flat vector"):
+        walk.interpolation_losses(model, loss_fn, (x, y), ta[:-1], tb)
+    with pytest.raises(ValueError, match="method"):
+        walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, method="fast")
+    with pytest.raises(ValueError, match="empty"):
+        walk.interpolation_losses(model, loss_fn, (x[:0], y[:0]), ta, tb)
+
+
+# ----------------------------------------------------------------------------- recorder metrics
+
+TINY = dict(dataset="synthetic", n_train=128, n_val=32, n_test=32, n_measure=32, model="mlp",
+            model_kwargs={"hidden": (16,)}, batch_size=32, lr=0.1, max_epochs=3)
+
+
+def test_walk_metrics_in_the_recorder_match_direct_computation():
+    from breakeven_utils.train import load_run_data
+    from breakeven_utils.models import build_model
+    # epoch 2 (iterations 4..8): 4 interpolated steps, cosines from the 2nd step on
+    cfg = RunConfig(**TINY, measure_at=tuple(range(4, 9)), metrics=("walk_interp", "walk_step",
+                                                                       "dist_init"))
+    data = load_run_data(cfg)
+    thetas = {}
+
+    def hook(info):
+        thetas[info["iteration"]] = parameters_to_vector(info["model"].parameters()).detach().clone()
+
+    out = train(cfg, data=data, progress=False, hooks=[hook])
+    rows = {r["iteration"]: r for r in out.rows}
+    assert "barrier" not in rows[4] and "step_cos" not in rows[4] and "step_cos" not in rows[5]
+    model = build_model("mlp", num_classes=10, in_channels=3, image_size=8, hidden=(16,), seed=0)
+    L = np.stack(out.arrays["walk_losses"])
+    assert L.shape == (4, 11) and out.arrays["walk_losses_iteration"] == [5, 6, 7, 8]
+    for i, t in enumerate(range(5, 9)):
+        ref = _plain_loop(model, torch.nn.CrossEntropyLoss(), data.train.x, data.train.y,
+                          thetas[t - 1], thetas[t], walk.ALPHAS, walk.WALK_CHUNK)
+        np.testing.assert_allclose(L[i], ref, rtol=1e-5)
+        r = rows[t]
+        assert r["walk_step"] == t - 1
+        assert r["barrier"] == float(walk.barrier_crossed(L[i]))
+        assert r["height"] == pytest.approx(walk.floor_height(L[i]))
+        d1 = thetas[t] - thetas[t - 1]
+        assert r["step_norm"] == pytest.approx(float(d1.norm()), rel=1e-6)
+        if t >= 6:
+            d0 = thetas[t - 1] - thetas[t - 2]
+            assert r["step_cos"] == pytest.approx(float(d0 @ d1 / (d0.norm() * d1.norm())), abs=1e-5)
+
+
+def test_walk_metric_resumes_exactly(tmp_path):
+    from breakeven_utils import records
+    cfg = RunConfig(**TINY, measure_at=tuple(range(2, 10)), metrics=("walk_interp", "walk_step"))
+    ref = train(cfg, progress=False)
+
+    def killer(info):
+        if info["iteration"] == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        records.run(cfg, tmp_path, hooks=[killer], progress=False, checkpoint_every=1)
+    res = records.run(cfg, tmp_path, progress=False)
+    assert res.info["resumed_from"] is not None
+    np.testing.assert_array_equal(res.metrics["height"].to_numpy(),
+                                  np.array([r.get("height", np.nan) for r in ref.rows]))
+    np.testing.assert_array_equal(res.arrays["walk_losses"], np.stack(ref.arrays["walk_losses"]))
+
+
+# ----------------------------------------------------------------------------- isotropic noise
+
+
+def test_max_minibatch_gradient_variance_against_dense():
+    model, loss_fn, x, y = cnn_problem(n=40, bn=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    v = walk.max_minibatch_gradient_variance(model, loss_fn, (x, y), 8, 5, seed=2)
+    for k, b in model.state_dict().items():  # BN running statistics restored after the probe
+        assert torch.equal(b, before[k]), k
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(2))
+    G = []
+    for b in range(5):
+        idx = perm[b * 8:(b + 1) * 8]
+        model.zero_grad()
+        model.train()
+        loss_fn(model(x[idx]), y[idx]).backward()
+        G.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    assert v == pytest.approx(float(torch.stack(G).var(0, unbiased=True).max()), rel=1e-10)
+    with pytest.raises(ValueError, match="exceeds"):
+        walk.max_minibatch_gradient_variance(model, loss_fn, (x, y), 10, 5)
+
+
+def test_noise_rule_uses_minibatch_variance():
+    cfg = RunConfig(**{**TINY, "max_epochs": 2}, optimizer="gd_noise", noise_factor=0.1,
+                    update_rule="gd_noise_minibatch", rule_kwargs={"noise_batch_size": 16,
+                                                                    "n_batches": 8},
+                    metrics=("train",))
+    out = train(cfg, progress=False)
+    assert out.info["sigma2"] == pytest.approx(0.1 * out.info["v_max"])
+    from breakeven_utils.models import build_model
+    from breakeven_utils.train import load_run_data
+    data = load_run_data(cfg)
+    m = build_model("mlp", num_classes=10, in_channels=3, image_size=8, hidden=(16,), seed=0)
+    v = walk.max_minibatch_gradient_variance(m, nn.CrossEntropyLoss(), (data.train.x, data.train.y),
+                                             16, 8, seed=0)
+    assert out.info["v_max"] == pytest.approx(v, rel=1e-6)
+    with pytest.raises(ValueError, match="noise_factor"):
+        RunConfig(**TINY, optimizer="gd_noise", noise_factor=-0.1, update_rule="gd_noise_minibatch")
+
+
+# ----------------------------------------------------------------------------- quadratic (Fig. 28)
+
+
+def test_quadratic_gd_against_closed_form():
+    lam = np.array([4.0, 1.0, 0.1])
+    Q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+    H = Q @ np.diag(lam) @ Q.T
+    th0 = np.array([1.0, -2.0, 0.5])
+    eta = 0.35  # 1/4 < eta < 2/4: underdamped along lambda=4, overdamped along 1 and 0.1
+    traj = walk.quadratic_gd(H, th0, eta, 30)
+    c0 = Q.T @ th0
+    closed = np.stack([Q @ ((1 - eta * lam) ** t * c0) for t in range(31)])
+    np.testing.assert_allclose(traj, closed, atol=1e-12)
+    coords = traj @ Q
+    assert np.all(np.diff(np.sign(coords[:10, 0])) != 0)  # oscillates along the top direction
+    assert np.all(np.diff(np.abs(coords[:, 2])) < 0) and np.all(np.sign(coords[:, 2]) == np.sign(c0[2]))
+    assert walk.damping(eta, lam) == pytest.approx(np.abs(1 - eta * lam))
+    assert [walk.damping_regime(eta, v) for v in lam] == ["underdamped", "overdamped", "overdamped"]
+    assert walk.damping_regime(0.6, 4.0) == "divergent"
+    assert walk.damping_regime(0.25, 4.0) == "critical"
+    np.testing.assert_allclose(walk.quadratic_loss(traj[:2], H), [0.5 * th0 @ H @ th0,
+                                                                 0.5 * traj[1] @ H @ traj[1]])
+    with pytest.raises(ValueError):
+        walk.quadratic_gd(H, th0, -0.1, 3)
+    with pytest.raises(ValueError):
+        walk.quadratic_gd(np.ones((2, 3)), th0, 0.1, 3)
