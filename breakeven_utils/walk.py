@@ -27,7 +27,6 @@ Settings per profile, ``run_configs`` and the analysis (tables, claims) are in
 from __future__ import annotations
 
 import math
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -131,7 +130,7 @@ def _is_bn(m) -> bool:
 @torch.no_grad()
 def interpolation_losses(model: nn.Module, loss_fn, data, theta_a, theta_b, alphas=ALPHAS, *,
                          chunk_size: int = WALK_CHUNK, bn_mode: str = "train",
-                         method: str = "auto") -> np.ndarray:
+                         method: str = "auto", share_first: bool = True) -> np.ndarray:
     """Mean loss over ``data`` at every (1 - alpha) theta_a + alpha theta_b (Sec. 3).
 
     data: a pair of tensors (cut into fixed chunks of ``chunk_size``) or an
@@ -144,7 +143,14 @@ def interpolation_losses(model: nn.Module, loss_fn, data, theta_a, theta_b, alph
     train/eval flags are left as they were. ``method``: ``'vmap'`` evaluates
     all alphas of a chunk in one batched pass (``torch.func.functional_call``
     with stacked parameters), ``'loop'`` one pass per alpha on the same chunk,
-    ``'auto'``: vmap (faster on CPU, see benchmarks/walk_interpolation.py).
+    ``'auto'``: loop (on CPU as fast as vmap for the MLP and faster for convolutional
+    models, see benchmarks/walk_interpolation.py). Image chunks are passed in
+    channels-last memory format (faster CPU convolutions; the same values).
+    ``share_first``: when the first parametrised module the forward pass calls is
+    a Linear/Conv layer called once (its input depends on no parameter), its
+    output is affine in alpha, z(alpha) = (1 - alpha) z(theta_a) + alpha z(theta_b),
+    so it is computed twice per chunk instead of once per alpha (the MLP's first
+    layer holds ~88% of its multiply-adds).
     Returns a float64 array, one loss per alpha.
     """
     from torch.func import functional_call, vmap
@@ -166,9 +172,11 @@ def interpolation_losses(model: nn.Module, loss_fn, data, theta_a, theta_b, alph
     K = len(a)
     w = torch.as_tensor(a, dtype=like.dtype, device=like.device)[:, None]
     P = (1 - w) * ta + w * tb  # K x D; rows 0 and K-1 are exactly theta_a / theta_b at alpha 0 / 1
-    stacked, off = {}, 0
+    stacked, ends, off = {}, ({}, {}), 0
     for k, p in named:
         stacked[k] = P[:, off:off + p.numel()].reshape(K, *p.shape)
+        ends[0][k] = ta[off:off + p.numel()].view(p.shape)
+        ends[1][k] = tb[off:off + p.numel()].view(p.shape)
         off += p.numel()
     frozen = {k: p.detach() for k, p in model.named_parameters() if not p.requires_grad}
     buffers = dict(model.named_buffers())
@@ -178,31 +186,104 @@ def interpolation_losses(model: nn.Module, loss_fn, data, theta_a, theta_b, alph
         for m in model.modules():
             if _is_bn(m):
                 m.train()
-    use_vmap = method in ("auto", "vmap")
+    use_vmap = method == "vmap"
     total = torch.zeros(K, dtype=torch.float64)
     count = 0
+    first = _first_layer(model, ends[0], frozen, buffers, batches[0][0]) if share_first else None
+    held: dict = {}
     try:
+        if first is not None:
+            mod, prefix = first
+            mod.forward = lambda *args, **kw: held["z"]  # instance attribute: restored below
         for x, y in batches:
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if first is not None:
+                za, zb = _first_outputs(model, mod, prefix, ends, frozen, buffers, x)
+                shape = (K,) + (1,) * za.dim()
+                Z = (1 - w.reshape(shape)) * za + w.reshape(shape) * zb
             if use_vmap:
                 # fresh per-alpha copies of the buffers: BN's running-statistics update lands there
                 bufs = {k: b.unsqueeze(0).expand(K, *b.shape).clone() for k, b in buffers.items()}
 
-                def one(p, b):
+                def one(p, b, z=None):
+                    held["z"] = z
                     return loss_fn(functional_call(model, ({**p, **frozen}, b), (x,)), y)
 
-                losses = vmap(one)(stacked, bufs)
+                losses = vmap(one)(stacked, bufs, *((Z,) if first is not None else ()))
             else:
                 losses = torch.empty(K, dtype=like.dtype, device=like.device)
                 for i in range(K):
                     p = {k: v[i] for k, v in stacked.items()}
                     b = {k: v.clone() for k, v in buffers.items()}
+                    held["z"] = Z[i] if first is not None else None
                     losses[i] = loss_fn(functional_call(model, ({**p, **frozen}, b), (x,)), y)
             total += losses.detach().double().cpu() * len(y)
             count += len(y)
     finally:
+        held.clear()
+        if first is not None:
+            del first[0].forward
         for m, f in flags.items():
             m.training = f
     return (total / count).numpy()
+
+
+class _Stop(Exception):
+    pass
+
+
+_AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _first_layer(model, params, frozen, buffers, x):
+    """(module, name prefix) of the first parametrised module a forward pass calls, if it
+    is a Linear/Conv called once per pass (so its input depends on no parameter); else None."""
+    order = []
+    owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: order.append(mod)) for m in owners]
+    try:
+        bufs = {k: b.clone() for k, b in buffers.items()}
+        from torch.func import functional_call
+        functional_call(model, ({**params, **frozen}, bufs), (x[:2],))
+    finally:
+        for h in hooks:
+            h.remove()
+    if not order or not isinstance(order[0], _AFFINE) or order.count(order[0]) != 1:
+        return None
+    if any(p.requires_grad is False for p in order[0].parameters(recurse=False)):
+        return None
+    names = {m: n for n, m in model.named_modules()}
+    return order[0], names[order[0]]
+
+
+def _first_outputs(model, mod, prefix, ends, frozen, buffers, x):
+    """The first layer's input (captured by a forward pre-hook that stops the pass) and
+    its outputs at theta_a and theta_b (``ends``: their parameter dicts)."""
+    from torch.func import functional_call
+    box = {}
+
+    def grab(m, inp):
+        box["x"] = inp[0]
+        raise _Stop
+
+    patched = mod.__dict__.pop("forward")  # the class's forward for these evaluations
+    h = mod.register_forward_pre_hook(grab)
+    try:
+        try:
+            functional_call(model, ({**ends[0], **frozen}, {k: b.clone() for k, b in buffers.items()}),
+                            (x,))
+        except _Stop:
+            pass
+        h.remove()
+        pre = f"{prefix}." if prefix else ""
+        own = [n for n, _ in mod.named_parameters(recurse=False)]
+        za = functional_call(mod, {n: ends[0][pre + n] for n in own}, (box["x"],))
+        zb = functional_call(mod, {n: ends[1][pre + n] for n in own}, (box["x"],))
+    finally:
+        h.remove()
+        mod.forward = patched
+    return za, zb
 
 
 # ----------------------------------------------------------------------------- recorder metrics

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from problems import F64, cnn_problem
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from breakeven_utils import walk
 from breakeven_utils.train import RunConfig, train
-from problems import F64, cnn_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -81,18 +81,47 @@ def _two_points(model):
 
 @pytest.mark.parametrize("bn", [False, True])
 @pytest.mark.parametrize("method", ["vmap", "loop"])
-def test_interpolation_matches_plain_loop(bn, method):
+@pytest.mark.parametrize("share_first", [True, False])
+def test_interpolation_matches_plain_loop(bn, method, share_first):
     model, loss_fn, x, y = cnn_problem(n=50, bn=bn)
     ta, tb = _two_points(model)
     # chunks of 16: 16, 16, 16, 2 examples (BN statistics per chunk, the last one small)
     got = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, walk.ALPHAS, chunk_size=16,
-                                    method=method)
+                                    method=method, share_first=share_first)
     ref = _plain_loop(model, loss_fn, x, y, ta, tb, walk.ALPHAS, 16)
     assert got.shape == (11,)
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
     # ends are the two iterates' exact losses
     vector_to_parameters(tb, model.parameters())
     assert got[-1] == pytest.approx(_plain_loop(model, loss_fn, x, y, tb, tb, [0.0], 16)[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_shared_first_layer_off_grid_alphas_and_ineligible_models(method):
+    # alphas without the ends: the first layer's outputs still come from theta_a / theta_b
+    model, loss_fn, x, y = cnn_problem(n=20, bn=True)
+    ta, tb = _two_points(model)
+    al = [0.25, 0.6, 0.95]
+    got = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, al, chunk_size=8, method=method)
+    np.testing.assert_allclose(got, _plain_loop(model, loss_fn, x, y, ta, tb, al, 8), rtol=1e-10)
+    assert "forward" not in model[0].__dict__  # the patched forward is removed
+
+    class Twice(nn.Module):  # the first layer is called twice: not shareable, must still be right
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4).double()
+            self.b = nn.Linear(4, 3).double()
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(torch.tanh(self.a(x)))))
+
+    torch.manual_seed(0)
+    m2 = Twice()
+    x2, y2 = torch.randn(30, 4, dtype=F64), torch.randint(0, 3, (30,))
+    ta2, tb2 = _two_points(m2)
+    got = walk.interpolation_losses(m2, loss_fn, (x2, y2), ta2, tb2, walk.ALPHAS, method=method)
+    np.testing.assert_allclose(got, _plain_loop(m2, loss_fn, x2, y2, ta2, tb2, walk.ALPHAS, 1000),
+                               rtol=1e-10)
 
 
 def test_bn_chunks_matter_and_running_stats_untouched():
@@ -162,8 +191,8 @@ TINY = dict(dataset="synthetic", n_train=128, n_val=32, n_test=32, n_measure=32,
 
 
 def test_walk_metrics_in_the_recorder_match_direct_computation():
-    from breakeven_utils.train import load_run_data
     from breakeven_utils.models import build_model
+    from breakeven_utils.train import load_run_data
     # epoch 2 (iterations 4..8): 4 interpolated steps, cosines from the 2nd step on
     cfg = RunConfig(**TINY, measure_at=tuple(range(4, 9)), metrics=("walk_interp", "walk_step",
                                                                        "dist_init"))
