@@ -389,7 +389,8 @@ def max_minibatch_gradient_variance(model: nn.Module, loss_fn, data, batch_size:
 
 def _register():
     """Register the metrics and the update rule with the recorder (idempotent)."""
-    from .train import _USER_METRICS, UPDATE_RULES, GDNoiseRule, register_metric, register_rule
+    from .metrics import _USER_METRICS, register_metric
+    from .rules import UPDATE_RULES, GDNoiseRule, register_rule
 
     if "walk_interp" not in _USER_METRICS:
         register_metric("walk_interp")(_m_walk_interp)

@@ -7,10 +7,11 @@ exceeds its combined standard error (:func:`ordering`).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
+
+from .claims import Claim, ordering_verdict
+from .claims import save_claims as _save_claims
 
 __all__ = ["PAPER_VALUES", "ordering", "claims", "save_claims"]
 
@@ -33,45 +34,17 @@ PAPER_VALUES = {
 
 
 def ordering(settings_, values, ses, sign: int):
-    """(verdict, reason, margin): ``values`` strictly monotone in ``settings_`` in direction
-    ``sign`` (+1 increasing), every consecutive step larger than its combined uncertainty
-    sqrt(se_i^2 + se_j^2); claims.ordering_verdict when that module exists."""
-    try:
-        from .claims import ordering_verdict
-        return ordering_verdict(settings_, values, ses, sign)
-    except ImportError:
-        pass
-    order = np.argsort(np.asarray(settings_, dtype=float))
-    v = np.asarray(values, dtype=float)[order]
-    s = np.nan_to_num(np.asarray(ses, dtype=float)[order], nan=0.0)
-    if len(v) < 2 or not np.isfinite(v).all():
-        return "not testable at this scale", "fewer than two finite values", math.nan
-    d = sign * np.diff(v)
-    noise = np.sqrt(s[1:] ** 2 + s[:-1] ** 2)
-    margin = float(np.min(d - noise))
-    if np.all(d > noise):
-        return "holds", "", margin
-    if np.all(d > 0) or np.any(np.abs(d) <= noise):
-        if np.all(np.abs(d) <= noise) or np.all(d > 0):
-            return ("not testable at this scale",
-                    "within noise: a step is not larger than its combined standard error", margin)
-    return "does not hold", "", margin
-
+    """(verdict, reason, margin) of claims.ordering_verdict: every consecutive step must go
+    the predicted way by more than z x its combined standard error."""
+    v = ordering_verdict(settings_, values, ses, sign)
+    return v.verdict, v.reason, v.margin
 
 
 # ----------------------------------------------------------------------------- claims
 
 
-def _claim(**kw) -> dict:
-    try:
-        from .claims import Claim
-        return Claim(paper="walk", **kw)
-    except ImportError:
-        if kw["verdict"] not in ("holds", "does not hold", "not testable at this scale"):
-            raise ValueError(f"bad verdict {kw['verdict']!r}")
-        if kw["verdict"] == "not testable at this scale" and not kw.get("reason"):
-            raise ValueError("'not testable at this scale' needs a reason")
-        return {"paper": "walk", "reason": "", "figure_file": "", **kw}
+def _claim(**kw) -> Claim:
+    return Claim(paper="walk", **kw)
 
 
 def claims(r: dict) -> list:
@@ -264,16 +237,5 @@ def claims(r: dict) -> list:
 
 
 def save_claims(rows: list, outdir, name: str = "claims"):
-    """claims.save_claims when the module exists, else the same two files from dicts."""
-    try:
-        from .claims import save_claims as _save
-        return _save(rows, outdir, name=name)
-    except ImportError:
-        from .reporting import save_table
-        df = pd.DataFrame(rows, columns=["paper", "section", "figure", "claim", "setting",
-                                         "paper_value", "ours", "verdict", "reason", "figure_file"])
-        from pathlib import Path
-        Path(outdir).mkdir(parents=True, exist_ok=True)
-        df.to_csv(Path(outdir) / f"{name}.csv", index=False, lineterminator="\n")
-        return save_table(df[["claim", "setting", "paper_value", "ours", "verdict", "reason"]],
-                          name, outdir)
+    """claims.csv (every field) and claims.md (compact) in ``outdir``."""
+    return _save_claims(rows, outdir, name=name)

@@ -3,6 +3,7 @@ forward passes, BatchNorm handling, the recorder metrics, the noise rule, the qu
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from problems import F64, cnn_problem
@@ -307,3 +308,85 @@ def test_quadratic_gd_against_closed_form():
         walk.quadratic_gd(H, th0, -0.1, 3)
     with pytest.raises(ValueError):
         walk.quadratic_gd(np.ones((2, 3)), th0, 0.1, 3)
+
+
+# ----------------------------------------------------------------------------- settings and claims
+
+
+def test_run_configs_every_profile_validates():
+    from breakeven_utils import walk_experiments as we
+    for p in ("smoke", "cpu", "paper"):
+        cs = walk.run_configs(p)
+        assert cs and len({c.key() for c in cs}) == len(cs)
+        rs = we.runs(we.settings(p))
+        names = [r.name for r in rs]
+        assert len(names) == len(set(names))
+    # the cpu tables run interpolates every step of epochs 1, 2, 10, 25, 100 (40 steps each)
+    r = next(r for r in we.runs(we.settings("cpu")) if r.name == "mlp_lr0.05")
+    assert set(we.interp_iterations([1, 2, 10, 25, 100], 40)) <= set(r.config.measure_at) or \
+        set(we.interp_iterations([1, 10, 25, 100], 40)) == set(r.config.measure_at)
+
+
+def test_interp_iterations():
+    from breakeven_utils import walk_experiments as we
+    assert we.interp_iterations([1], 5) == [0, 1, 2, 3, 4, 5]
+    assert we.interp_iterations([2], 5, 3) == [5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(tables={"family": "mlp", "lrs": [0.1], "epochs": [1, 9], "max_epochs": 4, "curve_every": 1}),
+     "beyond the run's budget"),
+    (dict(trajectory={"families": ["mlp"], "lr": 0.1, "iterations": 4, "sgd_epochs": [3],
+                      "max_epochs": 2}), "beyond the run's budget"),
+    (dict(noise={"family": "mlp", "lr": 0.1, "factors": [0.1, -0.05], "iterations": 4,
+                 "measure_every": 1, "noise_batch_size": 8, "n_batches": 4}), "positive"),
+    (dict(cosine={"family": "nope", "lr": 0.1, "batch_sizes": [8], "batch_size": 8, "lrs": [0.1],
+                  "iterations": 4, "transient": 1}), "unknown walk model family"),
+])
+def test_bad_settings_fail_before_training(bad, match):
+    from breakeven_utils import walk_experiments as we
+    with pytest.raises(ValueError, match=match):
+        we.settings("smoke", **bad)
+
+
+def test_claims_on_hand_made_summaries():
+    from breakeven_utils import walk_claims as wc
+    t_hi = pd.DataFrame(dict(epoch=[1, 10, 25], barriers=[0, 2, 4], height=[0.06, 0.02, 0.01],
+                             height_se=[0.002, 0.001, 0.001], interior_floor=[0.9, 0.8, 0.7]))
+    t_lo = t_hi.assign(height=[0.01, 0.005, 0.001], height_se=[0.001, 0.0005, 0.0005])
+    out = wc.claims({"dist40": {"m": (1.7, 1.4)}, "gd_cos": {"m": -0.97},
+                     "tables": {0.1: t_hi, 0.05: t_lo}, "table_epochs": [1, 10, 25],
+                     "cos_bs": ([25, 100, 500], [-0.1, -0.3, -0.6], [0.02, 0.02, 0.02]),
+                     "cos_lr": ([0.05, 0.1, 0.2], [-0.3, -0.31, -0.3], [0.02, 0.02, 0.02])})
+    v = {c.claim: c.verdict for c in out}
+    assert all(x == "holds" for x in v.values()), v
+    # reversed heights over epochs: does not hold; overlapping lrs: within noise
+    t_rev = t_hi.assign(height=[0.01, 0.02, 0.06])
+    out = wc.claims({"tables": {0.1: t_rev, 0.05: t_hi.assign(height_se=[0.05, 0.05, 0.05])},
+                     "table_epochs": [1, 10, 25]})
+    v = {(c.claim, c.setting): c.verdict for c in out}
+    falls = [vv for (cl, st), vv in v.items() if "falls" in cl]
+    assert "does not hold" in falls
+    lr_claim = [vv for (cl, _), vv in v.items() if "larger learning rate" in cl]
+    assert lr_claim == ["not testable at this scale"]
+
+
+def test_epoch_summary_counts_barriers_and_heights():
+    from types import SimpleNamespace
+
+    from breakeven_utils import walk_experiments as we
+    losses = np.array([[1.0, 0.8, 0.9], [0.9, 1.2, 0.8], [0.8, 0.7, 0.75], [0.7, 0.6, 0.5]])
+    its = [1, 2, 3, 4]
+    rows = [dict(iteration=0)]
+    for t, L in zip(its, losses):
+        rows.append(dict(iteration=t, walk_step=t - 1, barrier=float(walk.barrier_crossed(L)),
+                         height=walk.floor_height(L), floor_alpha=0.5, floor_loss=L.min(),
+                         dist_init=0.1 * t, step_cos=np.nan))
+    res = SimpleNamespace(metrics=pd.DataFrame(rows), arrays={"walk_losses": losses,
+                                                              "walk_losses_iteration": its},
+                          config=RunConfig(**{**TINY, "n_train": 128, "batch_size": 64},
+                                           metrics=("walk_interp",)))
+    t = we.epoch_summary(res)  # 2 steps per epoch
+    assert t["epoch"].tolist() == [1, 2] and t["barriers"].tolist() == [1, 0]
+    assert t["height"].iloc[0] == pytest.approx(np.mean([walk.floor_height(losses[0]),
+                                                         walk.floor_height(losses[1])]))

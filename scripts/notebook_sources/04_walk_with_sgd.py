@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from breakeven_utils import plotting, reporting, walk
+from breakeven_utils import claims, plotting, reporting, walk
 from breakeven_utils import walk_claims as wc
 from breakeven_utils import walk_experiments as we
 from breakeven_utils.train import load_run_data
@@ -458,7 +458,7 @@ r_in["schedules"] = sched_tab
 r_in["lambda_H"] = lam_summary
 claim_rows = wc.claims(r_in)
 wc.save_claims(claim_rows, out)
-claims_df = pd.DataFrame([c if isinstance(c, dict) else c.__dict__ for c in claim_rows])
+claims_df = claims.claims_frame(claim_rows)
 reporting.write_manifest(Path(output_root) / "manifest.json", {"04_walk_with_sgd": {
     "profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
     "runs": len({r.config.key() for r in rs}), "failed": [n for n, _ in failed],
