@@ -213,10 +213,11 @@ _WALK = {
             "mlp_gd": {"dataset": "fashion_mnist", "normalize": "unit", "model": "mlp",
                        "model_kwargs": {}, "n_train": 2_000, "n_val": 1_000, "n_test": 2_000,
                        "batch_size": 100, "label": "MLP 784-300-100-10"},
-            # a narrow SimpleCNN with BatchNorm on 800 CIFAR-10 images, batch 20: 40 steps/epoch
+            # a narrow SimpleCNN with BatchNorm on 480 CIFAR-10 images, batch 12: 40 steps/epoch
+            # (each interpolated step costs 11 forward passes over the training set)
             "conv": {"dataset": "cifar10", "normalize": "standard", "model": "simple_cnn_bn",
-                     "model_kwargs": {"width": [8, 8, 16, 16], "hidden": 32}, "n_train": 800,
-                     "n_val": 1_000, "n_test": 1_000, "batch_size": 20,
+                     "model_kwargs": {"width": [8, 8, 16, 16], "hidden": 32}, "n_train": 480,
+                     "n_val": 1_000, "n_test": 1_000, "batch_size": 12,
                      "label": "SimpleCNN-BN (8,8,16,16)"},
         },
         "trajectory": {"families": ["conv", "mlp"], "lr": 0.1, "iterations": 40,

@@ -35,7 +35,7 @@
 profile = "smoke"      # smoke | cpu | paper
 output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
 run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
-jobs = 1               # runs in parallel (processes), 1 runs them in this kernel
+jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys of the walk section to override
 
 # %%
@@ -100,8 +100,8 @@ for r in rs:
 #   lr 0.1 and 0.05, 100 epochs, every step of epochs 1, 2, 10, 25, 100 interpolated; Fig. 8
 #   counts barriers in every third epoch of 1-40 (not every epoch).
 # - **Trajectory figures (Fig. 1, 2, 9-21):** besides the MLP (GD, and SGD at epochs 1, 2,
-#   25, 100), a narrow SimpleCNN with BatchNorm (widths 8-8-16-16, hidden 32) on 800 CIFAR-10
-#   images (JPEG copy), batch 20 (40 steps per epoch), GD and SGD at epoch 1 only: full
+#   25, 100), a narrow SimpleCNN with BatchNorm (widths 8-8-16-16, hidden 32) on 480 CIFAR-10
+#   images (JPEG copy), batch 12 (40 steps per epoch), GD and SGD at epoch 1 only: full
 #   interpolation on CIFAR-10 costs 11 forward passes over the training set per step, which
 #   rules out VGG-11/ResNet-56 on a CPU.
 # - **Fig. 4:** the MLP, 400 steps per setting, batch sizes 25/100/500 at lr 0.1 and lrs
@@ -122,7 +122,7 @@ for r in rs:
 # diverged (its rows up to the divergence are kept and drawn; the claims name it).
 
 # %%
-results, failed = we.run_all(rs, store=run_store, jobs=jobs)
+results, failed = we.run_all(rs, store=run_store, jobs=jobs or (1 if profile == "smoke" else 2))
 for name, err in failed:
     print(f"failed run (left out): {name}: {err}")
 status = pd.DataFrame([dict(run=n, experiment=by_name[n].experiment, status=res.status,
