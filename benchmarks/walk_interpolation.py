@@ -20,6 +20,7 @@ chunks of 1,000) on 2,000 CIFAR-10-shaped inputs; random inputs (the cost does n
 depend on the pixel values).
 """
 import argparse
+import functools
 import sys
 import time
 
@@ -86,17 +87,16 @@ def main():
         ta = parameters_to_vector(model.parameters()).detach().clone()
         tb = ta + 0.01 * torch.randn_like(ta)
         print(f"  {name} ...", file=sys.stderr, flush=True)
-        t_floor = best_of(lambda: floor(model, loss_fn, x, y, chunk), args.repeats)
+        t_floor = best_of(functools.partial(floor, model, loss_fn, x, y, chunk), args.repeats)
         rows = [("floor: 10 forward passes (anchor)", t_floor)]
-        rows.append(("plain loop, 11 points", best_of(
-            lambda: plain_loop(model, loss_fn, x, y, ta, tb, walk.ALPHAS, chunk), args.repeats)))
+        rows.append(("plain loop, 11 points", best_of(functools.partial(
+            plain_loop, model, loss_fn, x, y, ta, tb, walk.ALPHAS, chunk), args.repeats)))
         for method in ("loop", "vmap"):
             for share in (False, True):
                 label = f"{method}{' + shared 1st layer' if share else ''}, 11 points"
-                rows.append((label, best_of(
-                    lambda: walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, walk.ALPHAS,
-                                                      chunk_size=chunk, method=method,
-                                                      share_first=share), args.repeats)))
+                rows.append((label, best_of(functools.partial(
+                    walk.interpolation_losses, model, loss_fn, (x, y), ta, tb, walk.ALPHAS,
+                    chunk_size=chunk, method=method, share_first=share), args.repeats)))
         for label, t in rows:
             print(f"{name:<46}{label:<38}{t:>9.3f}{t / t_floor:>8.2f}")
 

@@ -206,7 +206,7 @@ def interpolation_losses(model: nn.Module, loss_fn, data, theta_a, theta_b, alph
                 # fresh per-alpha copies of the buffers: BN's running-statistics update lands there
                 bufs = {k: b.unsqueeze(0).expand(K, *b.shape).clone() for k, b in buffers.items()}
 
-                def one(p, b, z=None):
+                def one(p, b, z=None, x=x, y=y):
                     held["z"] = z
                     return loss_fn(functional_call(model, ({**p, **frozen}, b), (x,)), y)
 

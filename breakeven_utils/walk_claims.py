@@ -90,7 +90,8 @@ def claims(r: dict) -> list:
             out.append(_claim(section="3.1", figure="Table 1, Fig. 8",
                               claim="Barriers are rare early (none in epoch 1) and appear later",
                               setting=st.get("tables", "") + f", lr {lr0:g}",
-                              paper_value="VGG-11 0/0/5/13, ResNet-56 0/0/2/23, MLP 0/3/5 (epochs 1/10/25/100)",
+                              paper_value="VGG-11 0/0/5/13, ResNet-56 0/0/2/23, MLP 0/3/5 "
+                                          "(epochs 1/10/25/100)",
                               ours="epochs " + "/".join(str(int(e)) for e in t["epoch"]) + ": "
                               + "/".join(str(int(b)) for b in t["barriers"]),
                               verdict=verdict, reason=reason, figure_file="table1_barriers.md"))
@@ -119,12 +120,14 @@ def claims(r: dict) -> list:
             out.append(_claim(section="3.2", figure="Table 2",
                               claim="A larger learning rate keeps SGD higher above the valley floor",
                               setting=st.get("tables", "") + f", lr {lrs}",
-                              paper_value="VGG-11 lr 0.1 vs 0.05: 0.0625 vs 0.0102 (epoch 1) ... 0.0025 vs 0.0011 (100)",
+                              paper_value="VGG-11 lr 0.1 vs 0.05: 0.0625 vs 0.0102 (epoch 1) ... "
+                                          "0.0025 vs 0.0011 (100)",
                               ours="; ".join(f"epoch {e}: " + " vs ".join(f"{x:.3g}" for x in vals[::-1])
                                              + f" ({v})" for e, v, vals in per_epoch),
                               verdict=verdict,
                               reason=("" if verdict != "not testable at this scale"
-                                      else "within noise in some epoch: the per-epoch difference is below its standard error"),
+                                      else "within noise in some epoch: the per-epoch difference "
+                                           "is below its standard error"),
                               figure_file="table2_heights.md"))
         fr = pd.concat([t.assign(lr=lr) for lr, t in tabs.items()])
         if len(fr):
@@ -137,7 +140,7 @@ def claims(r: dict) -> list:
                               verdict="holds" if frac > 0.5 else "does not hold",
                               reason="criterion: more than half of the steps",
                               figure_file="table2_heights.md"))
-    for key, label, sign, claim_text in (
+    for key, _label, sign, claim_text in (
             ("cos_bs", "batch size", -1, "A larger batch size makes cos(g_{t-1}, g_t) more negative"),):
         if key in r:
             xs, ms, ses = r[key]
@@ -159,7 +162,8 @@ def claims(r: dict) -> list:
                           ours=f"range over S {rb:.3f}, over eta {rl:.3f}",
                           verdict=verdict,
                           reason=("" if verdict != "not testable at this scale"
-                                  else "the two ranges differ by less than twice their combined standard error"),
+                                  else "the two ranges differ by less than twice their combined "
+                                       "standard error"),
                           figure_file="fig4_cosine_batch_lr.png"))
     nz = r.get("noise")
     if nz is not None and len(nz):
@@ -188,7 +192,8 @@ def claims(r: dict) -> list:
             out.append(_claim(section="4", figure="Fig. 5",
                               claim="SGD ends with a smaller parameter norm than GD",
                               setting=st.get("noise", ""), paper_value="SGD 82 vs GD 87",
-                              ours=f"SGD {float(sgd['param_norm'].iloc[0]):.4g} vs GD {float(gd['param_norm']):.4g}",
+                              ours=f"SGD {float(sgd['param_norm'].iloc[0]):.4g} vs "
+                                   f"GD {float(gd['param_norm']):.4g}",
                               verdict="holds" if ok else "does not hold",
                               figure_file="fig5_gd_noise.png"))
     sc = r.get("schedules")
@@ -221,7 +226,8 @@ def claims(r: dict) -> list:
                 v2, reason = "not testable at this scale", "within noise: differences below the combined SE"
             out.append(_claim(section="5", figure="Fig. 6, 27",
                               claim="Trapezoid and CLR are slightly better than step annealing",
-                              setting=st.get("schedules", ""), paper_value="'may be considered slightly better'",
+                              setting=st.get("schedules", ""),
+                              paper_value="'may be considered slightly better'",
                               ours=", ".join(f"{k} - step = {d:+.4f} (±{n:.4f})" for k, d, n in margins),
                               verdict=v2, reason=reason, figure_file="fig6_schedules.png"))
     lh = r.get("lambda_H")
