@@ -390,3 +390,15 @@ def test_epoch_summary_counts_barriers_and_heights():
     assert t["epoch"].tolist() == [1, 2] and t["barriers"].tolist() == [1, 0]
     assert t["height"].iloc[0] == pytest.approx(np.mean([walk.floor_height(losses[0]),
                                                          walk.floor_height(losses[1])]))
+
+
+def test_diverging_run_is_recorded_and_summarised(tmp_path):
+    from breakeven_utils import records
+    from breakeven_utils import walk_experiments as we
+    cfg = RunConfig(**{**TINY, "lr": 1e6}, measure_at=tuple(range(0, 20)),
+                    metrics=("walk_interp", "walk_step", "dist_init"))
+    res = records.run(cfg, tmp_path, progress=False)
+    assert res.status == "diverged" and res.diverged_at is not None
+    st = we.steps_of(res)  # the steps measured before the divergence, drawable
+    assert len(st) >= 1 and (st["step"] < res.diverged_at).all()
+    we.epoch_summary(res)  # incomplete epochs are left out, no exception
