@@ -359,7 +359,8 @@ def cosine_summary(results: dict, rs: list, transient: int, block: int = 20) -> 
 
 def noise_summary(results: dict, rs: list) -> pd.DataFrame:
     """Fig. 5: per noise-experiment run, the final training loss (whole training set),
-    validation accuracy, parameter norm and distance from theta_0, sigma^2 and v_max."""
+    validation accuracy, parameter norm and distance from theta_0, sigma^2 and v_max, and
+    the relative fall of the training loss over the last fifth of the steps (saturation)."""
     rows = []
     for r in rs:
         if r.experiment != "noise" or r.name not in results:
@@ -367,11 +368,13 @@ def noise_summary(results: dict, rs: list) -> pd.DataFrame:
         res = results[r.name]
         m = res.metrics.dropna(subset=["train_loss"])
         last = m.iloc[-1]
+        at80 = m[m["iteration"] <= 0.8 * last["iteration"]].iloc[-1]
         info = (res.info.get("info") or {})
         rows.append(dict(name=r.name, method=r.meta["method"], factor=r.meta["factor"],
                          status=res.status, iteration=int(last["iteration"]),
                          train_loss=float(last["train_loss"]), val_acc=float(last["val_acc"]),
                          param_norm=float(last["param_norm"]), dist_init=float(last["dist_init"]),
+                         loss_drop_last_fifth=float(1 - last["train_loss"] / at80["train_loss"]),
                          sigma2=info.get("sigma2", math.nan), v_max=info.get("v_max", math.nan)))
     return pd.DataFrame(rows)
 

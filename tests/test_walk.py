@@ -402,3 +402,20 @@ def test_diverging_run_is_recorded_and_summarised(tmp_path):
     st = we.steps_of(res)  # the steps measured before the divergence, drawable
     assert len(st) >= 1 and (st["step"] < res.diverged_at).all()
     we.epoch_summary(res)  # incomplete epochs are left out, no exception
+
+
+def test_noise_claims_need_saturation():
+    from breakeven_utils import walk_claims as wc
+
+    def frame(drop):
+        return pd.DataFrame(dict(method=["GD", "GD + noise", "SGD"], factor=[0.0, 0.1, np.nan],
+                                 iteration=[500] * 3, train_loss=[0.30, 0.28, 0.32],
+                                 val_acc=[0.80, 0.82, 0.80], param_norm=[25.0, 28.0, 24.0],
+                                 loss_drop_last_fifth=[drop, drop, drop]))
+
+    v = {c.claim: (c.verdict, c.reason) for c in wc.claims({"noise": frame(0.2)})}
+    plateau = v["GD + isotropic noise plateaus at a higher training loss than GD"]
+    assert plateau[0] == "not testable at this scale" and "saturation" in plateau[1]
+    assert v["SGD ends with a smaller parameter norm than GD"][0] == "holds"
+    v = {c.claim: c.verdict for c in wc.claims({"noise": frame(0.01)})}
+    assert v["GD + isotropic noise plateaus at a higher training loss than GD"] == "does not hold"
