@@ -392,8 +392,11 @@ eta0 = float(q["eta"])
 etas = np.linspace(1e-3, 2.2 / lam.max(), 400)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 ax = axes[0]
-ax.fill_between(etas, 0, walk.damping(etas, lam.min()), color="C1", alpha=0.15,
-                label=r"other eigenvalues ($\lambda_{\min}$..$\lambda_{\max}$)")
+# where |lambda eta - 1| lies for the eigenvalues between lambda_min and lambda_max
+d_lo, d_hi = walk.damping(etas, lam.min()), walk.damping(etas, lam.max())
+crosses = (etas >= 1 / lam.max()) & (etas <= 1 / lam.min())
+ax.fill_between(etas, np.where(crosses, 0.0, np.minimum(d_lo, d_hi)), np.maximum(d_lo, d_hi),
+                color="C1", alpha=0.15, label=r"other eigenvalues ($\lambda_{\min}$..$\lambda_{\max}$)")
 ax.axvspan(1 / lam.max(), 2 / lam.max(), color="C0", alpha=0.12,
            label=r"under-damped along $\lambda_{\max}$")
 for i, l in enumerate(lam):
