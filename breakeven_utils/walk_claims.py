@@ -209,7 +209,9 @@ def claims(r: dict) -> list:
                               setting=st.get("noise", ""), paper_value="SGD 82 vs GD 87",
                               ours=f"SGD {float(sgd['param_norm'].iloc[0]):.4g} vs "
                                    f"GD {float(gd['param_norm']):.4g}",
-                              verdict="holds" if ok else "does not hold",
+                              verdict=("holds" if ok else "does not hold") if saturated
+                              else "not testable at this scale",
+                              reason="" if saturated else sat_reason,
                               figure_file="fig5_gd_noise.png"))
     sc = r.get("schedules")
     if sc is not None and len(sc):
