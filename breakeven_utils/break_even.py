@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 __all__ = [
     "breakeven_lhs",
     "first_crossing",
     "break_even_points",
-    "correlation_before",
     "outliers",
     "negative_delta_shares",
     "claims_break_even",
+    "PAPER_VALUES",
+    "paper_value",
+    "paper_values_table",
+    "max_with_se",
+    "WINDOW",
 ]
 
 
@@ -71,17 +74,6 @@ def break_even_points(df: pd.DataFrame, by=("lr", "seed")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def correlation_before(g: pd.DataFrame, until: float | None, x="lambda_K_1", y="lambda_H_1"):
-    """Pearson r of ``x`` and ``y`` over the measurements with iteration <= ``until``
-    (all when ``until`` is None); returns (r, p, n)."""
-    w = g if until is None else g[g["iteration"] <= until]
-    w = w[[x, y]].dropna()
-    if len(w) < 3 or w[x].std() == 0 or w[y].std() == 0:
-        return np.nan, np.nan, len(w)
-    r, p = stats.pearsonr(w[x], w[y])
-    return float(r), float(p), len(w)
-
-
 def outliers(eigenvalues, k: float = 3.0) -> int:
     """Number of eigenvalues above ``median + k * MAD`` (MAD scaled by 1.4826 to a
     normal std) of the given spectrum: the "spikes" of Fig. 3."""
@@ -108,115 +100,250 @@ def negative_delta_shares(g: pd.DataFrame, near: float = 0.5):
     return share(before), share(after)
 
 
-def _verdict(ok, testable=True, why=""):
-    if not testable:
-        return "not testable at this scale" + (f" ({why})" if why else "")
-    return "holds" if ok else "does not hold"
+# ----------------------------------------------------------------------------- the paper's numbers
+
+_S41 = "Sec. 4.1"
+_S42 = "Sec. 4.2"
+#: Every number and statement of the break-even paper that a claims table compares with, with the
+#: sentence it comes from (notebook 1: string keys; notebook 2: (sweep, setting, quantity) keys).
+PAPER_VALUES = {
+    "corr_K_H": ("correlated before the break-even point",
+                 f"{_S41}: 'The key assumption behind our theoretical model is that lambda_K^1 and "
+                 "lambda_H^1 are correlated, at least prior to reaching the break-even point. We confirm "
+                 "this in Fig. 2.'"),
+    "max_smaller_eta": ("larger for the smaller eta",
+                        f"{_S41}: 'The highest achieved lambda_K^1 and lambda_H^1 are larger for the smaller "
+                        "eta.'"),
+    "delta_loss": ("Delta L starts to take negative values as lambda_K^1 reaches its maximum",
+                   f"{_S41}: 'In Fig. 2 we observe that training becomes increasingly unstable (Delta L "
+                   "starts to take negative values) as lambda_K^1 reaches the maximum value.'"),
+    "outliers": ("more outliers for the lower eta",
+                 f"{_S41}: 'We observe more outliers for the lower learning rate in the distributions of "
+                 "both lambda_K and lambda_H.' (Fig. 3)"),
+    "break_even": ("reached earlier and at a smaller lambda_H^1 for the larger eta",
+                   "Sec. 3, Theorem 1 (the break-even point: the first LHS of Eq. (1) >= 1)"),
+    "fig9": ("strong correlation",
+             "App. C: 'Fig. 9 shows a strong correlation between lambda_K^1 computed with M = 1 and with "
+             "M = 128, for three different learning rates.'"),
+    ("simplecnn_eta", 0.1, "max_lambda_K_1"): (
+        0.68, f"{_S42}: 'for SimpleCNN (top row of Fig. 4) we observe max(lambda_K^1) = 0.68 and "
+              "max(lambda_K^1) = 3.30 for eta = 0.1 and eta = 0.01, respectively.'"),
+    ("simplecnn_eta", 0.01, "max_lambda_K_1"): (
+        3.30, f"{_S42}: 'max(lambda_K^1) = 0.68 and max(lambda_K^1) = 3.30 for eta = 0.1 and eta = 0.01'"),
+    ("simplecnn_eta", 0.1, "max_lambda_K_ratio"): (
+        0.37, f"{_S42}: 'in the case of SimpleCNN max(lambda_K^*/lambda_K^1) = 0.37 and "
+              "max(lambda_K^*/lambda_K^1) = 0.24 for eta = 0.1 and eta = 0.01, respectively.'"),
+    ("simplecnn_eta", 0.01, "max_lambda_K_ratio"): (
+        0.24, f"{_S42}: 'max(lambda_K^*/lambda_K^1) = 0.37 and ... = 0.24 for eta = 0.1 and eta = 0.01'"),
+    ("simplecnn_eta", 0.1, "max_lambda_H_1"): (
+        26.27, f"{_S42}: 'for SimpleCNN we observe max(lambda_H^1) = 26.27 and max(lambda_H^1) = 211.17 "
+               "for eta = 0.1 and eta = 0.01, respectively.'"),
+    ("simplecnn_eta", 0.01, "max_lambda_H_1"): (
+        211.17, f"{_S42}: 'max(lambda_H^1) = 26.27 and max(lambda_H^1) = 211.17 for eta = 0.1 and 0.01'"),
+    ("simplecnn_S", 10, "max_trace_K"): (
+        5.56, f"{_S42}: 'In the case of SimpleCNN max(Tr(K)) = 5.56 and max(Tr(K)) = 10.86 for S = 10 and "
+              "S = 100, respectively.'"),
+    ("simplecnn_S", 100, "max_trace_K"): (
+        10.86, f"{_S42}: 'max(Tr(K)) = 5.56 and max(Tr(K)) = 10.86 for S = 10 and S = 100'"),
+}
+
+
+def paper_value(key, default=None):
+    """The paper's value for ``key`` in :data:`PAPER_VALUES` (without its source), else ``default``."""
+    return PAPER_VALUES[key][0] if key in PAPER_VALUES else default
+
+
+def paper_values_table() -> pd.DataFrame:
+    """:data:`PAPER_VALUES` as a table (key, value, source) for the notebooks."""
+    return pd.DataFrame([{"key": " / ".join(map(str, k)) if isinstance(k, tuple) else k, "value": v,
+                          "source": src} for k, (v, src) in PAPER_VALUES.items()])
+
+
+# ----------------------------------------------------------------------------- claims
+
+#: moving-average window (measurements) of the maxima compared in the claims (the curves of
+#: notebook 2 are drawn with the same window); cpu trajectories hold 10-20 measurements
+WINDOW = 3
+_SETTING = "SimpleCNN"
+_FIG2 = ("4.1", "Fig. 2", "fig2_lambda_h_delta_loss_vs_lambda_k.png")
+_FIG3 = ("4.1", "Fig. 3", "fig3_spectra_k_h.png")
+_FIG_EQ1 = ("3, Theorem 1", "Eq. (1)", "break_even_point_eq1.png")
+_FIG9 = ("App. C", "Fig. 9", "fig9_lambda_k_m128_vs_m1.png")
 
 
 def _fmt(x, digits=3):
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}g}"
 
 
-def claims_break_even(df: pd.DataFrame, spectra_K: dict, spectra_H: dict,
-                      r_min: float = 0.5) -> pd.DataFrame:
-    """The claims table of notebook 1, computed from the sweep's metrics.
+def _claim(fig, claim, setting, paper_key, ours, verdict, reason=""):
+    from .claims import Claim
 
-    ``df``: tidy metrics of every trajectory; ``spectra_K`` / ``spectra_H``: for each
-    learning rate, the eigenvalues of K (the L-1 non-zero ones) and the top-k of H
-    at the measurement where lambda_K^1 (resp. lambda_H^1) is largest.
+    section, figure, ffile = fig
+    return Claim("break_even", section, figure, claim, setting, paper_value(paper_key, ""), ours, verdict,
+                 reason, ffile)
+
+
+def max_with_se(df: pd.DataFrame, col: str, by="lr", window: int = WINDOW, after_transient: bool = False):
+    """Per value of ``by``: the seed mean of the smoothed maxima of ``col`` (claims.smoothed_max), its
+    standard error and where it comes from, and the seed mean of the raw maxima.
+
+    SE: with several seeds their spread (claims.mean_se); with one seed the SE propagated from the
+    per-measurement bootstrap SEs in ``<col>_se`` when the runs recorded them; else NaN (the ordering
+    then falls back to a relative margin and says so). Returns a DataFrame indexed by ``by`` with
+    max, se, se_kind, raw_max, n_seeds, at_start.
     """
+    from .claims import mean_se, smoothed_max
+
+    rows = {}
+    for v, g in df.groupby(by, sort=True):
+        per_seed = []
+        for _, r in g.sort_values("iteration").groupby("seed"):
+            x = (pd.to_numeric(r[col], errors="coerce").to_numpy(float) if col in r
+                 else np.full(len(r), np.nan))
+            se = (pd.to_numeric(r[f"{col}_se"], errors="coerce").to_numpy(float) if f"{col}_se" in r
+                  else None)
+            per_seed.append(smoothed_max(x, window, after_transient=after_transient, ses=se))
+        vals = [m.value for m in per_seed]
+        mean, seed_se, n = mean_se(vals)
+        if n > 1:
+            se, kind = seed_se, f"spread of {n} seeds"
+        elif n == 1 and np.isfinite(per_seed[0].se):
+            se, kind = per_seed[0].se, "bootstrap over the L gradients"
+        else:
+            se, kind = np.nan, ""
+        raw = [m.raw_value for m in per_seed if np.isfinite(m.raw_value)]
+        rows[v] = dict(max=mean, se=se, se_kind=kind, raw_max=float(np.mean(raw)) if raw else np.nan,
+                       n_seeds=n,
+                       at_start=bool(n) and all(m.at_start for m in per_seed if np.isfinite(m.value)))
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = by
+    return out
+
+
+def _se_note(kinds) -> str:
+    kinds = sorted({k for k in kinds if k})
+    return f"se: {', '.join(kinds)}" if kinds else ""
+
+
+def claims_break_even(df: pd.DataFrame, spectra_K: dict, spectra_H: dict, corr9: pd.DataFrame | None = None,
+                      *, setting: str = _SETTING, window: int = WINDOW, r_min: float = 0.5,
+                      r_strong: float = 0.7) -> list:
+    """Notebook 1's claims (list of claims.Claim), computed from the sweep's metrics.
+
+    ``df``: tidy metrics of every trajectory (``lr``, ``seed``, ``iteration``, ``lambda_K_1``
+    [+ ``lambda_K_1_se``], ``lambda_H_1``, ``delta_loss``, ``breakeven_lhs``); ``spectra_K`` /
+    ``spectra_H``: per learning rate the eigenvalues of K (L-1 non-zero) and the top-k of H at the
+    measurement where lambda_K^1 (resp. lambda_H^1) is largest; ``corr9``: Fig. 9's correlations
+    (:func:`fig9_correlations`). ``setting``: model and data label, e.g. "SimpleCNN, CIFAR-10, JPEG
+    copy". Rules: correlations need claims.MIN_CORRELATION_N points, r >= ``r_min`` (Fig. 9's
+    "strong": r >= ``r_strong``) and p < 0.05; orderings of the smoothed maxima (window ``window``)
+    must exceed their combined uncertainty (claims.ordering_verdict).
+    """
+    from .claims import HOLDS, UNTESTABLE, correlation, correlation_verdict, ordering_verdict
+
     lrs = sorted(df["lr"].unique())
     lo, hi = lrs[0], lrs[-1]  # smaller and larger learning rate
-    rows = []
+    out = []
     bep = break_even_points(df)
 
-    # (a) lambda_K^1 and lambda_H^1 correlated before the break-even point
-    parts, oks, ns = [], [], []
+    # (a) lambda_K^1 and lambda_H^1 correlated before the break-even point, per learning rate
     for lr in lrs:
         g = df[df["lr"] == lr]
         t = bep.loc[bep["lr"] == lr, "iteration"]
         until = float(t.min()) if t.notna().any() else None
         if until is None and g["lambda_K_1"].notna().any():
             until = float(g.loc[g["lambda_K_1"].idxmax(), "iteration"])
-            window = f"iterations <= {until:.0f} (argmax lambda_K^1; no break-even point)"
+            window_txt = f"iterations <= {until:.0f} (argmax lambda_K^1; no break-even point)"
         else:
-            window = f"iterations <= {until:.0f} (break-even point)" if until is not None else "all"
-        r, p, n = correlation_before(g, until)
-        oks.append(np.isfinite(r) and r >= r_min)
-        ns.append(n)
-        parts.append(f"lr={lr:g}: r={_fmt(r, 2)} (n={n}, {window})")
-    rows.append(dict(claim="(a) lambda_K^1 and lambda_H^1 are correlated before the break-even point",
-                     measured="; ".join(parts), criterion=f"Pearson r >= {r_min} for every learning rate",
-                     verdict=_verdict(all(oks), min(ns) >= 3,
-                                      "fewer than 3 measurements before the break-even point")))
+            window_txt = (f"iterations <= {until:.0f} (break-even point)" if until is not None
+                          else "all iterations")
+        w = g if until is None else g[g["iteration"] <= until]
+        c = correlation(w["lambda_K_1"], w["lambda_H_1"])
+        verdict, why = correlation_verdict(c, r_min=r_min)
+        out.append(_claim(_FIG2, "(a) lambda_K^1 and lambda_H^1 are correlated before the break-even point",
+                          f"{setting}, eta={lr:g}, {window_txt}", "corr_K_H",
+                          f"r={_fmt(c.r, 2)}, p={_fmt(c.p, 2)}, n={c.n}", verdict, why))
 
-    # (b) larger maxima for the smaller learning rate
-    mx = df.groupby(["lr", "seed"])[["lambda_K_1", "lambda_H_1"]].max().groupby("lr").mean()
-    ok_b = bool(mx.loc[lo, "lambda_K_1"] > mx.loc[hi, "lambda_K_1"]
-                and mx.loc[lo, "lambda_H_1"] > mx.loc[hi, "lambda_H_1"])
-    rows.append(dict(
-        claim="(b) max lambda_K^1 and max lambda_H^1 are larger for the smaller learning rate",
-        measured="; ".join(f"lr={lr:g}: max lambda_K^1={_fmt(mx.loc[lr, 'lambda_K_1'])}, "
-                           f"max lambda_H^1={_fmt(mx.loc[lr, 'lambda_H_1'])}" for lr in lrs),
-        criterion="seed-mean maxima of both ordered: lr small > lr large",
-        verdict=_verdict(ok_b, len(lrs) > 1)))
+    # (b) larger smoothed maxima for the smaller learning rate, beyond the noise
+    for col, name in (("lambda_K_1", "lambda_K^1"), ("lambda_H_1", "lambda_H^1")):
+        mx = max_with_se(df, col, window=window)
+        o = ordering_verdict(mx.index.to_numpy(float), mx["max"].to_numpy(float), mx["se"].to_numpy(float),
+                             sign=-1, symbol="eta")
+        ours = "; ".join(f"eta={lr:g}: {_fmt(r['max'])}"
+                         + (f" ± {_fmt(r.se, 2)}" if np.isfinite(r.se) else "")
+                         + f" (raw {_fmt(r.raw_max)})" for lr, r in mx.iterrows())
+        note = ("no Lanczos residual is recorded" if col == "lambda_H_1" and not _se_note(mx["se_kind"])
+                else "")
+        reason = "; ".join(p for p in (o.reason, f"margin: {o.margin}" if o.margin else "",
+                                       _se_note(mx["se_kind"]) or note) if p)
+        out.append(_claim(_FIG2, f"(b) max {name} is larger for the smaller learning rate",
+                          f"{setting}, eta in {{{', '.join(f'{x:g}' for x in lrs)}}}, smoothed maximum "
+                          f"(window {window})", "max_smaller_eta", ours, o.verdict, reason))
 
     # (c) Delta L turns negative as lambda_K^1 nears its maximum
     parts, oks, testable_c = [], [], True
     for lr in lrs:
         b, a = negative_delta_shares(df[df["lr"] == lr])
-        parts.append(f"lr={lr:g}: share(Delta L<0) {_fmt(b, 2)} before vs {_fmt(a, 2)} once "
-                     f"lambda_K^1 >= 0.5 max")
+        parts.append(f"eta={lr:g}: {_fmt(b, 2)} before vs {_fmt(a, 2)} after")
         testable_c &= bool(np.isfinite(a) and np.isfinite(b))
         oks.append(np.isfinite(a) and np.isfinite(b) and a > b)
-    rows.append(dict(claim="(c) Delta L starts taking negative values as lambda_K^1 nears its maximum",
-                     measured="; ".join(parts),
-                     criterion="share of Delta L < 0 is larger once lambda_K^1 >= 0.5 x its maximum",
-                     verdict=_verdict(all(oks), testable_c,
-                                      "lambda_K^1 at its maximum from the first measurement")))
+    out.append(_claim(_FIG2, "(c) Delta L starts taking negative values as lambda_K^1 nears its maximum",
+                      f"{setting}, eta in {{{', '.join(f'{x:g}' for x in lrs)}}}", "delta_loss",
+                      "share of Delta L < 0: " + "; ".join(parts),
+                      all(oks) if testable_c else None,
+                      "rule: the share of Delta L < 0 is larger once lambda_K^1 >= 0.5 x its maximum"
+                      if testable_c else "lambda_K^1 at its maximum from the first measurement"))
 
     # (d) more outliers in the spectra of K and H for the smaller learning rate
     nK = {lr: outliers(spectra_K.get(lr, [])) for lr in lrs}
     nH = {lr: outliers(spectra_H.get(lr, [])) for lr in lrs}
     testable_d = all(len(spectra_K.get(lr, [])) > 2 and len(spectra_H.get(lr, [])) > 2 for lr in lrs)
-    rows.append(dict(
-        claim="(d) the smaller learning rate shows more outliers in the spectra of K and H",
-        measured="; ".join(f"lr={lr:g}: {nK[lr]} of {len(spectra_K.get(lr, []))} K eigenvalues, "
-                           f"{nH[lr]} of {len(spectra_H.get(lr, []))} top H eigenvalues" for lr in lrs),
-        criterion="outlier: eigenvalue > median + 3 MAD of its spectrum (at the max-lambda measurement); "
-                  "count(lr small) > count(lr large) for K and for H",
-        verdict=_verdict(nK[lo] > nK[hi] and nH[lo] > nH[hi], testable_d, "spectra not recorded")))
+    out.append(_claim(
+        _FIG3, "(d) the smaller learning rate shows more outliers in the spectra of K and H",
+        f"{setting}, eta in {{{', '.join(f'{x:g}' for x in lrs)}}}, at the largest lambda_K^1 / lambda_H^1",
+        "outliers", "; ".join(f"eta={lr:g}: K {nK[lr]} of {len(spectra_K.get(lr, []))}, "
+                              f"H {nH[lr]} of {len(spectra_H.get(lr, []))}" for lr in lrs),
+        (nK[lo] > nK[hi] and nH[lo] > nH[hi]) if testable_d else None,
+        "rule: outlier = eigenvalue > median + 3 MAD of its spectrum; count(eta small) > count(eta large) "
+        "for K and for H" if testable_d else "spectra not recorded"))
 
     # (e) break-even point earlier and at smaller lambda_H^1 for the larger learning rate
     be = bep.groupby("lr")[["iteration", "lambda_H_1"]].mean()
     reached = bep.groupby("lr")["iteration"].apply(lambda s: int(s.notna().sum()))
     n_seeds = bep.groupby("lr").size()
     max_lhs = df.groupby("lr")["breakeven_lhs"].max() if "breakeven_lhs" in df else {}
-    measured = "; ".join(
-        f"lr={lr:g}: reached in {reached[lr]}/{n_seeds[lr]} runs, "
-        f"iteration {_fmt(be.loc[lr, 'iteration'], 4)}, "
-        f"lambda_H^1 {_fmt(be.loc[lr, 'lambda_H_1'])}, max LHS {_fmt(max_lhs.get(lr, np.nan), 2)}"
-        for lr in lrs)
+    ours = "; ".join(f"eta={lr:g}: reached in {reached[lr]}/{n_seeds[lr]} runs, iteration "
+                     f"{_fmt(be.loc[lr, 'iteration'], 4)}, lambda_H^1 {_fmt(be.loc[lr, 'lambda_H_1'])}, "
+                     f"max LHS {_fmt(max_lhs.get(lr, np.nan), 2)}" for lr in lrs)
+    rule = "rule: seed-mean iteration and lambda_H^1 at the first crossing: eta large < eta small"
     if reached[hi] == 0:
-        verdict = _verdict(False, False, f"no run at lr={hi:g} reached LHS >= 1")
+        verdict, why = UNTESTABLE, f"no run at eta={hi:g} reached LHS >= 1"
     elif reached[lo] == 0:
         # never reached within the budget at the small lr: later by at least the budget;
         # the lambda_H^1 comparison uses the small lr's largest measured value as a lower bound
         lam_lo = df[df["lr"] == lo]["lambda_H_1"].max()
-        ok = be.loc[hi, "lambda_H_1"] < lam_lo
-        verdict = _verdict(ok) + f" (lr={lo:g} never reached it: earlier holds; lambda_H^1 " \
-                                 f"compared with its max {_fmt(lam_lo)})"
+        verdict = bool(be.loc[hi, "lambda_H_1"] < lam_lo)
+        why = (f"eta={lo:g} never reached it: earlier holds; lambda_H^1 compared with its max "
+               f"{_fmt(lam_lo)}; {rule}")
     else:
-        ok = (be.loc[hi, "iteration"] < be.loc[lo, "iteration"]
-              and be.loc[hi, "lambda_H_1"] < be.loc[lo, "lambda_H_1"])
-        verdict = _verdict(ok)
-    rows.append(dict(
-        claim="(e) the break-even point (first LHS of Eq. (1) >= 1) comes earlier and at a smaller "
-              "lambda_H^1 for the larger learning rate (Theorem 1)",
-        measured=measured, criterion="seed-mean iteration and lambda_H^1 at the first crossing: "
-                                     "lr large < lr small", verdict=verdict))
-    return pd.DataFrame(rows, columns=["claim", "measured", "criterion", "verdict"])
+        verdict = bool(be.loc[hi, "iteration"] < be.loc[lo, "iteration"]
+                       and be.loc[hi, "lambda_H_1"] < be.loc[lo, "lambda_H_1"])
+        why = rule
+    out.append(_claim(_FIG_EQ1, "(e) the break-even point (first LHS of Eq. (1) >= 1) comes earlier and at a "
+                                "smaller lambda_H^1 for the larger learning rate", f"{setting}, eta in "
+                                f"{{{', '.join(f'{x:g}' for x in lrs)}}}", "break_even", ours, verdict, why))
+
+    # Fig. 9: lambda_K^1 with M = 128 and M = 1 strongly correlated along each trajectory
+    for r in (corr9.itertuples() if corr9 is not None else ()):
+        from .claims import Correlation
+
+        c = Correlation(r.pearson_r, int(r.n), r.p, bool(r.testable), r.reason)
+        verdict, why = correlation_verdict(c, r_min=r_strong)
+        out.append(_claim(_FIG9, "Fig. 9: lambda_K^1 estimated with M = 128 and with M = 1 are strongly "
+                                 "correlated along the trajectory", f"{setting}, eta={r.lr:g}, seed {r.seed}",
+                          "fig9", f"r={_fmt(r.pearson_r, 2)}, p={_fmt(r.p, 2)}, n={int(r.n)}", verdict, why))
+    assert all(c.verdict in (HOLDS, "does not hold", UNTESTABLE) for c in out)
+    return out
 
 
 # ----------------------------------------------------------------------------- experiment
@@ -293,11 +420,13 @@ def spectra_at_max(results) -> tuple[dict, dict, dict]:
 
 def fig9_correlations(results) -> pd.DataFrame:
     """Pearson r between lambda_K^1 estimated with M=128 (``lambda_K_1``) and M=1
-    (``lambda_K1_1``) along each trajectory (App. C, Fig. 9)."""
+    (``lambda_K1_1``) along each trajectory (App. C, Fig. 9), with n, p and whether n
+    suffices (claims.correlation)."""
+    from .claims import correlation
+
     rows = []
     for r in results:
-        m = r.metrics[["lambda_K_1", "lambda_K1_1"]].dropna()
-        rr, p = (stats.pearsonr(m["lambda_K_1"], m["lambda_K1_1"]) if len(m) > 2
-                 else (np.nan, np.nan))
-        rows.append(dict(lr=r.config.lr, seed=r.config.seed, n=len(m), pearson_r=float(rr), p=float(p)))
+        c = correlation(r.metrics["lambda_K_1"], r.metrics["lambda_K1_1"])
+        rows.append(dict(lr=r.config.lr, seed=r.config.seed, n=c.n, pearson_r=c.r, p=c.p,
+                         testable=c.testable, reason=c.reason))
     return pd.DataFrame(rows)

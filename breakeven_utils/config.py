@@ -141,6 +141,9 @@ def _tuplify(v):
     return v
 
 
+_OMIT_IF_NONE = ("init_from",)  # fields added later: absent from to_dict() at their default
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a trajectory (and so its cache key).
@@ -242,6 +245,10 @@ class RunConfig:
     acc_thresholds: tuple[float, ...] = ()
     train_eval_on: str = "measure"
     softmax_every: int = 1
+    # start: None (theta_0 from the initialisation) or {"config": a parent RunConfig as a
+    # dict, "iteration": t}: start from the parent trajectory's model state after t steps
+    # (records.state_at); left out of to_dict()/key() when None, so earlier keys stay valid
+    init_from: dict | None = None
 
     def __post_init__(self):
         s = object.__setattr__
@@ -262,6 +269,11 @@ class RunConfig:
             s(self, "measure_at", tuple(sorted(set(int(m) for m in self.measure_at))))
         s(self, "model_kwargs", dict(_jsonable(dict(self.model_kwargs))))
         s(self, "rule_kwargs", dict(_jsonable(dict(self.rule_kwargs))))
+        if self.init_from is not None:
+            if not isinstance(self.init_from, dict):
+                raise ValueError(f"init_from must be a dict {{'config', 'iteration'}}, "
+                                 f"got {self.init_from!r}")
+            s(self, "init_from", dict(_jsonable(dict(self.init_from))))
         if isinstance(self.metrics, str):
             raise ValueError("metrics must be a sequence of names, not a string")
         load_plugins()  # metrics registered by notebook modules, in a fixed order
@@ -290,6 +302,11 @@ class RunConfig:
         _choice("weight_decay_on", self.weight_decay_on, WEIGHT_DECAY_ON)
         load_plugins()  # update rules registered by notebook modules
         _choice("update rule", self.rule_name, tuple(UPDATE_RULES))
+        check = getattr(UPDATE_RULES[self.rule_name], "check_config", None)
+        if check is not None:  # a rule's own settings (rule_kwargs), e.g. NSGD's gamma
+            check(self)
+        if self.init_from is not None:
+            self._check_init_from()
         _choice("hessian_bn_mode", self.hessian_bn_mode, BN_MODES)
         _choice("K_bn_mode", self.K_bn_mode, BN_MODES)
         _choice("normalize", self.normalize, ("standard", "unit"))
@@ -371,6 +388,21 @@ class RunConfig:
         if "g_over_g5" in self.metrics and self.K_L < 6:
             raise ValueError("g_over_g5 needs K_L >= 6 (5 non-zero eigenvectors of K)")
 
+    def _check_init_from(self) -> None:
+        d = self.init_from
+        if set(d) != {"config", "iteration"}:
+            raise ValueError(f"init_from needs exactly the keys 'config' and 'iteration', got {sorted(d)}")
+        t = d["iteration"]
+        if not _is_int(t) or t < 1:
+            raise ValueError(f"init_from iteration must be a positive integer, got {t!r}")
+        if not isinstance(d["config"], dict):
+            raise ValueError("init_from['config'] must be a RunConfig as a dict (RunConfig.to_dict())")
+        parent = RunConfig.from_dict(d["config"])
+        for f in ("dataset", "model", "model_kwargs"):
+            if getattr(parent, f) != getattr(self, f):
+                raise ValueError(f"init_from: the parent run has {f}={getattr(parent, f)!r}, this run "
+                                 f"{getattr(self, f)!r}: the model state would not fit")
+
     @property
     def rule_name(self) -> str:
         if self.update_rule is not None:
@@ -383,7 +415,8 @@ class RunConfig:
 
     # -- serialisation and key
     def to_dict(self) -> dict:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if not (f.name in _OMIT_IF_NONE and getattr(self, f.name) is None)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":

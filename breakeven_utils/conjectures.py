@@ -7,46 +7,46 @@ lambda_K^*/lambda_K^1 is larger, and the maximum Tr(K) smaller, for a larger eta
 a smaller S.
 
 ``sweeps(s)`` turns the profile's ``conjectures`` section into :class:`Sweep`
-objects (RunConfigs plus the varied parameter); ``verdict_table(df)`` computes
-the maxima per setting and, per sweep, whether each predicted ordering holds
-(monotone over every setting of the sweep), from the tidy table of
-``records.sweep`` with the columns ``sweep``, ``value``, ``seed``, ``status``,
-``train_acc``, ``lambda_K_1``, ``lambda_K_ratio``, ``trace_K``, ``lambda_H_1``.
+objects (RunConfigs plus the varied parameter); ``setting_maxima(df)`` computes
+the smoothed maxima per setting with their standard errors (the data table),
+from the tidy table of ``records.sweep`` with the columns ``sweep``, ``value``,
+``seed``, ``status``, ``train_acc``, ``lambda_K_1`` (+ ``lambda_K_1_se``),
+``lambda_K_ratio``, ``trace_K`` (+ ``trace_K_se``), ``lambda_H_1``; and
+``claims_conjectures(mx)`` the claims (breakeven_utils.claims.Claim): per sweep,
+whether each predicted ordering holds beyond the noise. The paper's numbers are
+in break_even.PAPER_VALUES.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "settings", "Sweep", "sweeps", "skipped", "PAPER_VALUES", "PREDICTIONS",
-    "setting_maxima", "ordering", "verdict_table", "tidy",
+    "settings", "Sweep", "sweeps", "skipped", "QUANTITIES", "PREDICTIONS", "WINDOW",
+    "batch_normalised", "setting_maxima", "claim_figure", "claims_conjectures", "tidy",
 ]
 
 VARIED = ("lr", "batch_size", "momentum")
 PARAM_SYMBOL = {"lr": "eta", "batch_size": "S", "momentum": "beta"}
 
-#: direction of the predicted change of each maximum as the varied parameter grows:
-#: -1 = decreases, +1 = increases. A larger S acts like a smaller eta.
-PREDICTIONS = {
-    # quantity: (conjecture, sign for growing eta/beta)
-    "max_lambda_K_1": ("1", -1),
-    "max_lambda_H_1": ("1", -1),
-    "max_lambda_K_ratio": ("2", +1),
-    "max_trace_K": ("2", -1),
+#: per maximum: (metric column, conjecture, direction of its predicted change as eta or beta
+#: grows: -1 decreases, +1 increases; a larger S acts like a smaller eta, name)
+QUANTITIES = {
+    "max_lambda_K_1": ("lambda_K_1", "1", -1, "lambda_K^1"),
+    "max_lambda_H_1": ("lambda_H_1", "1", -1, "lambda_H^1"),
+    "max_lambda_K_ratio": ("lambda_K_ratio", "2", +1, "lambda_K^*/lambda_K^1"),
+    "max_trace_K": ("trace_K", "2", -1, "Tr(K)"),
 }
+PREDICTIONS = {q: (conj, sign) for q, (_c, conj, sign, _n) in QUANTITIES.items()}
 _PARAM_SIGN = {"lr": +1, "momentum": +1, "batch_size": -1}
 
-#: values the paper's text reports (Sec. 4.2, SimpleCNN on CIFAR-10)
-PAPER_VALUES = {
-    ("simplecnn_eta", 0.1): {"max_lambda_K_1": 0.68, "max_lambda_K_ratio": 0.37, "max_lambda_H_1": 26.27},
-    ("simplecnn_eta", 0.01): {"max_lambda_K_1": 3.30, "max_lambda_K_ratio": 0.24, "max_lambda_H_1": 211.17},
-    ("simplecnn_S", 10): {"max_trace_K": 5.56},
-    ("simplecnn_S", 100): {"max_trace_K": 10.86},
-}
+#: moving-average window (measurements) of the curves drawn and of the maxima compared
+#: (break_even.WINDOW: cpu trajectories hold about 10 measurements per run)
+WINDOW = 3
 
 
 def settings(profile: str = "smoke", **overrides) -> dict:
@@ -182,106 +182,166 @@ def tidy(df: pd.DataFrame, sw: Sweep) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- verdicts
 
-
-def _nanmax(x) -> float:
-    x = pd.to_numeric(x, errors="coerce").to_numpy(float)
-    return float(np.nanmax(x)) if np.isfinite(x).any() else np.nan
-
-
-_QUANTITIES = (("max_lambda_K_1", "lambda_K_1"), ("max_lambda_K_ratio", "lambda_K_ratio"),
-               ("max_trace_K", "trace_K"), ("max_lambda_H_1", "lambda_H_1"))
+#: models with batch normalisation by default: their maxima are taken after the initial
+#: transient (break-even paper Sec. 4.3: lambda_K^1 starts high, then decays, then grows)
+_BN_DEFAULT = {"resnet32": True}
 
 
-def setting_maxima(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (sweep, value), sweeps in order of appearance and values ascending: seed-mean
-    maxima over the trajectory, number of seeds, training accuracy at the peak of
-    lambda_K^1, and per quantity whether every seed peaked at its first measurement
-    (``<q>_at_start``: the quantity never grew within the budget). Diverged runs are
-    counted in ``n_diverged`` and left out of the maxima."""
+def batch_normalised(model: str, model_kwargs=None) -> bool:
+    """Whether a run's network has batch normalisation (``bn`` of its model_kwargs; ResNet-32
+    has it by default). ``model_kwargs``: a dict or the JSON string of a sweep table."""
+    if isinstance(model_kwargs, str):
+        model_kwargs = json.loads(model_kwargs or "{}")
+    return bool((model_kwargs or {}).get("bn", _BN_DEFAULT.get(str(model), False)))
+
+
+def _transient_sweeps(df: pd.DataFrame) -> set:
+    if "model" not in df:
+        return set()
+    kw = df["model_kwargs"] if "model_kwargs" in df else pd.Series([None] * len(df), index=df.index)
+    bn = [batch_normalised(m, k) for m, k in zip(df["model"], kw)]
+    return set(df.loc[bn, "sweep"])
+
+
+def setting_maxima(df: pd.DataFrame, window: int = WINDOW, after_transient=None) -> pd.DataFrame:
+    """Per (sweep, value), sweeps in order of appearance and values ascending: for each
+    quantity of :data:`PREDICTIONS` the seed mean of the maxima of the smoothed curve
+    (``max_<q>``; moving average over ``window`` measurements, claims.smoothed_max), its
+    standard error ``max_<q>_se`` and its kind ``max_<q>_se_kind`` (break_even.max_with_se:
+    seed spread, else the bootstrap SEs of the K metric, else none), the seed mean of the raw
+    maxima ``raw_max_<q>``, whether every seed peaked at its first measurement considered
+    (``max_<q>_at_start``: no growth within the budget), the number of seeds, and the training
+    accuracy at the smoothed peak of lambda_K^1. Diverged runs are counted in ``n_diverged`` and
+    left out. ``after_transient``: sweep names whose maxima are taken after the initial
+    transient (claims.transient_end); default: the sweeps of batch-normalised networks.
+    """
+    from .break_even import max_with_se
+    from .claims import smooth, transient_end
+
+    trans = _transient_sweeps(df) if after_transient is None else set(after_transient)
     rows = []
-    order = list(dict.fromkeys(df["sweep"]))
-    for sw in order:
-        for v, g in df[df["sweep"] == sw].groupby("value", sort=True):
-            per_seed, starts, acc_peak, div, n = [], [], [], 0, 0
-            for _, r in g.groupby("seed"):
-                n += 1
-                if (r["status"] == "diverged").any():
-                    div += 1
-                    continue
-                r = r.sort_values("iteration")
-                mx, st = {}, {}
-                for q, c in _QUANTITIES:
-                    x = pd.to_numeric(r[c], errors="coerce") if c in r else pd.Series(dtype=float)
-                    mx[q] = _nanmax(x)
-                    st[q] = bool(x.notna().any() and x.dropna().index[0] == x.idxmax())
-                per_seed.append(mx)
-                starts.append(st)
-                k = pd.to_numeric(r["lambda_K_1"], errors="coerce")
-                acc_peak.append(float(r.loc[k.idxmax(), "train_acc"]) if k.notna().any() else np.nan)
-            m = pd.DataFrame(per_seed).mean() if per_seed else pd.Series(dtype=float)
-            row = dict(sweep=sw, value=v, n_seeds=len(per_seed), n_diverged=div, n_runs=n)
-            for q in PREDICTIONS:
-                row[q] = float(m.get(q, np.nan)) if len(m) else np.nan
-            row["train_acc_at_max_lambda_K_1"] = (float(np.nanmean(acc_peak))
-                                                  if np.isfinite(acc_peak).any() else np.nan)
-            for q in PREDICTIONS:
-                row[f"{q}_at_start"] = bool(starts) and all(s[q] for s in starts)
+    for sw in dict.fromkeys(df["sweep"]):
+        d = df[df["sweep"] == sw]
+        ok = d[~d.groupby(["value", "seed"])["status"].transform(lambda s: (s == "diverged").any())]
+        stats = {q: max_with_se(ok, c, by="value", window=window, after_transient=sw in trans)
+                 for q, (c, *_rest) in QUANTITIES.items()} if len(ok) else {}
+        for v, g in d.groupby("value", sort=True):
+            n = g["seed"].nunique()
+            div = int(g.groupby("seed")["status"].apply(lambda s: (s == "diverged").any()).sum())
+            row = dict(sweep=sw, value=v, n_seeds=n - div, n_diverged=div, n_runs=n, window=window,
+                       after_transient=sw in trans)
+            for q in QUANTITIES:
+                st = stats[q].loc[v] if q in stats and v in stats[q].index else None
+                row[q] = st["max"] if st is not None else np.nan
+                row[f"{q}_se"] = st["se"] if st is not None else np.nan
+                row[f"{q}_se_kind"] = st["se_kind"] if st is not None else ""
+                row[f"raw_{q}"] = st["raw_max"] if st is not None else np.nan
+                row[f"{q}_at_start"] = bool(st["at_start"]) if st is not None else False
+            acc = []
+            for _, r in ok[ok["value"] == v].sort_values("iteration").groupby("seed"):
+                k = pd.to_numeric(r["lambda_K_1"], errors="coerce").to_numpy(float)
+                sm = smooth(k, window)
+                if np.isfinite(sm).any():
+                    start = transient_end(k, window) if sw in trans else 0
+                    i = start + int(np.nanargmax(sm[start:])) if np.isfinite(sm[start:]).any() else None
+                    acc.append(float(r["train_acc"].iloc[i]) if i is not None else np.nan)
+            row["train_acc_at_max_lambda_K_1"] = float(np.nanmean(acc)) if np.isfinite(acc).any() else np.nan
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-ORDER_RTOL = 0.05  # smaller steps are within the noise of an L=25 estimate: not an ordering
+def _paper(sw: str, q: str, values) -> str:
+    from .break_even import paper_value
+
+    sym = _symbol(sw)
+    got = [(v, paper_value((sw, _num(v), q))) for v in values]
+    extra = [(k[1], paper_value(k)) for k in _paper_keys(sw, q) if k[1] not in {_num(v) for v in values}]
+    parts = [f"{sym}={float(v):g}: {x:g}" for v, x in got + extra if x is not None]
+    return "; ".join(parts)
 
 
-def ordering(values, maxima, sign: int, rtol: float = ORDER_RTOL) -> bool:
-    """True when ``maxima`` change strictly monotonically with ``values`` in the
-    direction ``sign`` (+1 increasing, -1 decreasing) across every setting, each
-    step by more than ``rtol`` of the larger of its two values."""
-    order = np.argsort(np.asarray(values, dtype=float))
-    m = np.asarray(maxima, dtype=float)[order]
-    d = np.diff(m)
-    scale = np.maximum(np.abs(m[1:]), np.abs(m[:-1]))
-    return bool(len(d) > 0 and np.all(sign * d > rtol * scale))
+def _paper_keys(sw, q):
+    from .break_even import PAPER_VALUES
+
+    return [k for k in PAPER_VALUES if isinstance(k, tuple) and k[0] == sw and k[2] == q]
 
 
-def _verdict(ok, testable=True, reason=""):
-    if not testable:
-        return f"not testable at this scale ({reason})"
-    return "holds" if ok else "does not hold"
+def _symbol(sw: str) -> str:
+    return PARAM_SYMBOL[_param_from_name(sw)]
 
 
-def verdict_table(df: pd.DataFrame, param_of: dict | None = None) -> pd.DataFrame:
-    """The notebook's table: one row per (sweep, setting) with the maxima, the
-    paper's values where it reports them, and per sweep the verdict of each
-    predicted ordering (the same verdict repeated on every row of the sweep).
+def claim_figure(sweep: str, q: str) -> tuple[str, str, str]:
+    """(paper section, figure, file name in the notebook's output folder) showing quantity ``q``
+    (a key of :data:`PREDICTIONS`) of ``sweep``; the names notebook 2 saves its figures under."""
+    fam = sweep.split("_")[0]
+    if fam in ("simplecnn", "resnet32"):
+        if q == "max_trace_K":
+            n = {"simplecnn_eta": 10, "simplecnn_S": 11, "resnet32_eta": 12, "resnet32_S": 13}.get(sweep, 10)
+            return "4.2", f"Fig. {n}", f"fig{n}_{sweep}_acc_trace_k.png"
+        if q == "max_lambda_H_1":
+            return "4.2", "Fig. 5", "fig5_lambda_h.png"
+        return "4.2", "Fig. 4", "fig4_lambda_k_ratio.png"
+    if fam == "mlp":
+        return "App. E", "Fig. 18", "fig18_mlp_k_h.png"
+    if sweep == "momentum_beta":
+        return "App. F", "Fig. 20", "fig20_momentum_beta_k.png"
+    if sweep == "momentum_eta":
+        return "App. F", "Fig. 22", "fig22_momentum_eta_k.png"
+    return "App. G", "Fig. 24", "fig24_decay_k.png"
 
-    ``param_of``: {sweep name: varied parameter}; default from the sweep's name
-    suffix (``_eta`` -> lr, ``_S`` -> batch_size, ``_beta`` -> momentum).
+
+def claims_conjectures(mx: pd.DataFrame, labels: dict | None = None, param_of: dict | None = None) -> list:
+    """One claims.Claim per sweep and predicted ordering (:data:`PREDICTIONS`), from
+    :func:`setting_maxima`: does the smoothed maximum move the predicted way across every
+    consecutive pair of settings by more than their combined uncertainty
+    (claims.ordering_verdict; the margins used are in the reason)? ``labels``: {sweep: setting
+    text (model, what varies, data set)}; ``param_of``: {sweep: varied parameter}, default from the name.
+    Not testable: no finite value (not measured), fewer than two settings, or every setting
+    peaking at its first measurement considered (no growth within the budget).
     """
-    mx = setting_maxima(df)
-    if mx.empty:
-        return mx
-    for q in PREDICTIONS:
-        mx[f"paper_{q}"] = [PAPER_VALUES.get((sw, _num(v)), {}).get(q, np.nan)
-                            for sw, v in zip(mx["sweep"], mx["value"])]
-    verdicts = {}
+    from .claims import UNTESTABLE, Claim, ordering_verdict
+
+    out = []
     for sw, g in mx.groupby("sweep", sort=False):
         param = (param_of or {}).get(sw) or _param_from_name(sw)
-        ok_rows = g[g["n_seeds"] > 0]
-        diverged = [f"{PARAM_SYMBOL[param]}={_num(v):g}" for v in g.loc[g["n_seeds"] == 0, "value"]]
-        note = f" (diverged, excluded: {', '.join(diverged)})" if diverged else ""
-        for q, (_conj, sign) in PREDICTIONS.items():
-            vals = ok_rows[["value", q]].dropna()
-            at_start = bool(len(vals)) and bool(ok_rows.loc[vals.index, f"{q}_at_start"].all())
-            testable = len(vals) >= 2 and not at_start
-            reason = ("not measured at this profile" if ok_rows[q].isna().all()
-                      else "maximum at the first measurement in every setting: no growth within the budget"
-                      if at_start else f"{len(vals)} setting(s) with a finite value")
-            v = _verdict(ordering(vals["value"], vals[q], sign * _PARAM_SIGN[param]), testable, reason)
-            verdicts[(sw, q)] = v + (note if testable else "")
-    for q, (conj, _) in PREDICTIONS.items():
-        mx[f"conj{conj}_{q}"] = [verdicts[(sw, q)] for sw in mx["sweep"]]
-    return mx
+        sym = PARAM_SYMBOL[param]
+        g = g.sort_values("value")
+        trans = bool(g["after_transient"].any()) if "after_transient" in g else False
+        window = int(g["window"].iloc[0]) if "window" in g else WINDOW
+        where = f"smoothed maximum (window {window}" + (", after the initial transient)" if trans else ")")
+        setting = f"{labels[sw]}; {where}" if sw in (labels or {}) else f"{sw}, vary {sym}; {where}"
+        for q, (_col, conj, sign, name) in QUANTITIES.items():
+            vals = g[q].to_numpy(float)
+            finite = np.isfinite(vals)
+            ours = "; ".join(
+                f"{sym}={float(v):g}: " + ("diverged" if n == 0 else "n/a" if not np.isfinite(m) else
+                                           f"{m:.3g}" + (f" ± {e:.2g}" if np.isfinite(e) else "")
+                                           + f" (raw {r:.3g})")
+                for v, m, e, r, n in zip(g["value"], vals, g[f"{q}_se"], g[f"raw_{q}"], g["n_seeds"]))
+            at_start = finite.any() and bool(g.loc[finite, f"{q}_at_start"].all())
+            word = "smaller" if sign * _PARAM_SIGN[param] < 0 else "larger"
+            claim = f"Conjecture {conj}: the maximum {name} is {word} for a larger {sym}"
+            if not finite.any():
+                verdict, reason = UNTESTABLE, "not measured at this profile"
+            elif at_start and finite.sum() > 1:
+                verdict, reason = UNTESTABLE, ("maximum at the first measurement"
+                                               + (" after the transient" if trans else "")
+                                               + " in every setting: no growth within the budget")
+            else:
+                o = ordering_verdict(g["value"].to_numpy(float), vals, g[f"{q}_se"].to_numpy(float),
+                                     sign * _PARAM_SIGN[param], symbol=sym)
+                kinds = sorted({k for k in g[f"{q}_se_kind"] if k})
+                se_txt = (f"se: {', '.join(kinds)}" if kinds else
+                          "no Lanczos residual is recorded" if q == "max_lambda_H_1" else
+                          "the bootstrap SE of the ratio is unreliable and one seed gives no spread"
+                          if q == "max_lambda_K_ratio" else "no bootstrap SE recorded by these runs")
+                verdict = o.verdict
+                parts = (o.reason, f"margin: {o.margin}" if o.margin else "", se_txt)
+                reason = "; ".join(p for p in parts if p)
+            section, figure, ffile = claim_figure(sw, q)
+            out.append(Claim("break_even", section, figure, claim, setting, _paper(sw, q, g["value"]), ours,
+                             verdict, reason, ffile))
+    return out
 
 
 def _num(v):

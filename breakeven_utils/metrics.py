@@ -50,7 +50,8 @@ METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "test": ("test_loss", "test_acc"),
     "delta_loss": ("delta_loss",),
     "lambda_H": ("lambda_H_1",),  # + lambda_H_2..k for hessian_k > 1
-    "K": ("lambda_K_1", "lambda_K_star", "lambda_K_ratio", "trace_K"),
+    "K": ("lambda_K_1", "lambda_K_star", "lambda_K_ratio", "trace_K",
+          "lambda_K_1_se", "trace_K_se"),  # *_se: bootstrap over the L gradients (claims.bootstrap_se)
     "g_over_g5": ("g_over_g5",),
     "gamma_norm": ("gamma_norm",),
     "dist_init": ("dist_init",),
@@ -136,6 +137,7 @@ class MeasureContext:
     theta0: torch.Tensor
     cache: dict
     state: dict
+    rule: Any = None  # the run's update rule (a metric may reuse its work, e.g. NSGD's eigenpairs)
 
 
 def _params_vector(model) -> torch.Tensor:
@@ -204,20 +206,27 @@ def _K_M(c: RunConfig, n_train: int) -> int:
 
 
 def _m_K(ctx):
+    """lambda_K^1, lambda_K^*, their ratio and Tr(K) from L mini-batch gradients of size M
+    (break-even App. C), with the bootstrap standard errors of lambda_K^1 and Tr(K) over the
+    L gradients (claims.bootstrap_se on the L x L Gram: no gradient is recomputed; seeded by
+    the measurement, so a resumed run gives the same numbers). The ratio gets none: its
+    bootstrap SE is unreliable (see claims.K_STATS)."""
     from .noise import gradient_covariance
     c = ctx.config
     n_vec = 5 if "g_over_g5" in c.metrics else 0
     M = _K_M(c, len(ctx.data.train))
     tr = ctx.data.train
+    seed = c.seed * 1_000_003 + ctx.iteration
     gc = gradient_covariance(ctx.model, ctx.loss_fn, (tr.x, tr.y), L=c.K_L, M=M,
-                             seed=c.seed * 1_000_003 + ctx.iteration, n_vectors=n_vec,
-                             bn_mode=c.K_bn_mode)
+                             seed=seed, n_vectors=n_vec, bn_mode=c.K_bn_mode, keep_gram=True)
+    se = gc.bootstrap_se(["lambda_1", "trace"], seed=seed)
     if n_vec:
         ctx.cache["K_vectors"] = gc.vectors
     ctx.cache.setdefault("arrays", {})["K_eigs"] = np.asarray(
         torch.as_tensor(gc.eigenvalues).detach().cpu().double().numpy())
     return {"lambda_K_1": float(gc.lambda_1), "lambda_K_star": float(gc.lambda_star),
-            "lambda_K_ratio": float(gc.ratio), "trace_K": float(gc.trace)}
+            "lambda_K_ratio": float(gc.ratio), "trace_K": float(gc.trace),
+            "lambda_K_1_se": se["lambda_1"], "trace_K_se": se["trace"]}
 
 
 def _m_breakeven_lhs(ctx):

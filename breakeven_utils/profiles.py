@@ -91,7 +91,9 @@ PROFILES: dict[str, dict] = {
         },
         "conjectures": {
             # CIFAR-10 subset, 8 epochs, K about once per epoch, one seed; lambda_H only for
-            # the SimpleCNN sweeps; ResNet-32 shrunk (2,500 images, 5 epochs, K only)
+            # the SimpleCNN sweeps; ResNet-32 shrunk (3,500 images, 5 epochs, K only), K also at
+            # iterations 7, 14, 21 (the first epoch at S=128) to resolve its initial transient
+            # (about +15 K measurements, ~3 min on 2 cores)
             "n_train": 5_000, "n_val": 1_000, "n_test": 1_000, "n_measure": 500, "hessian_n": 250,
             "hessian_tol": 1e-2, "seeds": [0], "acc_threshold": 0.4, "max_epochs": 8,
             "measure_every": 50, "measure_dense_until": 100,
@@ -100,7 +102,8 @@ PROFILES: dict[str, dict] = {
             "resnet32": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
                          "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": False,
                          "weight_decay": 1e-4, "weight_decay_on": "conv_kernels", "augment": True,
-                         "n_train": 3_500, "max_epochs": 5, "measure_every": 0},  # K needs L*M=3200
+                         "n_train": 3_500, "max_epochs": 5,  # K needs L*M=3200
+                         "measure_every": 7, "measure_dense_until": 28},
             "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model_kwargs": {},
                     "n_train": 10_000, "lrs": [0.1, 0.05, 0.01], "batch_size": 64, "lambda_H": True},
             "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9, "fixed_lrs": [0.01, 0.001]},
@@ -266,3 +269,83 @@ _WALK = {
 }
 for _name, _sec in _WALK.items():
     PROFILES[_name]["walk"] = _sec
+
+# ----------------------------------------------------------------------------- notebook 5 (nsgd)
+# Sharpest directions and Nudged SGD (Jastrzebski et al. 2018). Eigenpairs by magnitude
+# ('LM', the authors' eigsh default) on hessian_n examples; the paper: 2,250 = 5% of 45k.
+_TINY = {"model": "simple_cnn", "model_kwargs": {"image_size": 8, "width": [4, 4, 8, 8], "hidden": 16}}
+_NSGD = {
+    "smoke": {
+        "n_train": 512, "n_val": 128, "n_test": 128, "n_measure": 64, "hessian_n": 64,
+        "hessian_tol": 1e-2, "top_k": 3,
+        "models": {
+            "simplecnn": dict(_TINY, probe_lrs=[0.05]),
+            "resnet32": {"skip": "ResNet-32 takes minutes per run on a CPU; run the cpu or paper profile"},
+        },
+        "trajectory": {"lr": 0.1, "batch_size": 32, "max_epochs": 2, "measure_every": 4,
+                       "measure_dense_until": 16, "fig3_lrs": [0.1, 0.02], "fig3_batch_sizes": [16, 64]},
+        "probe": {"batch_size": 32, "max_epochs": 2, "measure_every": 8, "hessian_k": 5},
+        "variants": {"parent_lr": 0.05, "restart_epoch": 1, "iters": 6, "measure_every": 2,
+                     "gammas": [0.1, 10], "hessian_n": 32, "tol": 1e-2},
+        "table": {"models": ["simplecnn"], "lr": 0.05, "batch_size": 32, "k": 3, "max_epochs": 3,
+                  "patience": 1, "gammas": [0.01, 0.1, 1, 10], "sgd_lrs": [0.1, 0.02, 0.01],
+                  "momentum": 0.9, "momentum_gammas": [0.01, 1, 5], "train_eval_on": "measure",
+                  "simplecnn": {}},
+        "schedules": {"lr": 0.1, "max_epochs": 2, "milestones": [1]},
+        "momentum": {"lr": 0.02, "betas": [0.0, 0.9]},
+        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data); paper profile"},
+    },
+    "cpu": {
+        # CIFAR-10 subset of 5,000; Hessian set 100 examples (2%; the paper: 5%), Lanczos tol
+        # 0.1 (residual; eigenvalues ~1% accurate), top-3 instead of top-10; measured here
+        # (2 cores, shared): a step 0.6 s, an HVP on 100 examples ~1.4 s, a warm top-5 ~12 HVPs
+        "n_train": 5_000, "n_val": 1_000, "n_test": 1_000, "n_measure": 250, "hessian_n": 100,
+        "hessian_tol": 1e-1, "top_k": 3, "seeds": [0],
+        "models": {
+            "simplecnn": {"model": "simple_cnn", "model_kwargs": {}, "probe_lrs": [0.005]},
+            "resnet32": {"skip": "ResNet-32 without BN: a step costs ~3x a SimpleCNN step and its "
+                                 "Lanczos ~5x on 2 cores; the 20-minute cpu budget holds SimpleCNN "
+                                 "only (the paper profile runs it)"},
+        },
+        "trajectory": {"lr": 0.1, "batch_size": 128, "max_epochs": 4, "measure_every": 13,
+                       "measure_dense_until": 52, "fig3_lrs": [0.1, 0.02], "fig3_batch_sizes": [128, 512]},
+        "probe": {"batch_size": 128, "max_epochs": 4, "measure_every": 26, "hessian_k": 3},
+        "variants": {"parent_lr": 0.005, "restart_epoch": 4, "iters": 15, "measure_every": 1,
+                     "gammas": [0.1, 10], "hessian_n": 64, "tol": 1e-1},
+        "table": {"models": ["simplecnn"], "lr": 0.01, "batch_size": 128, "k": 3, "max_epochs": 3,
+                  "patience": 1, "gammas": [0.01, 0.1, 1, 10], "sgd_lrs": [0.1, 0.005],
+                  "momentum": 0.9, "momentum_gammas": [0.01, 1, 5], "train_eval_on": "measure",
+                  "simplecnn": {}},
+        "schedules": {"lr": 0.1, "max_epochs": 4, "milestones": [2], "kinds": ["constant", "step"]},
+        "momentum": {"lr": 0.02, "betas": [0.0, 0.9]},
+        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data); paper profile",
+                        "vgg11": "VGG-11 (Fig. 3, 15, 16): paper profile only; SimpleCNN here",
+                        "one_cycle": "the one-cycle schedule of Fig. 15: paper profile only (budget)",
+                        "sgd_0.0025": "the SGD(0.0025) row of Table 1: paper profile only (budget)"},
+    },
+    "paper": {
+        "hessian_n": 2_250, "n_measure": 2_250, "hessian_tol": 1e-3, "top_k": 10, "augment": True,
+        "models": {
+            "simplecnn": {"model": "simple_cnn", "model_kwargs": {}, "probe_lrs": [0.005, 0.01]},
+            "resnet32": {"model": "resnet32", "model_kwargs": {"bn": False}, "weight_decay": 0.005,
+                         "weight_decay_on": "kernels", "probe_lrs": [0.025, 0.01]},
+            "resnet32_nol2": {"model": "resnet32", "model_kwargs": {"bn": False}, "probe_lrs": []},
+        },
+        "trajectory": {"lr": 0.1, "batch_size": 128, "max_epochs": 100, "measure_every": 10,
+                       "measure_dense_until": 1_000, "fig3_lrs": [0.1, 0.05, 0.01],
+                       "fig3_batch_sizes": [32, 128, 512]},
+        "probe": {"batch_size": 128, "max_epochs": 8, "measure_every": 5},
+        "variants": {"parent_lr": 0.005, "restart_epoch": 4, "iters": 500, "measure_every": 5,
+                     "gammas": [0.01, 0.1, 5, 10], "hessian_n": 2_250, "tol": 1e-3},
+        "table": {"models": ["simplecnn", "resnet32"], "lr": 0.01, "batch_size": 128, "k": 5,
+                  "max_epochs": 100, "patience": 5, "gammas": [0.01, 0.1, 1, 10],
+                  "sgd_lrs": [0.1, 0.005, 0.0025], "momentum": 0.9, "momentum_gammas": [0.01, 1, 5],
+                  "simplecnn": {"model": "simple_cnn_wide"}},  # footnote 10: 100 filters, 5x5
+        "schedules": {"lr": 0.1, "max_epochs": 100, "milestones": [50, 75]},
+        "momentum": {"lr": 0.01, "betas": [0.0, 0.5, 0.9]},
+        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data)",
+                        "vgg11": "VGG-11 (Fig. 3, 15, 16) is not wired into this notebook yet"},
+    },
+}
+for _name, _sec in _NSGD.items():
+    PROFILES[_name]["nsgd"] = _sec

@@ -68,12 +68,15 @@ __all__ = [
     "load",
     "sweep",
     "list_runs",
+    "compute_time",
     "store_root",
     "RunStoreError",
     "CorruptRunError",
     "ConfigMismatchError",
     "RunNotFinishedError",
     "STATUSES",
+    "state_at",
+    "save_state_hook",
 ]
 
 ENV_VAR = "BREAKEVEN_RUNS"
@@ -81,6 +84,7 @@ STATUSES = ("running", "done", "diverged", "failed")
 METRICS_FILE, ARRAYS_FILE, SOFTMAX_FILE = "metrics.parquet", "arrays.npz", "softmax.npy"
 CHECKPOINT_FILE, STATUS_FILE, CONFIG_FILE, LOCK_FILE = ("checkpoint.pt", "status.json",
                                                         "config.json", ".lock")
+STATES_DIR = "states"  # <key>/states/iter_<t>.pt: model states other runs start from (init_from)
 
 
 class RunStoreError(RuntimeError):
@@ -336,8 +340,13 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
             torch.save(state, buf)
             _atomic_write(ckpt, buf.getvalue())
 
+        init_state = None
+        if config.init_from is not None and resume is None:  # the parent's state, from this store
+            init_state = state_at(RunConfig.from_dict(config.init_from["config"]),
+                                  config.init_from["iteration"], root, device=device,
+                                  progress=progress)
         try:
-            out = train(config, data=data, device=device, resume=resume,
+            out = train(config, data=data, device=device, resume=resume, init_state=init_state,
                         checkpoint=save_checkpoint if checkpoint_every is not None else None,
                         checkpoint_every=checkpoint_every, hooks=hooks, progress=progress,
                         desc=f"run {key[:8]}")
@@ -350,6 +359,68 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
         if not keep_checkpoint and ckpt.exists():
             ckpt.unlink()
         return _load_dir(run_dir, config)
+
+
+def _state_path(root: Path, config: RunConfig, iteration: int) -> Path:
+    return root / config.key() / STATES_DIR / f"iter_{int(iteration)}.pt"
+
+
+def _save_state(path: Path, model, iteration: int, key: str) -> None:
+    import torch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save({"model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()},
+                "iteration": int(iteration), "key": key}, buf)
+    _atomic_write(path, buf.getvalue())
+
+
+def save_state_hook(config: RunConfig, iteration: int, store: str | os.PathLike | None = None):
+    """A ``hooks`` entry for :func:`run` / ``train``: keeps the model state of
+    ``config``'s trajectory after ``iteration`` steps in the store, where
+    :func:`state_at` (and so ``RunConfig.init_from``) finds it without a replay."""
+    path = _state_path(store_root(store), config, iteration)
+    key = config.key()
+
+    def hook(info: dict) -> None:
+        if info["iteration"] == iteration and not path.exists():
+            _save_state(path, info["model"], iteration, key)
+    return hook
+
+
+class _Reached(Exception):
+    pass
+
+
+def state_at(config: RunConfig, iteration: int, store: str | os.PathLike | None = None,
+             *, device: str = "cpu", progress: bool = True) -> dict:
+    """``{'model': state_dict, 'iteration', 'key'}`` of ``config``'s trajectory after
+    ``iteration`` steps: read from the store (kept by :func:`save_state_hook` or an
+    earlier call), else replayed in memory with the same configuration (the same
+    trajectory, measurements included) up to that step and kept in the store."""
+    import torch
+
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
+        raise ValueError(f"iteration must be a positive integer, got {iteration!r}")
+    path = _state_path(store_root(store), config, iteration)
+    if path.exists():
+        try:
+            return torch.load(path, map_location=device, weights_only=False)
+        except Exception as e:
+            raise CorruptRunError(f"cannot read {path} ({e}); delete it to replay the run") from e
+    got = {}
+
+    def capture(info):
+        if info["iteration"] == iteration:
+            _save_state(path, info["model"], iteration, config.key())
+            got["ok"] = True
+            raise _Reached
+    try:
+        out = train(config, device=device, hooks=[capture], checkpoint=None, progress=progress,
+                    desc=f"replay {config.key()[:8]} to t={iteration}")
+    except _Reached:
+        return torch.load(path, map_location=device, weights_only=False)
+    raise ValueError(f"run {config.key()} ended at iteration {out.iterations} ({out.status}) before "
+                     f"iteration {iteration}: no state to start from")
 
 
 def load(config_or_key: RunConfig | str, store: str | os.PathLike | None = None) -> RunResult:
@@ -385,6 +456,64 @@ def list_runs(store: str | os.PathLike | None = None) -> pd.DataFrame:
                      "diverged_at": st.get("diverged_at"), "version": rec.get("version"),
                      "error": st.get("error"), **_flat_config(rec.get("config", {}))})
     return pd.DataFrame(rows)
+
+
+def _run_keys(runs) -> list[str]:
+    """Run keys from a ``sweep`` table (its ``key`` column and ``attrs['failed']``), RunResults,
+    RunConfigs or key strings (or an iterable mixing them), in first-seen order."""
+    if isinstance(runs, pd.DataFrame):
+        keys = list(runs["key"].dropna().astype(str)) if "key" in runs else []
+        return list(dict.fromkeys(keys + [str(f["key"]) for f in runs.attrs.get("failed", [])]))
+    if isinstance(runs, (str, RunConfig, RunResult)):
+        runs = [runs]
+    keys = []
+    for r in runs:
+        if isinstance(r, pd.DataFrame):
+            keys += _run_keys(r)
+        elif isinstance(r, RunResult):
+            keys.append(r.key)
+        elif isinstance(r, RunConfig):
+            keys.append(r.key())
+        elif isinstance(r, str):
+            keys.append(r)
+        else:
+            raise TypeError(f"compute_time takes sweep tables, RunResults, RunConfigs or keys, "
+                            f"got {type(r).__name__}")
+    return list(dict.fromkeys(keys))
+
+
+def compute_time(runs, store: str | os.PathLike | None = None, *, since: float | None = None) -> dict:
+    """What the runs a notebook used cost to compute, from their stored ``status.json``.
+
+    ``seconds`` of a run is its training + measurement time summed over every resume
+    (``measure_seconds`` the measurement part), whether it was computed now or loaded
+    from the store, so a notebook that only redraws still reports what its results
+    cost. ``runs``: a ``sweep`` table, RunResults, RunConfigs or keys (duplicates once).
+    ``since`` (a ``time.time()``): also count the runs that finished at or after it
+    (computed by this execution) and their seconds. Returns a manifest entry:
+    {"runs", "compute_seconds", "measure_seconds", "runs_without_time": [keys of runs
+    not finished in the store (failed, missing)], and with ``since``: "runs_computed",
+    "computed_seconds"}.
+    """
+    root = store_root(store)
+    total = measure = now_s = 0.0
+    now, missing = 0, []
+    keys = _run_keys(runs)
+    for k in keys:
+        st = _read_json(root / k / STATUS_FILE) or {}
+        if st.get("status") not in ("done", "diverged") or st.get("seconds") is None:
+            missing.append(k)
+            continue
+        total += float(st["seconds"])
+        measure += float(st.get("measure_seconds") or 0.0)
+        if since is not None and float(st.get("finished") or 0.0) >= since:
+            now += 1
+            now_s += float(st["seconds"])
+    out = {"runs": len(keys), "compute_seconds": round(total, 1), "measure_seconds": round(measure, 1),
+           "runs_without_time": missing}
+    if since is not None:
+        out.update(runs_computed=now, computed_seconds=round(now_s, 1))
+    return out
 
 
 # ----------------------------------------------------------------------------- sweeps

@@ -157,7 +157,7 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
           resume: dict | None = None, checkpoint: Callable[[dict], None] | None = None,
           checkpoint_every: int | str | None = "measure",
           hooks: Iterable[Callable[[dict], None]] = (), progress: bool = True,
-          desc: str | None = None) -> TrainOutput:
+          desc: str | None = None, init_state: dict | None = None) -> TrainOutput:
     """Train ``config`` and measure along the way; returns a :class:`TrainOutput`.
 
     resume: a state produced by ``checkpoint`` (continue exactly where it was taken).
@@ -175,7 +175,7 @@ def train(config: RunConfig, *, data=None, device: str | torch.device = "cpu",
         torch.manual_seed(config.seed)
         return _train_impl(config, data=data, device=device, resume=resume,
                            checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                           hooks=hooks, progress=progress, desc=desc)
+                           hooks=hooks, progress=progress, desc=desc, init_state=init_state)
 
 
 # ----------------------------------------------------------------------------- the loop, step by step
@@ -210,10 +210,12 @@ class _Run:
 
 
 def _train_impl(config, *, data, device, resume, checkpoint, checkpoint_every, hooks, progress,
-                desc) -> TrainOutput:
+                desc, init_state=None) -> TrainOutput:
     from tqdm.auto import tqdm
 
     r = _prepare(config, data, device, checkpoint_every)
+    if config.init_from is not None and resume is None:
+        _start_from(r.model, config, init_state, device)
     r.checkpoint, r.checkpoint_every, r.hooks = checkpoint, checkpoint_every, hooks
     _restore_or_start(r, resume)
     status, diverged_at = "done", None
@@ -229,6 +231,17 @@ def _train_impl(config, *, data, device, resume, checkpoint, checkpoint_every, h
     finally:
         r.bar.close()
     return _finish(r, status, diverged_at)
+
+
+def _start_from(model: nn.Module, config: RunConfig, init_state: dict | None, device) -> None:
+    """``config.init_from``: load the parent trajectory's model state after t steps
+    (``init_state``, else ``records.state_at`` in the default store). Only the model
+    starts there: the update rule and schedule start fresh, theta_0 is this state."""
+    if init_state is None:
+        from .records import state_at
+        init_state = state_at(RunConfig.from_dict(config.init_from["config"]),
+                              config.init_from["iteration"], device=device)
+    model.load_state_dict(init_state["model"])
 
 
 def _prepare(config: RunConfig, data, device, checkpoint_every) -> _Run:
@@ -360,7 +373,8 @@ def _measure(r: _Run, t: int) -> dict:
     row = {"iteration": t, "epoch": t / r.bpe, "lr": lr}
     if not all(torch.isfinite(p).all() for p in r.params):
         raise Diverged(t, "a parameter")
-    ctx = MeasureContext(r.model, r.loss_fn, data, c, t, t / r.bpe, lr, S["theta0"], {}, S["mstate"])
+    ctx = MeasureContext(r.model, r.loss_fn, data, c, t, t / r.bpe, lr, S["theta0"], {}, S["mstate"],
+                         rule=r.rule)
     timing = S.setdefault("metric_seconds", {})
     for name, fn in list(_PRE_METRICS.items()) + [(m, _USER_METRICS[m]) for m in c.metrics
                                                   if m in _USER_METRICS]:
@@ -509,4 +523,5 @@ def _finish(r: _Run, status: str, diverged_at: int | None) -> TrainOutput:
         info={"batches_per_epoch": r.bpe, "total_iters": r.total, "n_resumes": S["n_resumes"],
               "n_measurements": S["n_measure"], "metric_seconds": S.get("metric_seconds", {}),
               "n_parameters": sum(p.numel() for p in r.params),
-              **({"sigma2": rule.sigma2, "v_max": rule.v_max} if hasattr(rule, "sigma2") else {})})
+              **({"sigma2": rule.sigma2, "v_max": rule.v_max} if hasattr(rule, "sigma2") else {}),
+              **(rule.info() if hasattr(rule, "info") else {})})

@@ -9,7 +9,9 @@ directory, on the ``python3`` kernel of the interpreter running this script.
 The executed copy goes to ``<out>/<section>/<name>.executed.ipynb``
 (01_break_even -> break_even), the wall time, status and profile of each
 notebook are merged into ``<out>/manifest.json``. A failing notebook does not
-stop the others; the exit status is 1 if any failed.
+stop the others; the exit status is 1 if any failed. Afterwards the claims
+ledger ``<out>/CLAIMS.md`` (+ ``claims_ledger.png``) is written from every
+``<out>/<section>/claims.csv`` present (breakeven_utils.ledger).
 """
 
 from __future__ import annotations
@@ -96,6 +98,24 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
     return entry
 
 
+def write_ledger(out: Path) -> bool:
+    """figures/CLAIMS.md + claims_ledger.png/.pdf from every <out>/<section>/claims.csv present
+    (breakeven_utils.ledger.overview); False (reported) if it could not be written."""
+    from breakeven_utils.ledger import overview
+
+    try:
+        res = overview(out)
+    except Exception as e:  # noqa: BLE001 -- the notebooks' outputs stand; report and fail the exit status
+        print(f"reproduce: could not write the claims ledger: {type(e).__name__}: {e}", file=sys.stderr)
+        return False
+    counts = ", ".join(f"{n} {v}" for v, n in res["counts"].items())
+    print(f"claims ledger: {res['path']} ({res['n_claims']} claims: {counts})"
+          + (f"; old-rule sections: {', '.join(res['legacy'])}" if res["legacy"] else ""))
+    for f, err in res["errors"].items():
+        print(f"reproduce: unreadable claims file {f}: {err}", file=sys.stderr)
+    return not res["errors"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu", help="scale profile passed to every notebook (default: cpu)")
@@ -135,11 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(to_markdown(pd.DataFrame(rows), float_format="{:.1f}"))
     print(f"manifest: {out / 'manifest.json'}")
+    ledger_ok = write_ledger(out)
     failed = [r["notebook"] for r in rows if r["status"] != "ok"]
     if failed:
         print(f"reproduce: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if ledger_ok else 1
 
 
 if __name__ == "__main__":

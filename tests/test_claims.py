@@ -305,6 +305,37 @@ def test_gradient_covariance_keeps_the_gram_for_the_bootstrap(one_thread):
         plain.bootstrap_se()
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_k_metric_records_the_bootstrap_se_of_its_own_gram(monkeypatch):
+    """The recorder's K metric writes lambda_K_1_se / trace_K_se: the bootstrap SE of the very
+    Gram it measured (captured here), seeded by the measurement, so a rerun gives the same."""
+    from breakeven_utils import noise
+    from breakeven_utils.train import RunConfig, train
+
+    seen = []
+    real = noise.gradient_covariance
+
+    def capture(*a, **kw):
+        gc = real(*a, **kw)
+        seen.append((gc, kw["seed"]))
+        return gc
+
+    monkeypatch.setattr(noise, "gradient_covariance", capture)
+    c = RunConfig(dataset="synthetic", n_train=256, n_val=64, n_test=64, n_measure=32, model="mlp",
+                  model_kwargs={"hidden": (16,)}, batch_size=32, lr=0.05, max_epochs=1, measure_every=4,
+                  measure_dense_until=9, K_L=6, K_M=16, metrics=("train", "K"))
+    out = train(c, progress=False)
+    rows = [r for r in out.rows if "lambda_K_1" in r]
+    assert len(rows) == len(seen) >= 3
+    for r, (gc, seed) in zip(rows, seen):
+        assert gc.gram is not None and r["lambda_K_1"] == pytest.approx(float(gc.lambda_1))
+        want = C.bootstrap_se(gc.gram, ["lambda_1", "trace"], seed=seed)
+        assert (r["lambda_K_1_se"], r["trace_K_se"]) == (want["lambda_1"], want["trace"])
+        assert 0 < r["lambda_K_1_se"] < r["lambda_K_1"] and 0 < r["trace_K_se"] < r["trace_K"]
+    again = train(c, progress=False)
+    assert [r["lambda_K_1_se"] for r in again.rows if "lambda_K_1" in r] == [r["lambda_K_1_se"] for r in rows]
+
+
 # ----------------------------------------------------------------------------- correlations
 
 

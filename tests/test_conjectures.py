@@ -28,92 +28,156 @@ GOOD_ETA = dict(values=[0.01, 0.05, 0.1], k=[3.3, 1.5, 0.68], ratio=[0.24, 0.3, 
                 trace=[9.0, 7.0, 5.0], h=[211.0, 80.0, 26.0])
 
 
-def _verdicts(t):
-    return t.groupby("sweep", sort=False)[[c for c in t if c.startswith("conj")]].first()
+def _verdicts(t, **kw):
+    """{quantity: verdict} of the one sweep in the maxima table ``t`` (claims_conjectures)."""
+    cs = cj.claims_conjectures(t, **kw)
+    return {q: c.verdict for q, c in zip(cj.QUANTITIES, cs)}, cs
 
 
 def test_orderings_hold_for_eta():
-    t = cj.verdict_table(_table("simplecnn_eta", **GOOD_ETA))
-    v = _verdicts(t).loc["simplecnn_eta"]
-    assert (v == "holds").all(), v
+    t = cj.setting_maxima(_table("simplecnn_eta", **GOOD_ETA))
+    v, cs = _verdicts(t)
+    assert set(v.values()) == {"holds"}, v
     assert list(t["value"]) == [0.01, 0.05, 0.1]
-    assert (t["n_seeds"] == 2).all()
-    # seed mean of the maxima
-    assert t.loc[t["value"] == 0.01, "max_lambda_K_1"].item() == pytest.approx(3.3 * 1.005)
-    assert t.loc[t["value"] == 0.1, "train_acc_at_max_lambda_K_1"].item() == pytest.approx(0.6)
-    # the paper's values where reported
-    assert t.loc[t["value"] == 0.1, "paper_max_lambda_K_1"].item() == 0.68
-    assert t.loc[t["value"] == 0.01, "paper_max_lambda_H_1"].item() == 211.17
-    assert np.isnan(t.loc[t["value"] == 0.05, "paper_max_lambda_K_1"].item())
+    assert (t["n_seeds"] == 2).all() and (t["window"] == cj.WINDOW).all()
+    # seed mean of the smoothed maxima (window 3 over 0.2, 0.5, 1.0, 0.8, ... x peak), raw beside
+    assert t.loc[t["value"] == 0.01, "max_lambda_K_1"].item() == pytest.approx(3.3 * 1.005 * 2.5 / 3)
+    assert t.loc[t["value"] == 0.01, "raw_max_lambda_K_1"].item() == pytest.approx(3.3 * 1.005)
+    assert t.loc[t["value"] == 0.01, "max_lambda_K_1_se"].item() == pytest.approx(3.3 * 0.005 * 2.5 / 3)
+    # training accuracy at the smoothed peak (index 3: (1.0 + 0.8 + 0.7) / 3 beats (0.5 + 1.0 + 0.8) / 3)
+    assert t.loc[t["value"] == 0.1, "train_acc_at_max_lambda_K_1"].item() == pytest.approx(0.58)
+    # one claim per predicted ordering, the paper's values from break_even.PAPER_VALUES
+    assert [c.claim for c in cs] == [
+        "Conjecture 1: the maximum lambda_K^1 is smaller for a larger eta",
+        "Conjecture 1: the maximum lambda_H^1 is smaller for a larger eta",
+        "Conjecture 2: the maximum lambda_K^*/lambda_K^1 is larger for a larger eta",
+        "Conjecture 2: the maximum Tr(K) is smaller for a larger eta"]
+    assert cs[0].paper_value == "eta=0.01: 3.3; eta=0.1: 0.68"
+    assert cs[1].paper_value == "eta=0.01: 211.17; eta=0.1: 26.27" and cs[3].paper_value == ""
+    assert cs[0].ours.startswith("eta=0.01: 2.76 ± 0.014 (raw 3.32)")
+    assert "margin: eta=0.01->eta=0.05" in cs[0].reason and "se: spread of 2 seeds" in cs[0].reason
+    assert [(c.figure, c.figure_file) for c in cs] == [
+        ("Fig. 4", "fig4_lambda_k_ratio.png"), ("Fig. 5", "fig5_lambda_h.png"),
+        ("Fig. 4", "fig4_lambda_k_ratio.png"), ("Fig. 10", "fig10_simplecnn_eta_acc_trace_k.png")]
+    assert "smoothed maximum (window 3)" in cs[0].setting
 
 
 def test_orderings_reversed_fail_each_check():
     rev = {k: (v[::-1] if k != "values" else v) for k, v in GOOD_ETA.items()}
-    v = _verdicts(cj.verdict_table(_table("simplecnn_eta", **rev))).loc["simplecnn_eta"]
-    assert (v == "does not hold").all(), v
+    v, _ = _verdicts(cj.setting_maxima(_table("simplecnn_eta", **rev)))
+    assert set(v.values()) == {"does not hold"}, v
 
 
-def test_non_monotone_fails():
+def test_non_monotone_fails_and_noise_sized_steps_are_not_testable():
     bad = dict(GOOD_ETA, k=[3.3, 0.5, 0.68])  # middle setting breaks the ordering
-    v = _verdicts(cj.verdict_table(_table("x_eta", **bad))).loc["x_eta"]
-    assert v["conj1_max_lambda_K_1"] == "does not hold"
-    assert v["conj2_max_lambda_K_ratio"] == "holds"
+    v, _ = _verdicts(cj.setting_maxima(_table("x_eta", **bad)))
+    assert v["max_lambda_K_1"] == "does not hold" and v["max_lambda_K_ratio"] == "holds"
+    # seeds that scatter more than the settings differ: within noise, not "does not hold"
+    t = _table("x_eta", **GOOD_ETA)
+    t.loc[t["seed"] == 1, "lambda_K_1"] *= 10
+    v, cs = _verdicts(cj.setting_maxima(t))
+    assert v["max_lambda_K_1"] == "not testable at this scale" and cs[0].reason.startswith("within noise")
+
+
+def test_one_seed_uses_bootstrap_se_where_recorded_else_a_stated_fallback():
+    t = _table("simplecnn_eta", seeds=(0,), **GOOD_ETA)
+    v, cs = _verdicts(cj.setting_maxima(t))
+    assert set(v.values()) == {"holds"}
+    assert "no bootstrap SE recorded by these runs" in cs[0].reason and "margin 5%" in cs[0].reason
+    assert "no Lanczos residual is recorded" in cs[1].reason
+    assert "bootstrap SE of the ratio is unreliable" in cs[2].reason
+    # bootstrap SEs of the K metric: huge ones make the lambda_K^1 ordering untestable
+    t["lambda_K_1_se"] = 5.0
+    t["trace_K_se"] = 1e-3
+    mx = cj.setting_maxima(t)
+    assert set(mx["max_lambda_K_1_se_kind"]) == {"bootstrap over the L gradients"}
+    assert mx["max_lambda_K_1_se"].iloc[0] == pytest.approx(5.0 / np.sqrt(3))
+    v, cs = _verdicts(mx)
+    assert v["max_lambda_K_1"] == "not testable at this scale" and v["max_trace_K"] == "holds"
+    assert "se: bootstrap over the L gradients" in cs[3].reason
 
 
 def test_batch_size_direction_is_opposite():
     # larger S acts like smaller eta: max lambda_K^1 grows with S, ratio shrinks, Tr(K) grows
     good = dict(values=[10, 100, 300], k=[0.5, 1.0, 2.0], ratio=[0.4, 0.3, 0.2], trace=[5.56, 10.86, 12.0],
                 h=[20.0, 50.0, 90.0])
-    t = cj.verdict_table(_table("simplecnn_S", **good))
-    assert (_verdicts(t).loc["simplecnn_S"] == "holds").all()
-    assert t.loc[t["value"] == 10, "paper_max_trace_K"].item() == 5.56
-    assert t.loc[t["value"] == 100, "paper_max_trace_K"].item() == 10.86
+    t = cj.setting_maxima(_table("simplecnn_S", **good))
+    v, cs = _verdicts(t)
+    assert set(v.values()) == {"holds"}, v
+    assert cs[3].paper_value == "S=10: 5.56; S=100: 10.86"
+    assert cs[0].claim.endswith("is larger for a larger S")
     # the same numbers read as an eta sweep are the wrong way round
-    t2 = cj.verdict_table(_table("simplecnn_S", **good), param_of={"simplecnn_S": "lr"})
-    assert (_verdicts(t2).loc["simplecnn_S"] == "does not hold").all()
+    v, _ = _verdicts(t, param_of={"simplecnn_S": "lr"})
+    assert set(v.values()) == {"does not hold"}
 
 
 def test_momentum_acts_like_larger_eta():
     good = dict(values=[0.1, 0.5, 0.9], k=[3.0, 2.0, 1.0], ratio=[0.2, 0.3, 0.4], trace=[9.0, 8.0, 7.0],
                 h=[1.0, 2.0, 3.0])
-    v = _verdicts(cj.verdict_table(_table("momentum_beta", **good))).loc["momentum_beta"]
-    assert v["conj1_max_lambda_K_1"] == "holds"
-    assert v["conj1_max_lambda_H_1"] == "does not hold"
+    v, cs = _verdicts(cj.setting_maxima(_table("momentum_beta", **good)))
+    assert v["max_lambda_K_1"] == "holds" and v["max_lambda_H_1"] == "does not hold"
+    assert cs[0].section == "App. F" and cs[0].figure == "Fig. 20"
 
 
 def test_diverged_runs_excluded_and_named():
     t = _table("momentum_eta", values=[0.001, 0.01], k=[3.0, 1.0], ratio=[0.2, 0.3], trace=[9.0, 8.0],
                h=[5.0, 2.0])
     div = _traj("momentum_eta", 0.1, 0, 100.0, 0.0, 1e6, 1e6, status="diverged", n=3)
-    out = cj.verdict_table(pd.concat([t, div], ignore_index=True))
+    out = cj.setting_maxima(pd.concat([t, div], ignore_index=True))
     row = out[out["value"] == 0.1].iloc[0]
     assert row["n_seeds"] == 0 and row["n_diverged"] == 1 and np.isnan(row["max_lambda_K_1"])
-    v = _verdicts(out).loc["momentum_eta"]
-    assert v["conj1_max_lambda_K_1"] == "holds (diverged, excluded: eta=0.1)"
+    v, cs = _verdicts(out)
+    assert v["max_lambda_K_1"] == "holds"
+    assert "excluded (no finite value: diverged or not measured): eta=0.1" in cs[0].reason
+    assert cs[0].ours.endswith("eta=0.1: diverged")
 
 
 def test_not_testable_when_unmeasured_or_single_setting_or_no_growth():
     t = _table("decay_eta", **GOOD_ETA)
     t["lambda_H_1"] = np.nan
-    v = _verdicts(cj.verdict_table(t)).loc["decay_eta"]
-    assert v["conj1_max_lambda_H_1"] == "not testable at this scale (not measured at this profile)"
-    assert v["conj1_max_lambda_K_1"] == "holds"
-    one = _table("mlp_eta", values=[0.1], k=[1.0], ratio=[0.3], trace=[2.0], h=[3.0])
-    assert _verdicts(cj.verdict_table(one)).loc["mlp_eta"].str.startswith("not testable").all()
+    v, cs = _verdicts(cj.setting_maxima(t))
+    assert v["max_lambda_H_1"] == "not testable at this scale"
+    assert cs[1].reason == "not measured at this profile"
+    assert v["max_lambda_K_1"] == "holds"
+    one = cj.setting_maxima(_table("mlp_eta", values=[0.1], k=[1.0], ratio=[0.3], trace=[2.0], h=[3.0]))
+    assert set(_verdicts(one)[0].values()) == {"not testable at this scale"}
     # every setting peaks at its first measurement: no growth, no test
     flat = _table("simplecnn_eta", **GOOD_ETA)
     flat.loc[flat["iteration"] == 0, "lambda_K_1"] = 50.0
-    v = _verdicts(cj.verdict_table(flat)).loc["simplecnn_eta"]
-    assert v["conj1_max_lambda_K_1"].startswith("not testable at this scale (maximum at the first")
-    assert v["conj2_max_trace_K"] == "holds"
+    v, cs = _verdicts(cj.setting_maxima(flat))
+    assert v["max_lambda_K_1"] == "not testable at this scale"
+    assert cs[0].reason.startswith("maximum at the first measurement in every setting")
+    assert v["max_trace_K"] == "holds"
+    with pytest.raises(ValueError, match="varied parameter"):
+        cj.claims_conjectures(cj.setting_maxima(_table("unnamed", **GOOD_ETA)))
 
 
-def test_ordering_helper():
-    assert cj.ordering([0.1, 0.01, 0.05], [1.0, 3.0, 2.0], -1)
-    assert not cj.ordering([0.1, 0.01, 0.05], [1.0, 3.0, 3.0], -1)  # ties do not count
-    assert not cj.ordering([0.1], [1.0], -1)
-    with pytest.raises(ValueError):
-        cj.verdict_table(_table("unnamed", **GOOD_ETA))
+def _bn_traj(sweep, value, peak, seed=0):
+    """A batch-normalised run: starts high (the transient), dips, then grows to ``peak``."""
+    shape = np.array([3.0, 2.0, 1.0, 0.5, 0.6, 0.8, 1.0, 1.0, 0.9, 0.8])
+    return pd.DataFrame(dict(
+        sweep=sweep, value=value, seed=seed, status="done", iteration=np.arange(10) * 10,
+        epoch=np.arange(10) * 0.25, train_acc=np.linspace(0.1, 0.7, 10), lambda_K_1=peak * shape,
+        lambda_K_ratio=0.1, trace_K=peak * shape, lambda_H_1=np.nan, model="resnet32", model_kwargs="{}"))
+
+
+def test_batch_normalised_maxima_are_taken_after_the_initial_transient():
+    t = pd.concat([_bn_traj("resnet32_eta", v, p) for v, p in ((0.01, 3.0), (0.05, 2.0), (0.1, 1.0))],
+                  ignore_index=True)
+    mx = cj.setting_maxima(t)
+    assert mx["after_transient"].all()
+    # smoothed (window 3) after the dip at index 3: largest (1 + 1 + 0.9) / 3 x peak, at index 7
+    assert mx["max_lambda_K_1"].tolist() == pytest.approx([3 * 2.9 / 3, 2 * 2.9 / 3, 1 * 2.9 / 3])
+    assert mx["raw_max_lambda_K_1"].tolist() == pytest.approx([3.0, 2.0, 1.0])  # raw, after the transient
+    assert not mx["max_lambda_K_1_at_start"].any()
+    v, cs = _verdicts(mx)
+    assert v["max_lambda_K_1"] == "holds" and "after the initial transient" in cs[0].setting
+    # the same runs without the transient rule: the maxima sit at the first measurement
+    v, cs = _verdicts(cj.setting_maxima(t, after_transient=()))
+    assert v["max_lambda_K_1"] == "not testable at this scale"
+    assert cs[0].reason.startswith("maximum at the first measurement in every setting")
+    assert cj.batch_normalised("resnet32", "{}") and not cj.batch_normalised("resnet32", {"bn": False})
+    assert cj.batch_normalised("simple_cnn", '{"bn": true}') and not cj.batch_normalised("mlp")
 
 
 # ----------------------------------------------------------------------------- configs
@@ -157,6 +221,13 @@ def test_profile_specifics():
     cpu = {sw.name: sw for sw in cj.sweeps(cj.settings("cpu"))}
     assert cpu["simplecnn_eta"].configs[0].dataset == "cifar10"
     assert cpu["mlp_eta"].configs[0].dataset == "fashion_mnist"
+    # ResNet-32 measured densely in its first epoch (S=128: 27 iterations), for its transient
+    from breakeven_utils.train import measurement_iterations
+
+    r = cpu["resnet32_eta"].configs[0]
+    bpe = r.n_train // r.batch_size
+    its = sorted(measurement_iterations(r, bpe, bpe * r.max_epochs))
+    assert its[:6] == [0, 7, 14, 21, 27, 54]
 
 
 def test_config_validation():
@@ -180,12 +251,3 @@ def test_tidy_selects_sweep_rows():
     raw = pd.DataFrame({"key": keys + ["other"], "x": range(len(keys) + 1)})
     t = cj.tidy(raw, sw)
     assert list(t["key"]) == keys and list(t["value"]) == list(sw.values) and (t["sweep"] == sw.name).all()
-
-
-def test_ordering_needs_more_than_noise_sized_steps():
-    from breakeven_utils.conjectures import ordering
-
-    assert ordering([32, 128, 512], [0.50, 0.60, 0.70], +1)
-    # 0.7156 vs 0.7157: strictly increasing, but far inside the estimate's noise
-    assert not ordering([32, 128, 512], [0.7156, 0.7157, 0.767], +1)
-    assert ordering([32, 128, 512], [0.7156, 0.7157, 0.767], +1, rtol=0.0)

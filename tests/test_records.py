@@ -225,6 +225,33 @@ def test_failed_runs_in_a_sweep(tmp_path):
         T._USER_METRICS.pop("fails_test")
 
 
+def test_compute_time_sums_the_stored_seconds_of_the_runs_used(tmp_path):
+    a, b = tiny(), tiny(lr=0.1)
+    t0 = time.time()
+    df = sweep([a, b, a], tmp_path, progress=False)
+    sa, sb = status(tmp_path, a), status(tmp_path, b)
+    assert sa["seconds"] > 0 and 0 < sa["measure_seconds"] < sa["seconds"]
+    ct = records.compute_time(df, tmp_path, since=t0)
+    assert ct == {"runs": 2, "compute_seconds": round(sa["seconds"] + sb["seconds"], 1),
+                  "measure_seconds": round(sa["measure_seconds"] + sb["measure_seconds"], 1),
+                  "runs_without_time": [], "runs_computed": 2,
+                  "computed_seconds": round(sa["seconds"] + sb["seconds"], 1)}
+    # a redraw loads the runs: it still reports what they cost, but computed none of them
+    t1 = time.time()
+    again = records.compute_time(sweep([a, b], tmp_path, progress=False), tmp_path, since=t1)
+    assert again["compute_seconds"] == ct["compute_seconds"]
+    assert (again["runs_computed"], again["computed_seconds"]) == (0, 0.0)
+    # RunResults, configs and keys mixed (each once); a run not in the store has no time
+    ghost = "0" * 64
+    mixed = records.compute_time([load(a, tmp_path), b, a.key(), ghost], tmp_path)
+    assert mixed["runs"] == 3 and mixed["runs_without_time"] == [ghost]
+    assert mixed["compute_seconds"] == ct["compute_seconds"] and "runs_computed" not in mixed
+    df.attrs["failed"] = [{"key": ghost, "error": "broke"}]  # a sweep's failed runs count, without time
+    assert records.compute_time(df, tmp_path)["runs_without_time"] == [ghost]
+    with pytest.raises(TypeError, match="compute_time takes"):
+        records.compute_time([1.5], tmp_path)
+
+
 # ----------------------------------------------------------------------------- sweeps
 
 
