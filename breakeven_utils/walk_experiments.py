@@ -203,7 +203,8 @@ def runs(s: dict) -> list[WalkRun]:
         grid += [(lr, cs["batch_size"], "lr") for lr in cs["lrs"]]
         for lr, b, varied in grid:
             epochs = math.ceil(n / batches_per_epoch(fam, b))
-            out.append(WalkRun("cosine", f"cos_{cs['family']}_lr{lr:g}_S{b}", _cfg(
+            # the shared setting (lr, S) appears in both grids: one run, two entries
+            out.append(WalkRun("cosine", f"cos_{cs['family']}_lr{lr:g}_S{b}_vary_{varied}", _cfg(
                 s, fam, lr=float(lr), batch_size=int(b), max_iters=n, max_epochs=epochs,
                 measure_at=tuple(range(n + 1)), metrics=("walk_step", "dist_init")),
                 dict(family=cs["family"], lr=float(lr), batch_size=int(b), varied=varied)))
@@ -242,13 +243,9 @@ def runs(s: dict) -> list[WalkRun]:
                                             seed=int(seed))))
     names = [r.name for r in out]
     dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:  # the cosine grid may list the same setting twice: keep one
-        seen, uniq = set(), []
-        for r in out:
-            if r.name not in seen:
-                seen.add(r.name)
-                uniq.append(r)
-        out = uniq
+    if dup:
+        raise ValueError(f"walk settings give several runs the same name: {dup} (a grid lists a "
+                         "value twice?)")
     return out
 
 

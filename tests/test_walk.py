@@ -420,3 +420,11 @@ def test_noise_claims_need_saturation():
     v = {c.claim: c.verdict for c in wc.claims({"noise": frame(0.01)})}
     assert v["SGD ends with a smaller parameter norm than GD"] == "holds"
     assert v["GD + isotropic noise plateaus at a higher training loss than GD"] == "does not hold"
+
+
+def test_cosine_grids_share_the_common_setting():
+    from breakeven_utils import walk_experiments as we
+    rs = [r for r in we.runs(we.settings("cpu")) if r.experiment == "cosine"]
+    by = {v: sorted(r.meta[v] for r in rs if r.meta["varied"] == v) for v in ("batch_size", "lr")}
+    assert by == {"batch_size": [25, 100, 500], "lr": [0.05, 0.1, 0.2]}
+    assert len({r.config.key() for r in rs}) == 5  # (0.1, 100) is one run in both grids
