@@ -170,7 +170,8 @@ for f in s["trajectory"]["families"]:
     res = results[src.name]
     st_all = we.steps_of(res)
     bpe = we.batches_per_epoch(fams[f])
-    for e in s["trajectory"]["sgd_epochs"] + [e for e in (25, 100) if e in src.meta.get("epochs", [])
+    # the trajectory epochs, and the paper's later epochs (2, 25, 100) where the run has them
+    for e in s["trajectory"]["sgd_epochs"] + [e for e in (2, 25, 100) if e in src.meta.get("epochs", [])
                                              and e not in s["trajectory"]["sgd_epochs"]]:
         st = st_all[(st_all["epoch"] == e) & (st_all["step"] < (e - 1) * bpe + n_show)]
         if st.empty:
