@@ -226,6 +226,97 @@ _BATCHNORM = {
 for _name, _sec in _BATCHNORM.items():
     PROFILES[_name]["batchnorm"] = _sec
 
+# ----------------------------------------------------------------------------- walk (notebook 4)
+# A Walk with SGD (Xing et al. 2018): see breakeven_utils/walk_experiments.py for what each
+# experiment runs. Families: the model/data pairs the experiments refer to by name.
+_WALK = {
+    "smoke": {
+        "seeds": [0], "hessian_n": 64, "hessian_tol": 1e-2,
+        "families": {
+            "mlp": {"dataset": "synthetic", "normalize": "unit", "model": "mlp",
+                    "model_kwargs": {"hidden": [32, 16]}, "n_train": 256, "n_val": 128,
+                    "n_test": 128, "batch_size": 32, "label": "MLP"},
+            "conv": {"dataset": "synthetic", "normalize": "standard", "model": "simple_cnn_bn",
+                     "model_kwargs": {"width": [4, 4, 8, 8], "hidden": 16}, "n_train": 128,
+                     "n_val": 64, "n_test": 64, "batch_size": 16, "label": "SimpleCNN-BN"},
+        },
+        "trajectory": {"families": ["mlp", "conv"], "lr": 0.1, "iterations": 8,
+                       "sgd_epochs": [1, 2], "max_epochs": 2},
+        "tables": {"family": "mlp", "lrs": [0.1, 0.05], "epochs": [1, 2, 4], "barrier_epochs": [3],
+                   "max_epochs": 4, "curve_every": 1},
+        "cosine": {"family": "mlp", "lr": 0.1, "batch_sizes": [8, 32, 128], "batch_size": 32,
+                   "lrs": [0.05, 0.1, 0.2], "iterations": 40, "transient": 10},
+        "noise": {"family": "mlp", "lr": 0.1, "factors": [0.1, 0.05], "iterations": 30,
+                  "measure_every": 5, "noise_batch_size": 32, "n_batches": 8},
+        "schedules": {"family": "mlp", "epochs": 4, "lrs": [0.1], "seeds": [0],
+                      "warmup_frac": 0.25, "flat_frac": 0.35, "step_at": [0.5, 0.75]},
+        "quadratic": {"lambdas": [4.0, 1.0, 0.25], "eta": 0.35, "steps": 25},
+    },
+    "cpu": {
+        # ~15 minutes on 2 cores from an empty run store (measured: see the README)
+        "seeds": [0], "hessian_n": 500, "hessian_tol": 1e-2,
+        "families": {
+            # Fashion-MNIST stands in for MNIST (the offline copy); 4,000 training images
+            "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model": "mlp",
+                    "model_kwargs": {}, "n_train": 4_000, "n_val": 1_000, "n_test": 2_000,
+                    "batch_size": 100, "label": "MLP 784-300-100-10"},
+            "mlp_gd": {"dataset": "fashion_mnist", "normalize": "unit", "model": "mlp",
+                       "model_kwargs": {}, "n_train": 2_000, "n_val": 1_000, "n_test": 2_000,
+                       "batch_size": 100, "label": "MLP 784-300-100-10"},
+            # a narrow SimpleCNN with BatchNorm on 480 CIFAR-10 images, batch 12: 40 steps/epoch
+            # (each interpolated step costs 11 forward passes over the training set)
+            "conv": {"dataset": "cifar10", "normalize": "standard", "model": "simple_cnn_bn",
+                     "model_kwargs": {"width": [8, 8, 16, 16], "hidden": 32}, "n_train": 480,
+                     "n_val": 1_000, "n_test": 1_000, "batch_size": 12,
+                     "label": "SimpleCNN-BN (8,8,16,16)"},
+        },
+        "trajectory": {"families": ["conv", "mlp"], "lr": 0.1, "iterations": 40,
+                       "sgd_epochs": [1], "max_epochs": 1},
+        # MLP: every step of epochs 1, 2, 10, 25, 100; Fig. 8: every 3rd epoch of 1-40 (lr 0.1)
+        "tables": {"family": "mlp", "lrs": [0.1, 0.05], "epochs": [1, 10, 25, 100],
+                   "extra_epochs": [2], "barrier_epochs": list(range(1, 41, 3)),
+                   "max_epochs": 100, "curve_every": 5},
+        "cosine": {"family": "mlp", "lr": 0.1, "batch_sizes": [25, 100, 500], "batch_size": 100,
+                   "lrs": [0.05, 0.1, 0.2], "iterations": 400, "transient": 50},
+        "noise": {"family": "mlp_gd", "lr": 0.1, "factors": [0.1, 0.05], "iterations": 500,
+                  "measure_every": 10, "noise_batch_size": 100, "n_batches": 20},
+        "schedules": {"family": "mlp", "epochs": 30, "lrs": [0.1, 0.2], "seeds": [0, 1],
+                      "warmup_frac": 0.2, "flat_frac": 0.4, "step_at": [0.5, 0.75]},
+        "quadratic": {"lambdas": [4.0, 1.0, 0.25], "eta": 0.35, "steps": 25},
+    },
+    "paper": {
+        # Sec. 3, App. A: VGG-11 (lr 0.1) and ResNet-56 (lr 0.3 in Fig. 7 / Table 2; 0.1 in
+        # App. A: set resnet56 "lr" to choose) on CIFAR-10 (45k/5k), MLP on MNIST, batch 100,
+        # no momentum, 100 epochs
+        "seeds": [0], "hessian_n": 2_250, "hessian_tol": 1e-3,
+        "families": {
+            "vgg11": {"dataset": "cifar10", "normalize": "standard", "model": "vgg11",
+                      "model_kwargs": {}, "n_train": 45_000, "n_val": 5_000, "n_test": None,
+                      "batch_size": 100, "label": "VGG-11"},
+            "resnet56": {"dataset": "cifar10", "normalize": "standard", "model": "resnet56",
+                         "model_kwargs": {}, "n_train": 45_000, "n_val": 5_000, "n_test": None,
+                         "batch_size": 100, "label": "ResNet-56"},
+            "mlp": {"dataset": "mnist", "normalize": "unit", "model": "mlp", "model_kwargs": {},
+                    "n_train": 55_000, "n_val": 5_000, "n_test": None, "batch_size": 100,
+                    "label": "MLP 784-300-100-10"},
+        },
+        "trajectory": {"families": ["vgg11", "resnet56", "mlp"], "lr": 0.1, "iterations": 40,
+                       "sgd_epochs": [1, 2, 25, 100], "max_epochs": 100},
+        "tables": {"family": "vgg11", "lrs": [0.1, 0.05], "epochs": [1, 10, 25, 100],
+                   "extra_epochs": [2], "barrier_epochs": list(range(1, 41)),
+                   "max_epochs": 100, "curve_every": 1},
+        "cosine": {"family": "vgg11", "lr": 0.1, "batch_sizes": [100, 500, 1000],
+                   "batch_size": 100, "lrs": [0.1, 0.2, 0.3], "iterations": 4_500, "transient": 200},
+        "noise": {"family": "vgg11", "lr": 0.1, "factors": [0.1, 0.05], "iterations": 3_000,
+                  "measure_every": 10, "noise_batch_size": 100, "n_batches": 50},
+        "schedules": {"family": "vgg11", "epochs": 100, "lrs": [0.05, 0.1, 0.2], "seeds": [0, 1],
+                      "warmup_frac": 0.2, "flat_frac": 0.4, "step_at": [0.5, 0.75]},
+        "quadratic": {"lambdas": [4.0, 1.0, 0.25], "eta": 0.35, "steps": 25},
+    },
+}
+for _name, _sec in _WALK.items():
+    PROFILES[_name]["walk"] = _sec
+
 # ----------------------------------------------------------------------------- notebook 5 (nsgd)
 # Sharpest directions and Nudged SGD (Jastrzebski et al. 2018). Eigenpairs by magnitude
 # ('LM', the authors' eigsh default) on hessian_n examples; the paper: 2,250 = 5% of 45k.
