@@ -311,18 +311,23 @@ def run_all(rs: list, store=None, jobs: int = 1, checkpoint_every: int = 200) ->
     from . import records
 
     configs = [r.config for r in rs]
-    ex = None
-    if jobs > 1:
+    # EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env): a SLURM or
+    # Dask executor takes the runs; else a local spawn pool of ``jobs`` processes
+    kw = records.sweep_env(store)
+    own = kw["executor"] is None and jobs > 1
+    if own:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-        ex = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=init_worker, initargs=(1,))
+        kw["executor"] = ProcessPoolExecutor(max_workers=jobs,
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=init_worker,
+                                             initargs=(kw["threads_per_job"] or 1,))
     try:
-        df = records.sweep(configs, store=store, executor=ex, checkpoint_every=checkpoint_every,
-                           errors="record", progress=True)
+        df = records.sweep(configs, store=store, checkpoint_every=checkpoint_every,
+                           errors="record", progress=True, **kw)
     finally:
-        if ex is not None:
-            ex.shutdown()
+        if own:
+            kw["executor"].shutdown()
     bad = {f["key"]: f["error"] for f in df.attrs.get("failed", [])}
     out, failed = {}, []
     for r in rs:

@@ -101,8 +101,10 @@ for sw in sweeps:
 # skipped, so the notebook always finishes.
 
 # %%
-raw = records.sweep(configs, store=run_store, jobs=jobs, threads_per_job=s["threads_per_job"],
-                    errors="record", progress=False)
+# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env) choose where the runs go
+sweep_kw = records.sweep_env(run_store)
+sweep_kw["threads_per_job"] = sweep_kw["threads_per_job"] or s["threads_per_job"]
+raw = records.sweep(configs, store=run_store, jobs=jobs, errors="record", progress=False, **sweep_kw)
 for f in raw.attrs.get("failed", []):
     print("failed run (skipped):", f["key"], f["error"])
 df = pd.concat([bn.tidy(raw, sw) for sw in sweeps], ignore_index=True)
