@@ -200,9 +200,9 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
     out = {"n_params": int(sum(p.numel() for p in params)), "hessian_chunked": need["hessian_chunked"],
            "fb_sizes": list(need["fb_sizes"])}
 
-    def fb(n):
+    def fb(n, train=True):
         def go():
-            model.train()
+            model.train(train)
             for p in params:
                 p.grad = None
             loss_fn(model(x[:n]), y[:n]).backward()
@@ -211,7 +211,9 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
     n1, n2 = need["fb_sizes"]
     t1, t2 = _timed(fb(n1), reps=2, sync=sync), _timed(fb(n2), reps=2, sync=sync)
     out["fb_a"], out["fb_b"] = _fit(n1, t1, n2, t2)
-    out["fb_1"] = _timed(fb(1), reps=2, sync=sync)
+    # a batch of one (per-example loops such as max_gradient_variance) runs in eval mode:
+    # BatchNorm has no batch statistics for one example
+    out["fb_1"] = _timed(fb(1, train=False), reps=2, sync=sync)
     out["eval_b"] = _timed(lambda: evaluate(model, loss_fn, x[:64], y[:64]), reps=2, sync=sync) / 64
     # one Hessian-vector product at two sizes, batched as the recorder batches them
     big = need["hessian_chunked"]

@@ -31,3 +31,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Every test leaves os.environ as it found it. scripts/reproduce.py puts its
+    settings (BREAKEVEN_EXECUTOR, _DEVICE, _THREADS, ...) into the environment the
+    notebooks inherit; a test calling it must not hand them to later tests, nor to
+    the notebook kernels nbval starts after the unit tests."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
