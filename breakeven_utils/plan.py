@@ -287,14 +287,24 @@ def _calibrate_rule(c, s, device: str) -> dict:
                                      **c.rule_kwargs)
     ctx = RuleContext(model, loss_fn, data, c)
     t0 = time.perf_counter()
-    rule.on_start(ctx)
-    t_start = time.perf_counter() - t0
-    t_epoch = _timed(lambda: rule.on_epoch_start(ctx), reps=1, sync=sync)
+    try:
+        rule.on_start(ctx)
+        t_start = time.perf_counter() - t0
+    except Exception:  # noqa: BLE001 -- needs more than the calibration data (e.g. 50 batches
+        t_start = float("nan")  # of 100 for the walk's noise variance): unknown cost, shown as such
+    try:
+        t_epoch = _timed(lambda: rule.on_epoch_start(ctx), reps=1, sync=sync)
+    except Exception:  # noqa: BLE001
+        t_epoch = float("nan")
     loss_fn(model(data.train.x[:8]), data.train.y[:8]).backward()
     grads = [p.grad.detach().clone() for p in params]
     with torch.no_grad():
         snapshot = [p.detach().clone() for p in params]
-    t_upd = _timed(lambda: rule(params, grads, 1e-6, ctx), sync=sync)
+    try:
+        t_upd = _timed(lambda: rule(params, grads, 1e-6, ctx), sync=sync)
+    except Exception:  # noqa: BLE001 -- its on_start could not run here: time a plain SGD step
+        sgd = UPDATE_RULES["sgd"](params, c, mask=weight_decay_mask(model, c.weight_decay_on))
+        t_upd = _timed(lambda: sgd(params, grads, 1e-6, ctx), sync=sync)
     with torch.no_grad():
         for p, q in zip(params, snapshot):
             p.copy_(q)
@@ -459,7 +469,9 @@ def run_cost(c, cal: dict) -> dict:
             per[name] = cal["metrics"].get(json.dumps([sk, name]), float("nan")) * m
         else:  # vector norms and cosines of the step: negligible
             per[name] = 0.0
-    once = rule["on_start_per_example"] * m + rule["epoch_per_example"] * m * math.ceil(s["epochs"])
+    # a rule hook that could not run on the calibration data (NaN) is costed at zero
+    once = (np.nan_to_num(rule["on_start_per_example"]) * m
+            + np.nan_to_num(rule["epoch_per_example"]) * m * math.ceil(s["epochs"]))
     if "H_spectrum" in c.metrics:
         once += lanczos(c.spectrum_k) * hvp(s["hessian_n"])
     train = s["iterations"] * (fb(s["S"]) + rule["update"])

@@ -1,6 +1,7 @@
 """The cost plan: the cost model's arithmetic, the calibration cache, the tables,
 cached runs, and scripts/reproduce.py --plan with its input checks."""
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -106,3 +107,15 @@ def test_reproduce_rejects_bad_settings_before_running(argv, match, monkeypatch,
     monkeypatch.setattr(reproduce, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
     with pytest.raises(SystemExit, match=match):
         reproduce.main(argv + ["--notebook-dir", str(tmp_path)])
+
+
+def test_rule_hooks_that_need_more_than_the_calibration_data_do_not_stop_the_plan():
+    """The walk's noise rule draws 50 mini-batches of 100 at theta_0 (on_start): more than
+    the 256 calibration examples. Its hook costs NaN (zero in the run's cost), the step is
+    timed as a plain SGD step, and the run's cost stays finite."""
+    c = RunConfig(dataset="synthetic", model="mlp", model_kwargs={"hidden": [16]}, optimizer="gd_noise",
+                  noise_factor=0.1, update_rule="gd_noise_minibatch",
+                  rule_kwargs={"noise_batch_size": 100, "n_batches": 50}, max_epochs=1,
+                  metrics=("train",))
+    r = plan._calibrate_rule(c, plan.sizes(c), "cpu")
+    assert math.isnan(r["on_start_per_example"]) and r["update"] > 0
