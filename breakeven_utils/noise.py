@@ -39,6 +39,9 @@ class GradientCovariance:
     mean_gradient: g, the mean of the L mini-batch gradients (D,).
     scale: factor applied to eigenvalues and trace (1, or M if per_example).
     indices: (L, M) example indices of the mini-batches (into ``data``).
+    gram: the L x L Gram K^M times ``scale`` (float64, its non-zero eigenvalues are
+        ``eigenvalues``), kept with ``keep_gram=True`` (else None): what
+        ``claims.bootstrap_se`` resamples for standard errors of lambda_K^1 and Tr(K).
     """
     eigenvalues: torch.Tensor = field(repr=False)
     lambda_1: float
@@ -51,6 +54,16 @@ class GradientCovariance:
     M: int
     scale: float
     indices: torch.Tensor = field(repr=False)
+    gram: torch.Tensor | None = field(default=None, repr=False)
+
+    def bootstrap_se(self, stat="lambda_1", n_boot: int | None = None, seed: int = 0):
+        """Bootstrap standard error(s) over the L mini-batch gradients
+        (``claims.bootstrap_se`` on ``gram``; needs ``keep_gram=True``)."""
+        from .claims import DEFAULT_N_BOOT, bootstrap_se
+
+        if self.gram is None:
+            raise ValueError("no Gram kept: compute with gradient_covariance(..., keep_gram=True)")
+        return bootstrap_se(self.gram, stat, n_boot=n_boot or DEFAULT_N_BOOT, seed=seed)
 
 
 def _concat(data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +124,8 @@ def per_example_gradients(model: nn.Module, loss_fn, inputs: torch.Tensor, targe
 
 def gradient_covariance(model: nn.Module, loss_fn, data, L: int = 25, M: int = 128, *,
                         seed: int = 0, n_vectors: int = 0, bn_mode: str = "train",
-                        per_example: bool = False, chunk_size: int = 128) -> GradientCovariance:
+                        per_example: bool = False, chunk_size: int = 128,
+                        keep_gram: bool = False) -> GradientCovariance:
     """Spectrum of K estimated from L mini-batch gradients of size M (App. C).
 
     Draws L disjoint mini-batches of M examples without replacement (seeded);
@@ -128,6 +142,8 @@ def gradient_covariance(model: nn.Module, loss_fn, data, L: int = 25, M: int = 1
     estimate of K. With M = 1 and L = N, K^M equals K exactly.
     M = 1 uses vectorised per-example gradients (``per_example_gradients``).
     ``bn_mode`` defaults to 'train' (gradients as SGD sees them).
+    ``keep_gram=True`` keeps the L x L Gram (times the scale) in ``.gram`` for
+    bootstrap standard errors (``.bootstrap_se()``); the other outputs are unchanged.
     """
     for name, val in (("L", L), ("M", M)):
         if not isinstance(val, int) or val < 1:
@@ -171,7 +187,7 @@ def gradient_covariance(model: nn.Module, loss_fn, data, L: int = 25, M: int = 1
                               ratio=lam_star / lam1 if lam1 != 0 else float("nan"),
                               trace=float(torch.trace(gram)) * scale, vectors=vectors,
                               mean_gradient=g, L=L, M=M, scale=scale,
-                              indices=idx.cpu())
+                              indices=idx.cpu(), gram=(gram * scale).cpu() if keep_gram else None)
 
 
 def gradient_norm_ratio(g: torch.Tensor, vectors, k: int = 5) -> float:

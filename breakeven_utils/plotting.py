@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib import ticker as mticker
 
+from .claims import smooth
 from .embedding import background_grid
 
 __all__ = [
@@ -352,25 +353,11 @@ def spectrum(eigs_by_label: Mapping[Any, Any], *, ax=None, xlabel: str = "eigenv
 def moving_average(values, window: int) -> np.ndarray:
     """Centred moving average with shrinking windows at the ends; NaNs are ignored.
 
-    Same length as values; window=1 returns the values unchanged (as float).
+    Same length as values; window=1 returns the values unchanged (as float). The
+    one implementation is ``claims.smooth``: the verdicts read maxima off the same
+    smoothed curve the figures draw.
     """
-    v = _as_1d(values, "values", dtype=float)
-    if int(window) != window or window < 1:
-        raise ValueError(f"window must be a positive integer, got {window!r}")
-    window = int(window)
-    if window == 1 or v.size == 0:
-        return v.copy()
-    ok = np.isfinite(v)
-    csum = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
-    ccnt = np.concatenate([[0], np.cumsum(ok)])
-    i = np.arange(v.size)
-    lo = np.clip(i - (window - 1) // 2, 0, v.size)
-    hi = np.clip(i + window // 2 + 1, 0, v.size)
-    cnt = ccnt[hi] - ccnt[lo]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (csum[hi] - csum[lo]) / cnt
-    out[cnt == 0] = np.nan
-    return out
+    return smooth(_as_1d(values, "values", dtype=float), window)
 
 
 def curves(df, x: str, y: str, hue: str, *, units: str | None = None, window: int = 5, ax=None,

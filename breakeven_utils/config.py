@@ -1,0 +1,428 @@
+"""The run configuration: :class:`RunConfig`, its validation, (de)serialisation
+and run-store key, :func:`config_from_profile`, and the plugin loader.
+
+A :class:`RunConfig` describes a trajectory completely (data, model,
+optimiser, schedule, stop, measurements); its canonical JSON plus the package
+version hash to the run-store key (:meth:`RunConfig.key`), so equal settings
+always find the same stored run. Validation checks everything that can be
+checked without loading data and raises before any compute starts.
+
+Place in the package (a downward stack, no cycles)::
+
+    records -> train -> config -> {rules, metrics} -> {curvature, noise, models, data}
+
+``config`` imports the registries of ``rules`` (``UPDATE_RULES``,
+``OPTIMIZERS``, ``SCHEDULES``) and ``metrics`` (metric names, aliases,
+``DEFAULT_METRICS``); those two import ``RunConfig`` for type hints only.
+
+Plugins: the one runtime "upward" import. Notebook modules that add update
+rules or metrics (``PLUGIN_MODULES``) register them at import time with
+``register_rule`` / ``register_metric``. :func:`load_plugins` imports those
+that exist, like entry points; :class:`RunConfig` validation and the loop call
+it, so a rule or metric they register is found by name in any process (a
+fresh interpreter, a sweep worker) without the caller importing its module.
+It runs at call time, never at import time, so the import graph stays the
+stack above.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from .metrics import _METRIC_ALIASES, DEFAULT_METRICS, _metric_names
+from .rules import OPTIMIZERS, SCHEDULES, UPDATE_RULES, WEIGHT_DECAY_ON
+
+__all__ = [
+    "RunConfig",
+    "config_from_profile",
+    "PLUGIN_MODULES",
+    "load_plugins",
+    "BN_MODES",
+    "TRAIN_EVAL_ON",
+]
+
+BN_MODES = ("eval", "train")
+TRAIN_EVAL_ON = ("measure", "train")
+
+# ----------------------------------------------------------------------------- plugins
+
+PLUGIN_PACKAGE = __package__  # "breakeven_utils"
+# notebook modules that register update rules / metrics (imported by load_plugins if present)
+PLUGIN_MODULES = ("batchnorm", "walk", "nsgd", "sharpest")
+_plugins_seen: dict[str, bool] = {}  # "package.module" -> present (imported) or absent
+_plugins_lock = threading.RLock()  # other threads wait until the plugins are registered
+_plugins_loading = False  # re-entry from a plugin being imported (same thread only)
+
+
+def load_plugins() -> None:
+    """Import ``breakeven_utils.<m>`` for each ``m`` in ``PLUGIN_MODULES`` that exists.
+
+    A module that is absent is skipped; one that exists but fails to import
+    raises (its error, unchanged; the next call tries again). Idempotent and
+    cheap after the first call (a dict lookup per name). Called by
+    :class:`RunConfig` validation and by the training loop. Thread-safe: a
+    thread that calls it while another imports the plugins waits for them; a
+    plugin that builds a ``RunConfig`` while it is being imported does not
+    re-enter the loader.
+    """
+    global _plugins_loading
+    if all(f"{PLUGIN_PACKAGE}.{m}" in _plugins_seen for m in PLUGIN_MODULES):
+        return
+    with _plugins_lock:
+        if _plugins_loading:
+            return
+        _plugins_loading = True
+        try:
+            for m in PLUGIN_MODULES:
+                name = f"{PLUGIN_PACKAGE}.{m}"
+                if name in _plugins_seen:
+                    continue
+                if importlib.util.find_spec(name) is None:
+                    _plugins_seen[name] = False
+                    continue
+                importlib.import_module(name)  # raises if the module is broken
+                _plugins_seen[name] = True
+        finally:
+            _plugins_loading = False
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def _known_models() -> tuple[str, ...] | None:
+    try:
+        from .models import MODELS
+        return tuple(MODELS)
+    except Exception:  # pragma: no cover - models.py missing
+        return None
+
+
+def _known_data() -> tuple[str, ...] | None:
+    try:
+        from .data import DATASETS
+        return tuple(DATASETS)
+    except Exception:  # pragma: no cover
+        return None
+
+
+def _hvp_methods() -> tuple[str, ...]:
+    try:
+        from .curvature import HVP_METHODS
+        return tuple(HVP_METHODS)
+    except Exception:  # pragma: no cover
+        return ("auto", "fwdrev", "double_backward", "cached")
+
+
+def _choice(what, value, options):
+    if value not in options:
+        raise ValueError(f"unknown {what} {value!r}; valid options: {', '.join(map(str, options))}")
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in sorted(v.items())}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _tuplify(v):
+    if isinstance(v, (list, tuple)):
+        return tuple(_tuplify(x) for x in v)
+    return v
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a trajectory (and so its cache key).
+
+    Data: ``dataset`` name, subset sizes (``None``: the loader's default), the
+    subset seed ``data_seed``, ``augment`` (random crop + flip).
+    Model: ``model`` name from ``models.MODELS``, ``model_kwargs``, ``init``
+    (``None``: the model's default, Keras-style for the papers' Keras models).
+    Optimiser: ``optimizer`` in ``OPTIMIZERS``: ``'sgd'`` (mini-batches of
+    ``batch_size``), ``'gd'`` (full batch; ``batch_size`` is ignored and set to
+    the training-set size) or ``'gd_noise'`` (full batch plus isotropic noise of
+    variance ``noise_factor`` x the max per-coordinate gradient variance at
+    initialisation, see ``rules.GDNoiseRule``). ``lr``, ``momentum``,
+    ``weight_decay`` (L2 added to the gradient as in ``torch.optim.SGD``) on
+    ``weight_decay_on`` in ``'all'``, ``'kernels'`` (conv + linear weights) or
+    ``'conv_kernels'`` (conv weights: ResNet-32, break-even App. D).
+    ``update_rule``: name in ``UPDATE_RULES`` (``None``: ``'gd_noise'`` for that
+    optimiser, else ``'sgd'``), with ``rule_kwargs``. ``gd_chunk``: full-batch
+    gradients are accumulated over chunks of this size (memory; changes BN
+    batch statistics).
+    Schedule (``rules.Schedule``): ``schedule`` in ``SCHEDULES`` and its fields.
+    Stop: ``max_epochs`` and/or ``max_iters``; ``target_train_acc`` stops at the
+    first measurement with train accuracy >= target (break-even: "before
+    reaching 65% training accuracy").
+    Measurements: see ``metrics.measurement_iterations``; ``metrics`` (groups of
+    ``METRIC_COLUMNS`` or their column names, or registered user metrics);
+    ``hessian_k``/``hessian_tol``/``hessian_which``/``hessian_bn_mode``
+    for lambda_H on the first ``hessian_n`` examples of the measurement set
+    (None: all; warm-started from the previous measurement's vectors;
+    ``hessian_method``/``hessian_solver``: the HVP and eigensolver of
+    ``curvature.hessian_eigs``, defaults 'auto' and 'lanczos'); ``K_L`` and
+    ``K_M`` (``None``: the batch size, break-even App. C) and ``K_bn_mode`` for
+    K; ``acc_thresholds``: first iteration/epoch with train accuracy above each
+    (break-even Fig. 4's vertical lines); ``train_eval_on``: training
+    loss/accuracy on the measurement set (default) or the whole training set;
+    ``softmax_every``: softmax snapshot every that many measurements.
+    """
+
+    # data
+    dataset: str = "synthetic"
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    n_measure: int | None = None
+    data_seed: int = 0
+    augment: bool = False
+    # model
+    model: str = "simple_cnn"
+    model_kwargs: dict = field(default_factory=dict)
+    init: str | None = None
+    # optimiser
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    weight_decay_on: str = "all"
+    noise_factor: float = 0.0
+    batch_size: int = 128
+    gd_chunk: int | None = None
+    update_rule: str | None = None
+    rule_kwargs: dict = field(default_factory=dict)
+    # schedule
+    schedule: str = "constant"
+    milestones: tuple[int, ...] = ()  # step: epochs at which lr *= gamma
+    gamma: float = 0.1
+    plateau_factor: float = 0.1
+    plateau_patience: int = 10
+    plateau_threshold: float = 1e-4
+    min_lr: float = 0.0
+    clr_base_lr: float | None = None  # cyclic: lr oscillates between base and lr
+    clr_step_size: int = 2000  # iterations per half cycle
+    warmup_iters: int = 0  # trapezoid
+    flat_iters: int = 0
+    anneal_iters: int = 0
+    # seeds and stop
+    seed: int = 0
+    max_epochs: int | None = None
+    max_iters: int | None = None
+    target_train_acc: float | None = None
+    # measurements
+    measure_every: int = 50
+    measure_dense_until: int | None = None
+    measure_every_epochs: int = 1
+    measure_at: tuple[int, ...] | None = None
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    hessian_k: int = 1
+    hessian_n: int | None = None
+    hessian_tol: float = 1e-3
+    hessian_which: str = "LA"
+    hessian_bn_mode: str = "eval"
+    hessian_method: str = "auto"
+    hessian_solver: str = "lanczos"
+    K_L: int = 25
+    K_M: int | None = None
+    K_bn_mode: str = "train"
+    K1_L: int = 500
+    spectrum_k: int = 10
+    normalize: str = "standard"
+    acc_thresholds: tuple[float, ...] = ()
+    train_eval_on: str = "measure"
+    softmax_every: int = 1
+
+    def __post_init__(self):
+        s = object.__setattr__
+        # canonical types, so equal settings hash equally
+        for name in ("lr", "momentum", "weight_decay", "noise_factor", "gamma", "plateau_factor",
+                     "plateau_threshold", "min_lr", "hessian_tol"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+            s(self, name, float(v))
+        if self.clr_base_lr is not None:
+            s(self, "clr_base_lr", float(self.clr_base_lr))
+        if self.target_train_acc is not None:
+            s(self, "target_train_acc", float(self.target_train_acc))
+        s(self, "milestones", tuple(int(m) for m in self.milestones))
+        s(self, "acc_thresholds", tuple(sorted(float(a) for a in self.acc_thresholds)))
+        if self.measure_at is not None:
+            s(self, "measure_at", tuple(sorted(set(int(m) for m in self.measure_at))))
+        s(self, "model_kwargs", dict(_jsonable(dict(self.model_kwargs))))
+        s(self, "rule_kwargs", dict(_jsonable(dict(self.rule_kwargs))))
+        if isinstance(self.metrics, str):
+            raise ValueError("metrics must be a sequence of names, not a string")
+        load_plugins()  # metrics registered by notebook modules, in a fixed order
+        names = []
+        for m in self.metrics:
+            g = _METRIC_ALIASES.get(m, m)
+            _choice("metric", g, _metric_names())
+            names.append(g)
+        if (self.target_train_acc is not None or self.acc_thresholds) and "train" not in names:
+            names.append("train")
+        order = _metric_names()
+        s(self, "metrics", tuple(sorted(set(names), key=order.index)))
+        self.validate()
+
+    # -- validation: everything checkable without loading data
+    def validate(self) -> None:
+        """Raise ValueError for an invalid configuration (before any compute)."""
+        known = _known_data()
+        if known is not None:
+            _choice("dataset", self.dataset, known)
+        known = _known_models()
+        if known is not None:
+            _choice("model", self.model, known)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("weight_decay_on", self.weight_decay_on, WEIGHT_DECAY_ON)
+        load_plugins()  # update rules registered by notebook modules
+        _choice("update rule", self.rule_name, tuple(UPDATE_RULES))
+        _choice("hessian_bn_mode", self.hessian_bn_mode, BN_MODES)
+        _choice("K_bn_mode", self.K_bn_mode, BN_MODES)
+        _choice("normalize", self.normalize, ("standard", "unit"))
+        if "K1" in self.metrics and (not _is_int(self.K1_L) or self.K1_L < 2):
+            raise ValueError(f"K1_L must be an integer >= 2, got {self.K1_L!r}")
+        if "K1" in self.metrics and self.n_train is not None and self.K1_L > self.n_train:
+            raise ValueError(f"K1_L={self.K1_L} is larger than n_train={self.n_train}")
+        if "H_spectrum" in self.metrics:
+            if "lambda_H" not in self.metrics:
+                raise ValueError("metric 'H_spectrum' needs 'lambda_H' (it keeps the state at "
+                                 "the largest lambda_H^1)")
+            if not _is_int(self.spectrum_k) or self.spectrum_k < 1:
+                raise ValueError(f"spectrum_k must be a positive integer, got {self.spectrum_k!r}")
+        _choice("hessian_which", self.hessian_which, ("LA", "LM"))
+        _choice("hessian_method", self.hessian_method, _hvp_methods())
+        _choice("hessian_solver", self.hessian_solver, ("lanczos", "arpack"))
+        _choice("train_eval_on", self.train_eval_on, TRAIN_EVAL_ON)
+        for name in ("n_train", "n_val", "n_test", "n_measure", "max_epochs", "max_iters",
+                     "gd_chunk", "K_M", "measure_dense_until", "hessian_n"):
+            v = getattr(self, name)
+            if v is not None and (not _is_int(v) or v < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+        for name in ("batch_size", "hessian_k", "softmax_every", "clr_step_size"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("data_seed", "seed", "measure_every", "measure_every_epochs", "warmup_iters",
+                     "flat_iters", "anneal_iters", "plateau_patience"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not self.noise_factor >= 0:
+            raise ValueError(f"noise_factor must be >= 0, got {self.noise_factor!r}")
+        if self.optimizer == "gd_noise" and self.noise_factor == 0:
+            raise ValueError("optimizer='gd_noise' needs noise_factor > 0 (e.g. 0.1 or 0.05)")
+        if self.optimizer != "gd_noise" and self.noise_factor != 0:
+            raise ValueError("noise_factor is only used with optimizer='gd_noise'")
+        if self.n_train is not None and self.optimizer == "sgd" and self.batch_size > self.n_train:
+            raise ValueError(f"batch_size={self.batch_size} is larger than n_train={self.n_train}")
+        if self.n_measure is not None and self.n_train is not None and self.n_measure > self.n_train:
+            raise ValueError(f"n_measure={self.n_measure} is larger than n_train={self.n_train}")
+        if self.max_epochs is None and self.max_iters is None:
+            raise ValueError("give max_epochs and/or max_iters")
+        if self.target_train_acc is not None and not 0 <= self.target_train_acc <= 1:
+            raise ValueError(f"target_train_acc must be in [0, 1], got {self.target_train_acc!r}")
+        for a in self.acc_thresholds:
+            if not 0 <= a <= 1:
+                raise ValueError(f"accuracy thresholds must be in [0, 1], got {a!r}")
+        if any(m < 0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones must be non-negative and increasing, got {self.milestones}")
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be positive, got {self.gamma!r}")
+        if not 0 < self.plateau_factor < 1:
+            raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must be in [0, lr], got {self.min_lr!r}")
+        if self.clr_base_lr is not None and not 0 <= self.clr_base_lr <= self.lr:
+            raise ValueError(f"clr_base_lr must be in [0, lr] (lr is the cycle's maximum), "
+                             f"got {self.clr_base_lr!r}")
+        if self.schedule == "trapezoid" and self.warmup_iters + self.flat_iters + self.anneal_iters == 0:
+            raise ValueError("trapezoid schedule needs warmup_iters + flat_iters + anneal_iters > 0")
+        if self.measure_at is not None and any(m < 0 for m in self.measure_at):
+            raise ValueError("measure_at iterations must be non-negative")
+        if not self.hessian_tol >= 0:
+            raise ValueError(f"hessian_tol must be >= 0, got {self.hessian_tol!r}")
+        if not _is_int(self.K_L) or self.K_L < 2:
+            raise ValueError(f"K_L must be an integer >= 2, got {self.K_L!r}")
+        if "K" in self.metrics and self.n_train is not None:
+            M = self.K_M if self.K_M is not None else (None if self.full_batch else self.batch_size)
+            if M is not None and self.K_L * M > self.n_train:
+                raise ValueError(f"K needs K_L*K_M = {self.K_L}*{M} <= n_train = {self.n_train} "
+                                 "(mini-batches drawn without replacement); lower K_L or K_M")
+        if "g_over_g5" in self.metrics and self.K_L < 6:
+            raise ValueError("g_over_g5 needs K_L >= 6 (5 non-zero eigenvectors of K)")
+
+    @property
+    def rule_name(self) -> str:
+        if self.update_rule is not None:
+            return self.update_rule
+        return "gd_noise" if self.optimizer == "gd_noise" else "sgd"
+
+    @property
+    def full_batch(self) -> bool:
+        return self.optimizer in ("gd", "gd_noise")
+
+    # -- serialisation and key
+    def to_dict(self) -> dict:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown RunConfig fields: {sorted(unknown)}")
+        return cls(**{k: (_tuplify(v) if not isinstance(v, dict) else v) for k, v in d.items()})
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, no whitespace)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def key(self, version: str = __version__) -> str:
+        """Stable run key: sha256 of the canonical JSON of config + package version."""
+        payload = json.dumps({"config": self.to_dict(), "version": version},
+                             sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def __hash__(self):
+        return hash(self.to_json())
+
+
+_PROFILE_KEYS = ("dataset", "n_train", "n_val", "n_test", "n_measure", "K_L", "K_M", "hessian_k",
+                 "hessian_tol", "hessian_n", "measure_every", "measure_dense_until", "max_epochs")
+
+
+def config_from_profile(profile: dict, **fields) -> RunConfig:
+    """A :class:`RunConfig` with the measurement/data settings of a
+    ``profiles.get_profile(...)`` dict (its shared keys), then ``fields``."""
+    base = {k: profile[k] for k in _PROFILE_KEYS if k in profile}
+    if "seed" not in fields and profile.get("seeds"):
+        base["seed"] = profile["seeds"][0]
+    base.update(fields)
+    return RunConfig(**base)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
