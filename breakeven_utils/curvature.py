@@ -15,8 +15,8 @@ statistics, ``'train'`` the statistics of each batch. Measuring never changes
 the running statistics nor ``model.training``; dropout is always off during a
 measurement (the sharpest-directions code measured on the inference graph).
 
-Top eigenpairs: Rayleigh-Ritz in torch (``eigensolver.ritz_topk``: Lanczos
-with full reorthogonalisation from a random vector; from the previous
+Top eigenpairs: Lanczos in torch with full reorthogonalisation
+(``eigensolver.lanczos_topk``; from a random vector, or from the previous
 eigenvectors when warm-started along a trajectory) that stops as soon as the
 wanted Ritz pairs meet the tolerance (default; it measured fewer HVPs than
 ARPACK here), or SciPy's ARPACK ``eigsh`` as the break-even paper used
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from .eigensolver import ritz_topk
+from .eigensolver import lanczos_topk
 from .params import flatten, trainable_parameters, unflatten
 
 __all__ = [
@@ -346,7 +346,7 @@ def _start_vector(obj: _Objective, v0, seed: int) -> torch.Tensor:
 def _arpack_start(start: torch.Tensor, seed: int, warm: bool) -> np.ndarray:
     """ARPACK's start: the same vector, plus (warm) a small random part so that
     its Krylov space cannot close on an invariant subspace of fewer than k
-    eigenvectors (ARPACK cannot continue from there, unlike ``ritz_topk``)."""
+    eigenvectors (ARPACK cannot continue from there, unlike ``lanczos_topk``)."""
     start = start.detach().to("cpu", torch.float64).numpy()
     if not warm:
         return start
@@ -368,12 +368,12 @@ def hessian_eigs(model: nn.Module, loss_fn, data, k: int = 1, which: str = "LA",
         ||H v - lambda v|| <= tol |lambda| (eigenvalues are then typically
         accurate to ~tol^2 relative; pyhessian's tol is a relative change of
         the power-iteration estimate instead).
-    solver: 'lanczos' (default): Rayleigh-Ritz with full reorthogonalisation
-        (``eigensolver.ritz_topk``; Lanczos from a cold start), stopped as soon
-        as the k pairs meet ``tol`` (stays on the device, no restarts; memory
-        2 x steps x D); 'arpack': SciPy ``eigsh`` (implicitly restarted
-        Lanczos, as in the break-even paper, App. C) on a float64
-        LinearOperator, ``ncv`` its subspace size.
+    solver: 'lanczos' (default): Lanczos with full reorthogonalisation
+        (``eigensolver.lanczos_topk``), stopped as soon as the k pairs meet
+        ``tol`` (stays on the device, no restarts; memory steps x D);
+        'arpack': SciPy ``eigsh`` (implicitly restarted Lanczos, as in the
+        break-even paper, App. C) on a float64 LinearOperator, ``ncv`` its
+        subspace size.
     v0: warm start from previous eigenvectors ((k', D) tensor or a
         ``HessianEigs``): Lanczos starts from the normalised sum of their unit
         rows (no random admixture, no minimum subspace size: if they still
@@ -408,7 +408,7 @@ def hessian_eigs(model: nn.Module, loss_fn, data, k: int = 1, which: str = "LA",
     start = _start_vector(obj, v0, seed)
     if solver == "lanczos":
         steps = min(obj.dim, max_hvp if max_hvp is not None else 300)
-        vals_t, vecs, ok = ritz_topk(obj.hvp, start[None], k, which, max(tol, 1e-14), steps, seed=seed)
+        vals_t, vecs, ok = lanczos_topk(obj.hvp, start, k, which, max(tol, 1e-14), steps, seed=seed)
         if not ok:
             raise RuntimeError(f"hessian_eigs: Lanczos did not reach tol={tol} within "
                                f"{steps} HVPs (raise max_hvp or try solver='arpack')")
