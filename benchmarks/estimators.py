@@ -48,6 +48,8 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--probes", type=int, default=30, help="Hutchinson probes for this project")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--eig-ks", default="1,5", help="top-k sizes of the eigs section (default 1,5)")
+    ap.add_argument("--no-arpack", action="store_true", help="eigs: skip the ARPACK solver's rows")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     args = ap.parse_args(argv)
@@ -160,10 +162,13 @@ def main(argv=None):
             model.zero_grad(set_to_none=True)
             return vals
 
-        for k in (1, 5):
+        for k in (int(v) for v in args.eig_ks.split(",")):
             ours, t_ours = timed(lambda k=k: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3))
-            arp, t_arp = timed(lambda k=k: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3,
-                                                      solver="arpack"))
+            if args.no_arpack:
+                arp, t_arp = C.HessianEigs(torch.full((k,), float("nan")), None, 0, "LM"), float("nan")
+            else:
+                arp, t_arp = timed(lambda k=k: C.hessian_eigs(model, lf, (x, y), k=k, which="LM", tol=1e-3,
+                                                          solver="arpack"))
             counter["n"] = 0
             phv, t_ph = timed(lambda k=k: ph_eigs(k))
             n_ph = counter["n"]
