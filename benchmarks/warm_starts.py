@@ -123,9 +123,15 @@ def main(argv=None):
                 out[name, tol] = (cold, t_cold, w, t_w)
         t = i * args.every
         rows.append((t, ref, out))
-        print(f"[{time.perf_counter() - wall0:5.0f} s] t={t}: "
-              f"lambda_ref={ref.lambda_1:.4g} ({ref.n_hvp} HVPs); "
-              + "; ".join(f"{n}@{tol:g} cold {o[0].n_hvp} warm {o[2].n_hvp}" for (n, tol), o in out.items()),
+        # progress with every number of the point (a partial run still reports)
+        prev_top = rows[-2][1].vectors[:args.k] if i else None
+        turn = f"{float(torch.linalg.svdvals(prev_top @ ref.vectors[:args.k].T).min()):.3f}" if i else "-"
+        print(f"[{time.perf_counter() - wall0:5.0f} s] t={t}: lambda_ref={ref.lambda_1:.4g} "
+              f"({ref.n_hvp} HVPs), lambda_{args.k + 1}/lambda_{args.k} "
+              f"{float(ref.values[args.k] / ref.values[args.k - 1]):.2f}, cos(prev, now) {turn}; "
+              + "; ".join(f"{n}@{tol:g} HVPs cold {o[0].n_hvp} warm {o[2].n_hvp}, s {o[1]:.1f}/{o[3]:.1f}, "
+                          f"err {rel_err(o[0], ref, args.k):.0e}/{rel_err(o[2], ref, args.k):.0e}"
+                          for (n, tol), o in out.items()),
               file=sys.stderr, flush=True)
 
     names = list(solvers)
