@@ -15,10 +15,12 @@ statistics, ``'train'`` the statistics of each batch. Measuring never changes
 the running statistics nor ``model.training``; dropout is always off during a
 measurement (the sharpest-directions code measured on the inference graph).
 
-Top eigenpairs: a torch Lanczos with full reorthogonalisation that stops as
-soon as the wanted Ritz pairs meet the tolerance (default; it measured fewer
-HVPs than ARPACK here), or SciPy's ARPACK ``eigsh`` as the break-even paper
-used (``solver='arpack'``), both over exact Hessian-vector products.
+Top eigenpairs: Lanczos in torch with full reorthogonalisation
+(``eigensolver.lanczos_topk``; from a random vector, or from the previous
+eigenvectors when warm-started along a trajectory) that stops as soon as the
+wanted Ritz pairs meet the tolerance (default; it measured fewer HVPs than
+ARPACK here), or SciPy's ARPACK ``eigsh`` as the break-even paper used
+(``solver='arpack'``), both over exact Hessian-vector products.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
+from .eigensolver import lanczos_topk
 from .params import flatten, trainable_parameters, unflatten
 
 __all__ = [
@@ -315,75 +318,41 @@ class HessianEigs:
         return unflatten(self.vectors[i], [torch.empty(s, device="meta") for s in self.shapes])
 
 
-def _start_vector(obj: _Objective, v0, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rand = rng.standard_normal(obj.dim)
-    rand /= np.linalg.norm(rand)
+def _start_vector(obj: _Objective, v0, seed: int) -> torch.Tensor:
+    """The Lanczos start (unit vector): seeded random (cold), or the normalised
+    sum of the unit rows of ``v0`` (warm), with no random admixture: a start
+    inside the previous top space is what makes a warm start pay."""
     if v0 is None:
-        return rand
+        rand = np.random.default_rng(seed).standard_normal(obj.dim)
+        return torch.from_numpy(rand / np.linalg.norm(rand)).to(obj.device, obj.dtype)
     if isinstance(v0, HessianEigs):
         v0 = v0.vectors
-    v0 = torch.as_tensor(v0).detach().to("cpu", torch.float64)
+    v0 = torch.as_tensor(v0).detach()
     if v0.dim() == 1:
         v0 = v0[None]
     if v0.dim() != 2 or v0.shape[1] != obj.dim:
         raise ValueError(f"v0 must be (k', {obj.dim}) vectors, got {tuple(v0.shape)}")
+    v0 = v0.to(obj.device, obj.dtype)
     norms = v0.norm(dim=1, keepdim=True)
-    if (norms == 0).any():
-        raise ValueError("v0 contains a zero vector")
-    start = (v0 / norms).sum(0).numpy()
-    start /= np.linalg.norm(start)
-    # a small random part keeps the Krylov space from closing on an exactly
-    # invariant subspace when v0 holds exact eigenvectors
-    start = start + 1e-2 * rand
+    if not bool(torch.isfinite(norms).all()) or bool((norms == 0).any()):
+        raise ValueError("v0 contains a zero or non-finite vector")
+    start = (v0 / norms).sum(0)
+    n = float(start.norm())
+    if not n > 0:
+        raise ValueError("v0's rows sum to zero: give them with consistent signs")
+    return start / n
+
+
+def _arpack_start(start: torch.Tensor, seed: int, warm: bool) -> np.ndarray:
+    """ARPACK's start: the same vector, plus (warm) a small random part so that
+    its Krylov space cannot close on an invariant subspace of fewer than k
+    eigenvectors (ARPACK cannot continue from there, unlike ``lanczos_topk``)."""
+    start = start.detach().to("cpu", torch.float64).numpy()
+    if not warm:
+        return start
+    rand = np.random.default_rng(seed).standard_normal(start.size)
+    start = start + 1e-2 * rand / np.linalg.norm(rand)
     return start / np.linalg.norm(start)
-
-
-def _select(theta: torch.Tensor, k: int, which: str) -> torch.Tensor:
-    key = theta if which == "LA" else theta.abs()
-    return torch.argsort(key, descending=True, stable=True)[:k]
-
-
-def _lanczos_topk(matvec, start: torch.Tensor, k: int, which: str, tol: float,
-                  max_steps: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Lanczos with full reorthogonalisation, stopped as soon as the k wanted
-    Ritz pairs satisfy ARPACK's criterion ||H y - theta y|| <= tol |theta|
-    (the residual norm is |beta_m e_m^T s| for Ritz vector V s, no extra HVP).
-    Returns (Ritz values, Ritz vectors (k x D), converged)."""
-    dim = start.numel()
-    V = torch.empty(max_steps + 1, dim, dtype=start.dtype, device=start.device)
-    V[0] = start / start.norm()
-    alphas: list[float] = []
-    betas: list[float] = []
-    converged = False
-    theta = S = idx = None
-    for j in range(max_steps):
-        w = matvec(V[j])
-        alphas.append(float(torch.dot(w, V[j])))
-        # full reorthogonalisation against the whole basis, twice ("twice is enough")
-        for _ in range(2):
-            w = w - V[: j + 1].T @ (V[: j + 1] @ w)
-        b = float(w.norm())
-        m = j + 1
-        T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
-        if betas:
-            off = torch.tensor(betas, dtype=torch.float64)
-            T = T + torch.diag(off, 1) + torch.diag(off, -1)
-        theta, S = torch.linalg.eigh(T)
-        idx = _select(theta, min(k, m), which)
-        breakdown = b <= 1e-12 * max(float(theta.abs().max()), 1e-30)
-        if m >= k:
-            resid = b * S[-1, idx].abs()
-            scale = theta[idx].abs().clamp_min(1e-30)
-            if breakdown or bool((resid <= tol * scale).all()) and m >= min(k + 2, dim):
-                converged = True
-                break
-        if breakdown:
-            break
-        betas.append(b)
-        V[m] = w / b
-    vecs = S[:, idx].T.to(V.dtype) @ V[:m]
-    return theta[idx], vecs, converged
 
 
 def hessian_eigs(model: nn.Module, loss_fn, data, k: int = 1, which: str = "LA", *,
@@ -399,13 +368,20 @@ def hessian_eigs(model: nn.Module, loss_fn, data, k: int = 1, which: str = "LA",
         ||H v - lambda v|| <= tol |lambda| (eigenvalues are then typically
         accurate to ~tol^2 relative; pyhessian's tol is a relative change of
         the power-iteration estimate instead).
-    solver: 'lanczos' (default): torch Lanczos with full reorthogonalisation,
-        stopped as soon as the k pairs meet ``tol`` (stays on the device, no
-        restarts; memory (steps x D)); 'arpack': SciPy ``eigsh`` (implicitly
-        restarted Lanczos, as in the break-even paper, App. C) on a float64
-        LinearOperator, ``ncv`` its subspace size.
+    solver: 'lanczos' (default): Lanczos with full reorthogonalisation
+        (``eigensolver.lanczos_topk``), stopped as soon as the k pairs meet
+        ``tol`` (stays on the device, no restarts; memory steps x D);
+        'arpack': SciPy ``eigsh`` (implicitly restarted Lanczos, as in the
+        break-even paper, App. C) on a float64 LinearOperator, ``ncv`` its
+        subspace size.
     v0: warm start from previous eigenvectors ((k', D) tensor or a
-        ``HessianEigs``): Lanczos starts from their normalised sum.
+        ``HessianEigs``): Lanczos starts from the normalised sum of their unit
+        rows (no random admixture, no minimum subspace size: if they still
+        meet ``tol`` the solve stops after k HVPs; if the Krylov space closes
+        on fewer than k pairs it goes on from a random vector). 'arpack' adds
+        a 1% random part. Like any Krylov start, it finds the top pairs that
+        overlap the start first (benchmarks/warm_starts.py measures the gain
+        and the error along a training trajectory).
     max_hvp: at most this many HVPs (default: min(D, 300) for 'lanczos',
         unlimited for 'arpack'); RuntimeError if not converged within it.
     dtype: e.g. ``torch.float64`` to compute in double precision (tests).
@@ -432,18 +408,18 @@ def hessian_eigs(model: nn.Module, loss_fn, data, k: int = 1, which: str = "LA",
     start = _start_vector(obj, v0, seed)
     if solver == "lanczos":
         steps = min(obj.dim, max_hvp if max_hvp is not None else 300)
-        vals_t, vecs, ok = _lanczos_topk(obj.hvp, torch.from_numpy(start).to(obj.device, obj.dtype),
-                                         k, which, max(tol, 1e-14), steps)
+        vals_t, vecs, ok = lanczos_topk(obj.hvp, start, k, which, max(tol, 1e-14), steps, seed=seed)
         if not ok:
             raise RuntimeError(f"hessian_eigs: Lanczos did not reach tol={tol} within "
                                f"{steps} HVPs (raise max_hvp or try solver='arpack')")
-        vals, vecs = vals_t.numpy(), vecs
+        vals = vals_t.numpy()
     else:
         if ncv is not None:
             ncv = min(max(ncv, k + 2), obj.dim)
         op = _operator(obj, max_hvp)
         try:
-            vals, vecs_np = eigsh(op, k=k, which=which, tol=tol, v0=start, ncv=ncv)
+            vals, vecs_np = eigsh(op, k=k, which=which, tol=tol, ncv=ncv,
+                                  v0=_arpack_start(start, seed, warm=v0 is not None))
         except _Budget:
             raise RuntimeError(f"hessian_eigs: more than max_hvp={max_hvp} HVPs needed") from None
         vecs = torch.from_numpy(vecs_np.T.copy()).to(obj.device, obj.dtype)

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .curvature import HessianEigs, _lanczos_topk, _Objective, _start_vector, frobenius_from_top
+from .curvature import HessianEigs, _Objective, _start_vector, frobenius_from_top
+from .eigensolver import lanczos_topk
 from .params import trainable_parameters, weight_spectral_norms
 from .train import register_metric, weight_decay_mask
 
@@ -91,8 +92,8 @@ def top_eigs(model: nn.Module, loss_fn, data, k: int, *, which: str = "LM", tol:
             return obj.hvp(v) + weight_decay * m * v
     else:
         matvec = obj.hvp
-    start = torch.from_numpy(_start_vector(obj, v0, seed)).to(obj.device, obj.dtype)
-    vals, vecs, ok = _lanczos_topk(matvec, start, k, which, max(tol, 1e-14), steps)
+    start = _start_vector(obj, v0, seed)
+    vals, vecs, ok = lanczos_topk(matvec, start, k, which, max(tol, 1e-14), steps, seed=seed)
     if not ok:
         raise RuntimeError(f"top_eigs: Lanczos did not reach tol={tol} within {steps} HVPs")
     vals = vals.numpy()

@@ -279,3 +279,56 @@ def test_bad_inputs(mlp):
         C.hessian_eigs(m, lf, data, k=5, tol=1e-10, max_hvp=6)
     with pytest.raises(RuntimeError, match="max_hvp"):
         C.hessian_eigs(m, lf, data, k=5, tol=1e-10, max_hvp=6, solver="arpack")
+
+
+# ----------------------------------------------------------------------------- warm starts
+
+@pytest.mark.parametrize("problem", ["mlp", "cnn"])
+@pytest.mark.parametrize("which", ["LA", "LM"])
+def test_warm_start_from_exact_eigenvectors_costs_k_hvps(problem, which, request):
+    """Warm vectors that are still eigenvectors span an invariant Krylov space:
+    about k HVPs, no random admixture, no minimum subspace size, the exact pairs."""
+    m, lf, x, y, H = request.getfixturevalue(problem)
+    ref_vals, ref_vecs = top5(H, which)
+    for k in (1, 5):
+        r = C.hessian_eigs(m, lf, (x, y), k=k, which=which, tol=1e-9, v0=ref_vecs[:k])
+        # k products span the top-k space; rounding in that Krylov basis (close
+        # eigenvalues) may leave residuals ~1e-9, one more product removes them
+        assert r.n_hvp <= k + (k > 1), (k, r.n_hvp)
+        assert torch.allclose(r.values, ref_vals[:k], rtol=1e-10, atol=0)
+        assert ((r.vectors * ref_vecs[:k]).sum(1).abs() > 1 - 1e-10).all()
+    # a HessianEigs is accepted as v0 too, in any row order
+    prev = C.hessian_eigs(m, lf, (x, y), k=5, which=which, tol=1e-9, v0=ref_vecs.flip(0))
+    assert prev.n_hvp <= 6 and torch.allclose(prev.values, ref_vals, rtol=1e-10, atol=0)
+    again = C.hessian_eigs(m, lf, (x, y), k=5, which=which, tol=1e-9, v0=prev)
+    cold = C.hessian_eigs(m, lf, (x, y), k=5, which=which, tol=1e-9)
+    assert torch.allclose(again.values, ref_vals, rtol=1e-10, atol=0)
+    assert again.n_hvp < cold.n_hvp / 2, (again.n_hvp, cold.n_hvp)
+
+
+@pytest.mark.parametrize("problem", ["mlp", "cnn"])
+def test_warm_start_near_the_top_vectors_is_exact_and_cheaper_than_cold(problem, request):
+    m, lf, x, y, H = request.getfixturevalue(problem)
+    ref_vals, ref_vecs = top5(H, "LA")
+    gen = torch.Generator().manual_seed(3)
+    for k in (1, 5):
+        noise = torch.randn(k, H.shape[0], dtype=F64, generator=gen)
+        noise -= (noise @ ref_vecs[:k].T) @ ref_vecs[:k]            # orthogonal to the top-k space
+        v0 = ref_vecs[:k] + 0.1 * noise / noise.norm(dim=1, keepdim=True)  # ~0.1 rad off each
+        cold = C.hessian_eigs(m, lf, (x, y), k=k, tol=1e-8)
+        warm = C.hessian_eigs(m, lf, (x, y), k=k, tol=1e-8, v0=v0)
+        for r in (cold, warm):
+            assert ((r.values - ref_vals[:k]).abs() / ref_vals[:k].abs()).max() < 1e-10
+            assert ((r.vectors * ref_vecs[:k]).sum(1).abs() > 1 - 1e-8).all()
+        assert warm.n_hvp < cold.n_hvp, (k, warm.n_hvp, cold.n_hvp)
+
+
+def test_warm_start_spanning_an_invariant_subspace_smaller_than_k(cnn):
+    """One exact eigenvector for k=5: the subspace closes after one HVP; the
+    solver must go on from a random vector and still find the exact top-5."""
+    m, lf, x, y, H = cnn
+    ref_vals, ref_vecs = top5(H, "LA")
+    for v0 in (ref_vecs[0], ref_vecs[2], ref_vecs[[0, 0]]):       # also a repeated vector
+        r = C.hessian_eigs(m, lf, (x, y), k=5, tol=1e-9, v0=v0)
+        assert torch.allclose(r.values, ref_vals, rtol=1e-9, atol=0), (r.values, ref_vals)
+        assert ((r.vectors * ref_vecs).sum(1).abs() > 1 - 1e-8).all()
