@@ -29,7 +29,7 @@
 profile = "smoke"      # smoke | cpu | paper
 output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
 run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
-jobs = 1               # runs in parallel (processes), 1 runs them in this kernel
+jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
 # %%
@@ -68,8 +68,14 @@ print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, measuremen
 # %%
 # executor (local pool, SLURM, Dask), device and threads per run: from make reproduce's
 # EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env)
+# one torch thread per process when several run side by side (oversubscribed torch is slow);
+# the Fig. 9 runs are submitted with the trajectories (longest first) so both cores stay busy
+jobs = jobs or (1 if profile == "smoke" else 2)
 sweep_kw = records.sweep_env(run_store)
-sweep = records.sweep(configs, store=run_store, jobs=jobs, progress=profile != "smoke", **sweep_kw)
+sweep_kw["threads_per_job"] = sweep_kw["threads_per_job"] or (1 if jobs > 1 else None)
+fig9_cfgs = be.fig9_configs(s)
+sweep = records.sweep(configs + fig9_cfgs, store=run_store, jobs=jobs, progress=profile != "smoke",
+                      **sweep_kw)
 results = [records.load(c, store=run_store) for c in configs]
 for r in results:
     r.metrics["run"] = be.run_label(r.config.lr, r.config.seed)
@@ -203,8 +209,6 @@ bep.round(3)
 # scale (the $M$-sample estimate is about $K/M$); the claim is about correlation.
 
 # %%
-fig9_cfgs = be.fig9_configs(s)
-records.sweep(fig9_cfgs, store=run_store, jobs=jobs, progress=profile != "smoke", **sweep_kw)
 fig9_runs = [records.load(c, store=run_store) for c in fig9_cfgs]
 corr = be.fig9_correlations(fig9_runs)
 fig9, axes = plotting.subplots(len(fig9_runs))

@@ -30,7 +30,7 @@
 profile = "smoke"      # smoke | cpu | paper
 output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
 run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
-jobs = 1               # runs in parallel (processes), 1 runs them in this kernel
+jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
 # %%
@@ -83,11 +83,16 @@ for fam, reason in cj.skipped(s).items():
 # of the measurement set).
 
 # %%
-all_configs = [c for sw in sweeps for c in sw.configs]
+# ResNet-32 runs first: they take longest, so the last runs to finish are short ones
+all_configs = sorted((c for sw in sweeps for c in sw.configs), key=lambda c: c.model != "resnet32")
 # executor (local pool, SLURM, Dask), device and threads per run: from make reproduce's
-# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env)
+# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env); one torch thread
+# per process when several run side by side (oversubscribed torch is slow)
+jobs = jobs or (1 if profile == "smoke" else 2)
+sweep_kw = records.sweep_env(run_store)
+sweep_kw["threads_per_job"] = sweep_kw["threads_per_job"] or (1 if jobs > 1 else None)
 raw = records.sweep(all_configs, store=run_store, jobs=jobs, errors="record", progress=profile != "smoke",
-                    **records.sweep_env(run_store))
+                    **sweep_kw)
 for f in raw.attrs.get("failed", []):
     print("failed run (skipped):", f["key"], f["error"])
 df = pd.concat([cj.tidy(raw, sw) for sw in sweeps], ignore_index=True)
