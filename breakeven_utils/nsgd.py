@@ -230,24 +230,15 @@ class EigenRule(SGDRule):
         if self.s["refresh"] == "epoch":
             self.refresh(ctx)
 
-    # -- the step
+    # -- the step: SGDRule's momentum step on the transformed L2-included gradient
     def __call__(self, params, grads, lr: float, ctx: RuleContext) -> None:
         if self._due(ctx):
             self.refresh(ctx)
-        with torch.no_grad():
-            wd = self.weight_decay
-            g = [gi.add(p, alpha=wd) if wd != 0 and self.mask[i] else gi
-                 for i, (p, gi) in enumerate(zip(params, grads))]
-            g = self.direction(g, ctx)
-            for i, (p, d) in enumerate(zip(params, g)):
-                if self.momentum != 0:
-                    buf = self.buffers[i]
-                    if buf is None:
-                        buf = self.buffers[i] = torch.clone(d).detach()
-                    else:
-                        buf.mul_(self.momentum).add_(d)
-                    d = d.add(buf, alpha=self.momentum) if self.nesterov else buf
-                p.add_(d, alpha=-lr)
+        super().__call__(params, grads, lr, ctx)
+
+    def step_direction(self, params, grads, ctx):
+        """d = direction(g + wd * theta): the L2 term is nudged with the loss gradient."""
+        return self.direction(self.add_l2(params, grads), ctx)
 
     def transform(self, g: torch.Tensor) -> torch.Tensor:  # flat -> flat
         raise NotImplementedError

@@ -9,7 +9,8 @@
   :func:`register_rule`): the loop computes the mini-batch gradient, the rule
   turns it into a step. Nudged SGD and the "top-only / no-top / constant-top"
   variants of the sharpest-directions paper subclass :class:`SGDRule` and
-  override :meth:`UpdateRule.direction` / :meth:`UpdateRule.on_epoch_start`.
+  override :meth:`UpdateRule.direction` / :meth:`UpdateRule.on_epoch_start`
+  and :meth:`SGDRule.step_direction` (they transform the L2-included gradient).
 * Learning-rate schedules (``SCHEDULES``): constant, step decay, decay on
   validation plateau, cyclic (CLR, triangular), trapezoid (A Walk with SGD
   Sec. 5) and one-cycle (Smith's 1cycle, sharpest directions Fig. 15), see
@@ -298,7 +299,11 @@ def weight_decay_mask(model: nn.Module, which: str) -> list[bool]:
 class SGDRule(UpdateRule):
     """``torch.optim.SGD`` semantics (dampening 0): d = direction(g) + wd * theta
     (on the masked parameters), buf = momentum * buf + d (buf_0 = d),
-    theta <- theta - lr * buf (``nesterov``: d + momentum * buf)."""
+    theta <- theta - lr * buf (``nesterov``: d + momentum * buf).
+
+    :meth:`step_direction` (the hook) gives d, the vector that enters the momentum
+    buffer; a subclass that transforms the L2-included gradient instead (NSGD:
+    d = direction(g + wd * theta)) overrides it and keeps the momentum step."""
 
     def __init__(self, params, config: RunConfig, *, nesterov: bool = False, **kwargs):
         super().__init__(params, config, **kwargs)
@@ -306,13 +311,19 @@ class SGDRule(UpdateRule):
         self.nesterov = bool(nesterov)
         self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
 
+    def add_l2(self, params, grads) -> list[torch.Tensor]:
+        """g + wd * theta on the weight-decayed (masked) parameters, g elsewhere."""
+        wd = self.weight_decay
+        return [g.add(p, alpha=wd) if wd != 0 and self.mask[i] else g
+                for i, (p, g) in enumerate(zip(params, grads))]
+
+    def step_direction(self, params, grads, ctx: RuleContext) -> list[torch.Tensor]:
+        """d, the vector entering the momentum buffer: direction(g) + wd * theta."""
+        return self.add_l2(params, self.direction(grads, ctx))
+
     @torch.no_grad()
     def __call__(self, params, grads, lr: float, ctx: RuleContext) -> None:
-        grads = self.direction(grads, ctx)
-        for i, (p, g) in enumerate(zip(params, grads)):
-            d = g
-            if self.weight_decay != 0 and self.mask[i]:
-                d = d.add(p, alpha=self.weight_decay)
+        for i, (p, d) in enumerate(zip(params, self.step_direction(params, grads, ctx))):
             if self.momentum != 0:
                 buf = self.buffers[i]
                 if buf is None:
