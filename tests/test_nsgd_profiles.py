@@ -137,3 +137,37 @@ def test_probes_of_a_batchnorm_model_use_the_inference_graph():
     model.train()
     proj = torch.stack(g) @ h.vectors[0].to(F64)
     assert r["dtheta"][1] == pytest.approx(0.1 * float(proj.abs().mean()), rel=1e-10)
+
+
+def test_first_decrease_of_the_schedules():
+    from breakeven_utils.train import RunConfig
+
+    base = dict(dataset="synthetic", n_train=80, batch_size=8, lr=0.1, max_epochs=2, metrics=("train",))
+    assert sharpest.first_decrease(RunConfig(**base), 10, 20) is None
+    assert sharpest.first_decrease(RunConfig(**base, schedule="step", milestones=(1,)), 10, 20) == 10
+    # one cycle, T = 20, f = 0.1: the peak at h = 9, lower from t = 10 on
+    oc = RunConfig(**base, schedule="one_cycle", one_cycle_iters=20)
+    assert sharpest.first_decrease(oc, 10, 20) == 10
+    assert sharpest.first_decrease(oc, 10, 9) is None  # not within the first 9 iterations
+
+
+def _rho_run(values, every=10):
+    import pandas as pd
+
+    return pd.DataFrame({"iteration": np.arange(len(values)) * every, "rho_H": values})
+
+
+@pytest.mark.parametrize("step, cycle, verdict", [
+    ([1, 4, 8, 6, 5, 5], [1, 4, 8, 7, 6, 6], "holds"),  # both fall > 5% after the drop
+    ([1, 4, 8, 9, 10, 11], [1, 4, 8, 6, 5, 5], "does not hold"),  # step: rises > 5%
+    ([1, 4, 8, 8, 8.1, 8.2], [1, 4, 8, 6, 5, 5], "not testable at this scale"),  # within 5%
+])
+def test_schedule_claim_verdicts(step, cycle, verdict):
+    from breakeven_utils import claims as cl
+
+    runs = {"constant": _rho_run([1, 4, 8, 9, 9, 9]), "step": _rho_run(step), "one cycle": _rho_run(cycle)}
+    c = sharpest.schedule_claim(runs, {"constant": None, "step": 25, "one cycle": 25}, "test")
+    assert c.verdict.startswith(verdict) and c.verdict in cl.VERDICTS
+    # the last measurement before iteration 25 is at 20 (rho 8); the end the mean of the last 2
+    assert f"step: rho change after iter 25 = {100 * (np.mean(step[-2:]) / 8 - 1):+.1f}%" in c.ours
+    assert "constant: rho change after iter 25 = +12.5%" in c.ours

@@ -373,7 +373,9 @@ hvp.round(1)
 # $\eta=0.1$, $S=128$). The paper names no schedule parameters. *Here:* constant $\eta$; $\eta/10$ at
 # each milestone epoch; one cycle = Smith's 1cycle (`rules.Schedule`, `one_cycle`: $\eta/10\to\eta
 # \to\eta/10$ linearly over the first 90% of the run, then down to $\eta/1000$). VGG-11 runs at the
-# paper profile (beside SimpleCNN); smaller profiles run SimpleCNN and say so below.
+# paper profile (beside SimpleCNN); smaller profiles run SimpleCNN and say so below. The Fig. 15
+# claim compares $|\rho(\mathbf{H})|$ at the last measurement before $\eta$ first decreases with the
+# mean of the last two (5% margin), the constant run's change over the same window beside it.
 
 # %%
 groups = [g for g in R if g == "schedules" or g.startswith("schedules_")]
@@ -382,10 +384,15 @@ if not any(g.endswith("_vgg11") for g in groups):
 for g in groups:
     model = g.split("_", 1)[1] if "_" in g else "simplecnn"
     fig, axes = plotting.subplots(3, 1)
+    done, drops = {}, {}
     for lab, r in R[g].items():
         if r is None:
             continue
         m = r.metrics.sort_values("iteration")
+        if r.status == "done":
+            done[lab] = m
+            drops[lab] = sharpest.first_decrease(r.config, r.config.n_train // r.config.batch_size,
+                                                 int(m["iteration"].max()) + 1)
         lab = lab + (" (diverged)" if r.status == "diverged" else "")
         axes[0].plot(m["epoch"], m["rho_H"].abs(), label=lab)
         axes[1].plot(m["epoch"], m["test_acc"], label=lab)
@@ -397,8 +404,11 @@ for g in groups:
         ax.set(xlabel="epoch", ylabel=yl)
         ax.legend(fontsize=7)
     axes[0].set_yscale("log")
-    finish(fig, f"Fig. 15: learning-rate schedules, {model}, S={tr['batch_size']}",
-           "fig15_schedules" + ("" if model == "simplecnn" else f"_{model}"))
+    suffix = "" if model == "simplecnn" else f"_{model}"
+    finish(fig, f"Fig. 15: learning-rate schedules, {model}, S={tr['batch_size']}", "fig15_schedules" + suffix)
+    claims.append(sharpest.schedule_claim(done, drops, f"{model}, {label}, eta={s['schedules']['lr']:g}, "
+                                          f"{s['schedules']['max_epochs']} epochs",
+                                          figure_file=f"fig15_schedules{suffix}.png"))
 for g in [g for g in R if g == "momentum" or g.startswith("momentum_")]:
     model = g.split("_", 1)[1] if "_" in g else "simplecnn"
     fig, ax = plotting.subplots(1, 1)
