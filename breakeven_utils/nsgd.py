@@ -500,6 +500,11 @@ def experiments(s: dict) -> dict:
         if name in s["table"].get("models", ()):
             out[f"table1_{name}"] = table_configs(s, name, fam)
             out[f"table3_{name}"] = table_configs(s, name, fam, momentum=s["table"]["momentum"])
+    for block in ("schedules", "momentum"):
+        bad = [n for n in s[block].get("models", ["simplecnn"]) if n not in fams]
+        if bad:
+            raise ValueError(f"{block}: models {bad} are not run at this profile (skipped or unknown); "
+                             f"run: {', '.join(fams)}")
     for name in s["schedules"].get("models", ["simplecnn"]):
         out["schedules" + _suffix(name)] = schedule_configs(s, name, fams[name])
     for name in s["momentum"].get("models", ["simplecnn"]):

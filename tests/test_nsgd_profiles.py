@@ -171,3 +171,9 @@ def test_schedule_claim_verdicts(step, cycle, verdict):
     # the last measurement before iteration 25 is at 20 (rho 8); the end the mean of the last 2
     assert f"step: rho change after iter 25 = {100 * (np.mean(step[-2:]) / 8 - 1):+.1f}%" in c.ours
     assert "constant: rho change after iter 25 = +12.5%" in c.ours
+
+
+def test_schedule_block_naming_a_model_the_profile_skips_fails_clearly():
+    with pytest.raises(ValueError, match=r"schedules: models \['vgg11'\] are not run at this profile"):
+        nsgd.run_configs("cpu", schedules={"lr": 0.1, "max_epochs": 4, "milestones": [2],
+                                           "models": ["simplecnn", "vgg11"]})
