@@ -22,6 +22,8 @@ cost measured on this device, before anything is trained (``make plan``).
   proxy HVP count times one HVP on its examples: runs that stop at a target training
   accuracy are costed to their epoch budget, and Lanczos at its cold-start count
   (along a trajectory it is warm-started: fewer), so costs are upper bounds.
+* :func:`sweep_estimates` gives a sweep its runs' estimated seconds (the cached
+  calibration, or a quick one of the sweep's shapes), for ``progress.SweepProgress``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["NOTEBOOK_MODULES", "notebook_runs", "sizes", "check_config", "calibrate", "run_cost",
-           "plan", "plan_tables", "format_seconds"]
+           "sweep_estimates", "plan", "plan_tables", "format_seconds"]
 
 NOTEBOOK_MODULES = {
     "01_break_even": "break_even",
@@ -389,9 +391,10 @@ def _device_key(device: str) -> str:
 
 
 def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = False,
-              progress: bool = True) -> dict:
+              progress: bool = True, cached_only: bool = False) -> dict | None:
     """Costs of the primitives every config needs, measured on ``device`` (cached per
-    device in ``<store>/_plan/calibration.json`` for :data:`CACHE_HOURS` hours)."""
+    device in ``<store>/_plan/calibration.json`` for :data:`CACHE_HOURS` hours).
+    ``cached_only``: measure nothing; None unless the cache covers every config."""
     from .device import resolve_device
     from .records import _atomic_json, store_root
 
@@ -458,6 +461,8 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
     jobs = [("shape", k) for k in todo_shapes] + [("lanczos", k) for k in sorted(lanczos)] + \
         [("rule", k) for k in todo_rules] + [("metric", k) for k in todo_metrics] + \
         ([("device", None)] if "device" not in entry else [])
+    if jobs and cached_only:
+        return None
     for kind, k in tqdm(jobs, desc="calibrating", disable=not progress or not jobs, leave=False):
         t0 = time.perf_counter()
         if kind == "shape":
@@ -542,6 +547,29 @@ def run_cost(c, cal: dict) -> dict:
     measure = s["n_measurements"] * sum(per.values())
     return {"train": train, "measure": measure, "once": once, "total": train + measure + once,
             "per_measurement": per, **s}
+
+
+def sweep_estimates(configs, device: str, store, *, threads: int | None = None,
+                    measure: bool = True) -> tuple[dict, str] | None:
+    """({key: estimated seconds}, source) of ``configs`` run with ``threads`` torch threads
+    on ``device``: from the calibration cached in the run store when it covers them
+    (source 'cached'), else, with ``measure``, from a calibration of their shapes now
+    (cached for the next sweep; 'measured now'); None when neither is possible."""
+    import torch
+
+    prev = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)  # the device key names the thread count
+    try:
+        cal = calibrate(configs, device, store, progress=False, cached_only=True)
+        source = "cached"
+        if cal is None and measure:
+            cal, source = calibrate(configs, device, store, progress=False), "measured now"
+        if cal is None:
+            return None
+        return {c.key(): run_cost(c, cal)["total"] for c in configs}, source
+    finally:
+        torch.set_num_threads(prev)
 
 
 # ----------------------------------------------------------------------------- the plan

@@ -75,6 +75,25 @@ def test_lanczos_solves_cost_hvp_counts_times_one_hvp():
         cal["metrics"][json.dumps([plan._shape_key(c, s), "hessian_top"])]
 
 
+def test_stale_calibration_entries_are_redone(tmp_path, monkeypatch):
+    """A cached entry of an older calibration layout (no version) is measured again,
+    not read with missing fields."""
+    c = C.replace(metrics=("train",))
+    path = tmp_path / "_plan" / "calibration.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({plan._device_key("cpu"): {"created": 1e12, "shapes": {}, "rules": {},
+                                                          "metrics": {}, "lanczos": {}}}))
+    assert plan.calibrate([c], "cpu", tmp_path, progress=False, cached_only=True) is None
+    monkeypatch.setattr(plan, "_calibrate_shape",
+                        lambda *a, **k: {"fb_sizes": [8, 32], "hessian_chunked": False})
+    monkeypatch.setattr(plan, "_calibrate_rule", lambda *a, **k: {"update": 0.0})
+    monkeypatch.setattr(plan, "_calibrate_device", lambda *a, **k: {})
+    cal = plan.calibrate([c], "cpu", tmp_path, progress=False)
+    assert cal["version"] == plan.CAL_VERSION and cal["calibrated_now"] == 3
+    again = plan.calibrate([c], "cpu", tmp_path, progress=False, cached_only=True)
+    assert again is not None and again["calibrated_now"] == 0
+
+
 def test_measurement_count_matches_the_loop():
     from breakeven_utils.data import load_data
     from breakeven_utils.train import train
