@@ -22,8 +22,6 @@ cost measured on this device, before anything is trained (``make plan``).
   proxy HVP count times one HVP on its examples: runs that stop at a target training
   accuracy are costed to their epoch budget, and Lanczos at its cold-start count
   (along a trajectory it is warm-started: fewer), so costs are upper bounds.
-* :func:`sweep_estimates` gives a sweep its runs' estimated seconds (the cached
-  calibration, or a quick one of the sweep's shapes), for ``progress.SweepProgress``.
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["NOTEBOOK_MODULES", "notebook_runs", "sizes", "check_config", "calibrate", "run_cost",
-           "sweep_estimates", "plan", "plan_tables", "format_seconds"]
+           "plan", "plan_tables", "format_seconds"]
 
 NOTEBOOK_MODULES = {
     "01_break_even": "break_even",
@@ -55,7 +53,9 @@ TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "fashion_mnist": 10_000, "m
               "synthetic": 1_024}
 CACHE_HOURS = 12.0
 CAL_VERSION = 2  # bump when the calibration's fields change: older cached entries are redone
-HVP_N = 32  # examples of the timed Hessian-vector product
+# examples of the timed Hessian-vector product: 32 in one batch ('cached' graph, as the
+# recorder for up to 512 examples), 64 in two batches of 32 (forward-over-reverse, as for more)
+HVP_N = {"cached": 32, "chunked": 64}
 TIME_BUDGET = 0.3  # seconds: a timing repeats (up to its reps) while the total is below this
 # metrics costed from the calibrated primitives, not timed as plugins
 _MODELLED = ("hessian_top", "sharpest_probe")
@@ -228,19 +228,26 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
         return go
 
     n1, n2 = need["fb_sizes"]
-    # the warm-up at n1 warms the model: the pass at n2 needs none (measured: the first pass
-    # at a new batch size costs what the next ones do)
+    # the warm-up at n1 warms the model: the pass at n2 and the evaluation need none
+    # (measured: the first pass at a new batch size costs what the next ones do)
     t1, t2 = _timed(fb(n1), sync=sync), _timed(fb(n2), sync=sync, warmup=False)
     out["fb_a"], out["fb_b"] = _fit(n1, t1, n2, t2)
-    out["eval_b"] = _timed(lambda: evaluate(model, loss_fn, x[:64], y[:64]), sync=sync) / 64
-    # one Hessian-vector product, batched as the recorder batches them, at HVP_N examples;
-    # an HVP costs a fixed multiple of a forward+backward pass on the same examples (2-3
-    # on CPU), so hvp(n) = ratio x fb(n) with the ratio measured at HVP_N
-    obj = _Objective(model, loss_fn, (x[:HVP_N], y[:HVP_N]), bn_mode=c.hessian_bn_mode,
-                     batch_size=HVP_N // 2 if need["hessian_chunked"] else None, method=c.hessian_method)
+    out["eval_b"] = _timed(lambda: evaluate(model, loss_fn, x[:64], y[:64]), sync=sync,
+                           warmup=False) / 64
+    # one Hessian-vector product, batched as the recorder batches them; an HVP costs a
+    # fixed multiple of a forward+backward pass on the same examples (2-4 on this CPU), so
+    # hvp(n) = ratio x fb(n), the ratio measured at HVP_N examples. The 'cached' path's first
+    # product builds the graph (the warm-up); forward-over-reverse needs no warm-up once
+    # the process has run one (_warm_hvp_paths): its first product costs what the next do
+    chunked = need["hessian_chunked"]
+    n = HVP_N["chunked" if chunked else "cached"]
+    obj = _Objective(model, loss_fn, (x[:n], y[:n]), bn_mode=c.hessian_bn_mode,
+                     batch_size=n // 2 if chunked else None, method=c.hessian_method)
     v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(1)).to(device)
-    t_hvp = _timed(lambda: obj.hvp(v), reps=1, sync=sync)
-    out["hvp_ratio"] = t_hvp / (out["fb_a"] + out["fb_b"] * HVP_N)
+    if chunked:
+        _warm_hvp_paths(device)
+    t_hvp = _timed(lambda: obj.hvp(v), reps=1, sync=sync, warmup=not chunked)
+    out["hvp_ratio"] = t_hvp / (out["fb_a"] + out["fb_b"] * n)
     out["hvp_a"], out["hvp_b"] = out["hvp_ratio"] * out["fb_a"], out["hvp_ratio"] * out["fb_b"]
     if need["pe_grad"]:
         out["pe_grad_b"] = _timed(lambda: per_example_gradients(model, loss_fn, x[:8], y[:8]),
@@ -250,6 +257,28 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
         out["pe_curv_b"] = _timed(lambda: per_example_curvature(
             model, loss_fn, (x[:16], y[:16]), v, bn_mode=c.hessian_bn_mode), reps=1, sync=sync) / 16
     return out
+
+
+_WARM: set = set()
+
+
+def _warm_hvp_paths(device: str) -> None:
+    """Pay the first-use cost of the batched HVP paths (lazy initialisation of
+    torch.func, 1-2 s on CPU) once per process, on a tiny model."""
+    if device in _WARM:
+        return
+    import torch
+    from torch import nn
+
+    from .curvature import _Objective
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10)).to(device)
+    x = torch.randn(8, 3, 8, 8, device=device)
+    model(x)
+    obj = _Objective(model, nn.CrossEntropyLoss(), (x, torch.arange(8, device=device) % 10), batch_size=4)
+    for _ in range(2):
+        obj.hvp(torch.randn(obj.dim, device=device))
+    _WARM.add(device)
 
 
 def _calibrate_device(device: str) -> dict:
@@ -547,29 +576,6 @@ def run_cost(c, cal: dict) -> dict:
     measure = s["n_measurements"] * sum(per.values())
     return {"train": train, "measure": measure, "once": once, "total": train + measure + once,
             "per_measurement": per, **s}
-
-
-def sweep_estimates(configs, device: str, store, *, threads: int | None = None,
-                    measure: bool = True) -> tuple[dict, str] | None:
-    """({key: estimated seconds}, source) of ``configs`` run with ``threads`` torch threads
-    on ``device``: from the calibration cached in the run store when it covers them
-    (source 'cached'), else, with ``measure``, from a calibration of their shapes now
-    (cached for the next sweep; 'measured now'); None when neither is possible."""
-    import torch
-
-    prev = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)  # the device key names the thread count
-    try:
-        cal = calibrate(configs, device, store, progress=False, cached_only=True)
-        source = "cached"
-        if cal is None and measure:
-            cal, source = calibrate(configs, device, store, progress=False), "measured now"
-        if cal is None:
-            return None
-        return {c.key(): run_cost(c, cal)["total"] for c in configs}, source
-    finally:
-        torch.set_num_threads(prev)
 
 
 # ----------------------------------------------------------------------------- the plan

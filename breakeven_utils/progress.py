@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["SweepProgress", "eta_seconds"]
+__all__ = ["SweepProgress", "eta_seconds", "sweep_estimates"]
 
 
 def eta_seconds(estimates: dict, done: set, measured: dict, jobs: int = 1) -> float:
@@ -53,6 +53,31 @@ def eta_seconds(estimates: dict, done: set, measured: dict, jobs: int = 1) -> fl
     else:
         return float("nan")
     return ratio * sum(est[k] for k in left) / min(jobs, len(left))
+
+
+def sweep_estimates(configs, device: str, store, *, threads: int | None = None,
+                    measure: bool = True) -> tuple[dict, str] | None:
+    """({key: estimated seconds}, source) of ``configs`` run with ``threads`` torch threads
+    on ``device``: from the calibration cached in the run store when it covers them
+    (source 'cached'), else, with ``measure``, from a calibration of their shapes now
+    (cached for the next sweep; 'measured now'); None when neither is possible."""
+    import torch
+
+    from . import plan
+
+    prev = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)  # the device key names the thread count
+    try:
+        cal = plan.calibrate(configs, device, store, progress=False, cached_only=True)
+        source = "cached"
+        if cal is None and measure:
+            cal, source = plan.calibrate(configs, device, store, progress=False), "measured now"
+        if cal is None:
+            return None
+        return {c.key(): plan.run_cost(c, cal)["total"] for c in configs}, source
+    finally:
+        torch.set_num_threads(prev)
 
 
 def _status(root: Path, key: str) -> dict:
@@ -107,7 +132,6 @@ class SweepProgress:
         measure = not remote and os.environ.get("BREAKEVEN_SWEEP_ETA", "plan") != "count" and not all(
             c.dataset == "synthetic" for c in todo.values())
         try:
-            from .plan import sweep_estimates
             got = sweep_estimates(list(todo.values()), "cpu" if remote else device, self.root,
                                   threads=threads, measure=measure)
         except Exception as e:  # noqa: BLE001 -- an estimate must never stop a sweep

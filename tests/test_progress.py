@@ -75,7 +75,7 @@ def test_progress_uses_the_calibration_cached_in_the_run_store(tmp_path, monkeyp
 def test_smoke_sweep_prints_one_line_per_run(tmp_path, capsys, monkeypatch):
     cfgs = [RunConfig(**{**TINY, "lr": lr}) for lr in (0.1, 0.05)]
     fake = {c.key(): 5.0 for c in cfgs}
-    monkeypatch.setattr(plan, "sweep_estimates", lambda configs, *a, **k: (fake, "fake"))
+    monkeypatch.setattr(progress, "sweep_estimates", lambda configs, *a, **k: (fake, "fake"))
     sweep(cfgs, tmp_path, progress=True)
     out = capsys.readouterr().out
     assert "sweep: 2 runs (0 in the store), 2 to compute, about 10 s with 1 job(s)" in out
@@ -85,7 +85,7 @@ def test_smoke_sweep_prints_one_line_per_run(tmp_path, capsys, monkeypatch):
     status = json.loads((tmp_path / cfgs[0].key() / "status.json").read_text())
     assert f"done in {progress._fmt(status['seconds'])} compute" in out
     # again: both runs come from the store, nothing to estimate
-    monkeypatch.setattr(plan, "sweep_estimates", lambda *a, **k: pytest.fail("estimated"))
+    monkeypatch.setattr(progress, "sweep_estimates", lambda *a, **k: pytest.fail("estimated"))
     sweep(cfgs, tmp_path, progress=True)
     out = capsys.readouterr().out
     assert out.count("loaded from the store") == 2 and "to compute" not in out
@@ -107,7 +107,7 @@ def test_synthetic_sweeps_are_not_calibrated_and_fall_back_to_the_run_count(tmp_
 def test_a_failing_estimate_does_not_stop_the_sweep(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("no device")
-    monkeypatch.setattr(plan, "sweep_estimates", boom)
+    monkeypatch.setattr(progress, "sweep_estimates", boom)
     df = sweep([RunConfig(**TINY)], tmp_path, progress=True)
     assert len(df) and "calibration failed (RuntimeError: no device)" in capsys.readouterr().out
     assert progress.eta_seconds({}, set(), {}) == 0.0
