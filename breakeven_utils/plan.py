@@ -52,13 +52,15 @@ INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "fashion_mnist"
 TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "fashion_mnist": 10_000, "mnist": 10_000,
               "synthetic": 1_024}
 CACHE_HOURS = 12.0
-CAL_VERSION = 2  # bump when the calibration's fields change: older cached entries are redone
+CAL_VERSION = 3  # bump when the calibration's fields change: older cached entries are redone
 # examples of the timed Hessian-vector product: 32 in one batch ('cached' graph, as the
 # recorder for up to 512 examples), 64 in two batches of 32 (forward-over-reverse, as for more)
 HVP_N = {"cached": 32, "chunked": 64}
 TIME_BUDGET = 0.3  # seconds: a timing repeats (up to its reps) while the total is below this
 # metrics costed from the calibrated primitives, not timed as plugins
 _MODELLED = ("hessian_top", "sharpest_probe")
+# plugin metrics whose cost does not grow with the measurement set (seconds per call)
+_PER_CALL = ("rho_W",)
 _FREE = ("grad_cos", "grad_norm", "dist_init", "param_norm", "gamma_norm", "g_over_g5", "H_spectrum")
 
 
@@ -392,7 +394,8 @@ def _calibrate_rule(c, s, device: str) -> dict:
 
 def _calibrate_metric(name, c, s, device: str) -> float:
     """Seconds per example of the measurement set for a plugin metric (one timed call
-    on a 64-example calibration measurement set); NaN if it cannot run there."""
+    on a 64-example calibration measurement set; seconds per call for :data:`_PER_CALL`);
+    NaN if it cannot run there."""
     import torch
     from torch import nn
 
@@ -407,7 +410,7 @@ def _calibrate_metric(name, c, s, device: str) -> float:
                    sync=torch.cuda.synchronize if device.startswith("cuda") else None)
     except Exception:  # noqa: BLE001 -- needs more than the calibration data: unknown cost
         return float("nan")
-    return t / len(data.measure)
+    return t if name in _PER_CALL else t / len(data.measure)
 
 
 def _device_key(device: str) -> str:
@@ -562,7 +565,8 @@ def run_cost(c, cal: dict) -> dict:
             per[name] = (L * p["pe_grad_b"] + 2 * L * L * p["n_params"] / dev["gram_flops"]
                          + dev["eigh_c"] * L ** 3)
         elif name in _USER_METRICS:
-            per[name] = cal["metrics"].get(json.dumps([sk, name]), float("nan")) * m
+            per[name] = cal["metrics"].get(json.dumps([sk, name]), float("nan")) * (
+                1 if name in _PER_CALL else m)
         else:  # vector norms and cosines of the step: negligible
             per[name] = 0.0
     # a rule hook that could not run on the calibration data (NaN) is costed at zero

@@ -164,3 +164,16 @@ def test_rule_hooks_that_need_more_than_the_calibration_data_do_not_stop_the_pla
                   metrics=("train",))
     r = plan._calibrate_rule(c, plan.sizes(c), "cpu")
     assert math.isnan(r["on_start_per_example"]) and r["update"] > 0
+
+
+def test_plugin_metric_costs_scale_with_the_measurement_set_unless_per_call():
+    """walk_interp's cost grows with the examples it evaluates; rho_W (the weights'
+    spectral norms) costs the same per call whatever the measurement set."""
+    from breakeven_utils import nsgd, walk  # noqa: F401  (register the metrics)
+
+    c = C.replace(metrics=("walk_interp", "rho_W"), n_measure=64)
+    cal = fake_calibration(c)
+    sk = plan._shape_key(c, plan.sizes(c))
+    cal["metrics"] = {json.dumps([sk, "walk_interp"]): 0.001, json.dumps([sk, "rho_W"]): 0.05}
+    per = plan.run_cost(c, cal)["per_measurement"]
+    assert per["walk_interp"] == pytest.approx(0.001 * 64) and per["rho_W"] == pytest.approx(0.05)
