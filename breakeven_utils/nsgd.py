@@ -155,6 +155,17 @@ class EigenRule(SGDRule):
         """Called by ``RunConfig.validate``: the rule's settings, before any compute."""
         check_rule_kwargs(cls.name, config)
 
+    @classmethod
+    def plan_solves(cls, config, iterations: int, epochs: float) -> list:
+        """For the cost plan (``plan.run_cost``): [(k, tol, which, hessian_n, count)] of the
+        eigenvector refreshes a run of ``iterations`` steps makes (``hessian_n`` None: the
+        whole measurement set): every step, every epoch start, or every r steps."""
+        s = check_rule_kwargs(cls.name, config)
+        r = s["refresh"]
+        count = (iterations if r == "iteration" else math.ceil(epochs) if r == "epoch"
+                 else math.ceil(iterations / int(r)))
+        return [(s["k"], s["tol"], "LM", s["hessian_n"], count)]
+
     def __init__(self, params, config, *, mask=None, nesterov: bool = False, **kwargs):
         self.s = check_rule_kwargs(self.name, config, kwargs)
         super().__init__(params, config, mask=mask, nesterov=nesterov)
