@@ -188,8 +188,11 @@ def max_with_se(df: pd.DataFrame, col: str, by="lr", window: int = WINDOW, after
     standard error and where it comes from, and the seed mean of the raw maxima.
 
     SE: with several seeds their spread (claims.mean_se); with one seed the SE propagated from the
-    per-measurement bootstrap SEs in ``<col>_se`` when the runs recorded them; else NaN (the ordering
-    then falls back to a relative margin and says so). Returns a DataFrame indexed by ``by`` with
+    per-measurement bootstrap SEs in ``<col>_se`` when the runs recorded them; for a Hessian
+    eigenvalue (``lambda_H_*``) without them, the Lanczos stopping bound: every run's solve stopped at
+    residual ||H y - theta y|| <= tol |theta|, so an eigenvalue lies within ``hessian_tol`` x |value|
+    (solver error only: the spread of the trajectory needs seeds); else NaN (the ordering then falls
+    back to a relative margin and says so). Returns a DataFrame indexed by ``by`` with
     max, se, se_kind, raw_max, n_seeds, at_start.
     """
     from .claims import mean_se, smoothed_max
@@ -209,6 +212,10 @@ def max_with_se(df: pd.DataFrame, col: str, by="lr", window: int = WINDOW, after
             se, kind = seed_se, f"spread of {n} seeds"
         elif n == 1 and np.isfinite(per_seed[0].se):
             se, kind = per_seed[0].se, "bootstrap over the L gradients"
+        elif n == 1 and col.startswith("lambda_H_") and "hessian_tol" in g and g["hessian_tol"].notna().all():
+            # a bound, not a noise: not averaged down over the smoothing window
+            se = float(g["hessian_tol"].max()) * abs(mean)
+            kind = f"Lanczos residual bound (tol {float(g['hessian_tol'].max()):g} x lambda_H^1)"
         else:
             se, kind = np.nan, ""
         raw = [m.raw_value for m in per_seed if np.isfinite(m.raw_value)]

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import __version__
 from .metrics import _METRIC_ALIASES, DEFAULT_METRICS, _metric_names
-from .rules import OPTIMIZERS, SCHEDULES, UPDATE_RULES, WEIGHT_DECAY_ON
+from .rules import OPTIMIZERS, SCHEDULES, UPDATE_RULES, WEIGHT_DECAY_ON, check_one_cycle
 
 __all__ = [
     "RunConfig",
@@ -141,7 +141,8 @@ def _tuplify(v):
     return v
 
 
-_OMIT_IF_NONE = ("init_from",)  # fields added later: absent from to_dict() at their default
+# fields added later: absent from to_dict() (so from the run-store key) at their default None
+_OMIT_IF_NONE = ("init_from", "one_cycle_iters", "one_cycle_anneal")
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,9 @@ class RunConfig:
     optimiser, else ``'sgd'``), with ``rule_kwargs``. ``gd_chunk``: full-batch
     gradients are accumulated over chunks of this size (memory; changes BN
     batch statistics).
-    Schedule (``rules.Schedule``): ``schedule`` in ``SCHEDULES`` and its fields.
+    Schedule (``rules.Schedule``): ``schedule`` in ``SCHEDULES`` and its fields
+    (``one_cycle_iters``/``one_cycle_anneal``: the one-cycle schedule only; left
+    out of ``to_dict()`` and the key when None, so earlier keys stay valid).
     Stop: ``max_epochs`` and/or ``max_iters``; ``target_train_acc`` stops at the
     first measurement with train accuracy >= target (break-even: "before
     reaching 65% training accuracy").
@@ -218,6 +221,8 @@ class RunConfig:
     warmup_iters: int = 0  # trapezoid
     flat_iters: int = 0
     anneal_iters: int = 0
+    one_cycle_iters: int | None = None  # one_cycle: iterations of the whole schedule
+    one_cycle_anneal: float | None = None  # one_cycle: annihilation share (None: 0.1)
     # seeds and stop
     seed: int = 0
     max_epochs: int | None = None
@@ -259,8 +264,12 @@ class RunConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{name} must be a number, got {v!r}")
             s(self, name, float(v))
-        if self.clr_base_lr is not None:
-            s(self, "clr_base_lr", float(self.clr_base_lr))
+        for name in ("clr_base_lr", "one_cycle_anneal"):
+            v = getattr(self, name)
+            if v is not None:
+                s(self, name, float(v))
+        if _is_int(self.one_cycle_iters):
+            s(self, "one_cycle_iters", int(self.one_cycle_iters))
         if self.target_train_acc is not None:
             s(self, "target_train_acc", float(self.target_train_acc))
         s(self, "milestones", tuple(int(m) for m in self.milestones))
@@ -372,6 +381,7 @@ class RunConfig:
         if self.clr_base_lr is not None and not 0 <= self.clr_base_lr <= self.lr:
             raise ValueError(f"clr_base_lr must be in [0, lr] (lr is the cycle's maximum), "
                              f"got {self.clr_base_lr!r}")
+        check_one_cycle(self)
         if self.schedule == "trapezoid" and self.warmup_iters + self.flat_iters + self.anneal_iters == 0:
             raise ValueError("trapezoid schedule needs warmup_iters + flat_iters + anneal_iters > 0")
         if self.measure_at is not None and any(m < 0 for m in self.measure_at):

@@ -155,6 +155,17 @@ class EigenRule(SGDRule):
         """Called by ``RunConfig.validate``: the rule's settings, before any compute."""
         check_rule_kwargs(cls.name, config)
 
+    @classmethod
+    def plan_solves(cls, config, iterations: int, epochs: float) -> list:
+        """For the cost plan (``plan.run_cost``): [(k, tol, which, hessian_n, count)] of the
+        eigenvector refreshes a run of ``iterations`` steps makes (``hessian_n`` None: the
+        whole measurement set): every step, every epoch start, or every r steps."""
+        s = check_rule_kwargs(cls.name, config)
+        r = s["refresh"]
+        count = (iterations if r == "iteration" else math.ceil(epochs) if r == "epoch"
+                 else math.ceil(iterations / int(r)))
+        return [(s["k"], s["tol"], "LM", s["hessian_n"], count)]
+
     def __init__(self, params, config, *, mask=None, nesterov: bool = False, **kwargs):
         self.s = check_rule_kwargs(self.name, config, kwargs)
         super().__init__(params, config, mask=mask, nesterov=nesterov)
@@ -230,24 +241,15 @@ class EigenRule(SGDRule):
         if self.s["refresh"] == "epoch":
             self.refresh(ctx)
 
-    # -- the step
+    # -- the step: SGDRule's momentum step on the transformed L2-included gradient
     def __call__(self, params, grads, lr: float, ctx: RuleContext) -> None:
         if self._due(ctx):
             self.refresh(ctx)
-        with torch.no_grad():
-            wd = self.weight_decay
-            g = [gi.add(p, alpha=wd) if wd != 0 and self.mask[i] else gi
-                 for i, (p, gi) in enumerate(zip(params, grads))]
-            g = self.direction(g, ctx)
-            for i, (p, d) in enumerate(zip(params, g)):
-                if self.momentum != 0:
-                    buf = self.buffers[i]
-                    if buf is None:
-                        buf = self.buffers[i] = torch.clone(d).detach()
-                    else:
-                        buf.mul_(self.momentum).add_(d)
-                    d = d.add(buf, alpha=self.momentum) if self.nesterov else buf
-                p.add_(d, alpha=-lr)
+        super().__call__(params, grads, lr, ctx)
+
+    def step_direction(self, params, grads, ctx):
+        """d = direction(g + wd * theta): the L2 term is nudged with the loss gradient."""
+        return self.direction(self.add_l2(params, grads), ctx)
 
     def transform(self, g: torch.Tensor) -> torch.Tensor:  # flat -> flat
         raise NotImplementedError
@@ -482,20 +484,24 @@ def table_configs(s, fam_name, fam, momentum=0.0) -> dict:
 def experiments(s: dict) -> dict:
     """Every run of the notebook, grouped: {group: {label: RunConfig}}.
 
-    groups: ``traj_<model>`` (Fig. 2/7: eta_traj, S_traj), ``fig3_<model>_eta`` /
-    ``fig3_<model>_S``, ``probe_<model>``, ``variants`` (Fig. 5), ``table1_<model>``,
-    ``table3_<model>``, ``schedules``, ``momentum``."""
+    groups: ``fig3_<model>_eta`` / ``fig3_<model>_S`` (Fig. 2, 3; families without
+    ``fig3: False``), ``probe_<model>`` (Fig. 4, 8-12; families with ``probe_lrs``),
+    ``fig7_resnet32_nol2``, ``variants`` (Fig. 5), ``table1_<model>``, ``table3_<model>``,
+    ``schedules`` / ``momentum`` (SimpleCNN) and ``schedules_<model>`` /
+    ``momentum_<model>`` (other models, e.g. VGG-11 at paper)."""
     out = {}
     t = s["trajectory"]
     fams = families(s)
     for name, fam in fams.items():
         if name == "resnet32_nol2":
             continue
-        out[f"fig3_{name}_eta"] = {lr: trajectory_config(s, fam, lr=lr, batch_size=t["batch_size"])
-                                   for lr in fam.get("fig3_lrs", t["fig3_lrs"])}
-        out[f"fig3_{name}_S"] = {S: trajectory_config(s, fam, lr=t["lr"], batch_size=S)
-                                 for S in fam.get("fig3_batch_sizes", t["fig3_batch_sizes"])}
-        out[f"probe_{name}"] = {lr: probe_config(s, fam, lr) for lr in fam["probe_lrs"]}
+        if fam.get("fig3", True):
+            out[f"fig3_{name}_eta"] = {lr: trajectory_config(s, fam, lr=lr, batch_size=t["batch_size"])
+                                       for lr in fam.get("fig3_lrs", t["fig3_lrs"])}
+            out[f"fig3_{name}_S"] = {S: trajectory_config(s, fam, lr=t["lr"], batch_size=S)
+                                     for S in fam.get("fig3_batch_sizes", t["fig3_batch_sizes"])}
+        if fam["probe_lrs"]:
+            out[f"probe_{name}"] = {lr: probe_config(s, fam, lr) for lr in fam["probe_lrs"]}
     if "resnet32_nol2" in fams:  # Fig. 7
         out["fig7_resnet32_nol2"] = {t["lr"]: trajectory_config(s, fams["resnet32_nol2"], lr=t["lr"],
                                                                 batch_size=t["batch_size"])}
@@ -505,21 +511,44 @@ def experiments(s: dict) -> dict:
         if name in s["table"].get("models", ()):
             out[f"table1_{name}"] = table_configs(s, name, fam)
             out[f"table3_{name}"] = table_configs(s, name, fam, momentum=s["table"]["momentum"])
-    sc, fam = s["schedules"], fams["simplecnn"]
-    total = sc["max_epochs"] * (s["n_train"] // t["batch_size"])
-    common = dict(lr=sc["lr"], batch_size=t["batch_size"], max_epochs=sc["max_epochs"])
-    kinds = {
-        "constant": lambda: trajectory_config(s, fam, **common),
-        "step": lambda: trajectory_config(s, fam, **common, schedule="step",
-                                          milestones=tuple(sc["milestones"]), gamma=0.1),
-        "one cycle": lambda: trajectory_config(s, fam, **common, schedule="cyclic",
-                                               clr_base_lr=sc["lr"] / 10,
-                                               clr_step_size=max(1, total // 2))}
-    out["schedules"] = {k: kinds[k]() for k in sc.get("kinds", list(kinds))}
-    m = s["momentum"]
-    out["momentum"] = {b: trajectory_config(s, fam, lr=m["lr"], batch_size=t["batch_size"], momentum=b,
-                                            max_epochs=sc["max_epochs"]) for b in m["betas"]}
+    for block in ("schedules", "momentum"):
+        bad = [n for n in s[block].get("models", ["simplecnn"]) if n not in fams]
+        if bad:
+            raise ValueError(f"{block}: models {bad} are not run at this profile (skipped or unknown); "
+                             f"run: {', '.join(fams)}")
+    for name in s["schedules"].get("models", ["simplecnn"]):
+        out["schedules" + _suffix(name)] = schedule_configs(s, name, fams[name])
+    for name in s["momentum"].get("models", ["simplecnn"]):
+        m = {**s["momentum"], **s["momentum"].get(name, {})}
+        out["momentum" + _suffix(name)] = {
+            b: trajectory_config(s, fams[name], lr=m["lr"], batch_size=t["batch_size"], momentum=b,
+                                 max_epochs=s["schedules"]["max_epochs"]) for b in m["betas"]}
     return out
+
+
+def _suffix(name: str) -> str:
+    return "" if name == "simplecnn" else f"_{name}"
+
+
+SCHEDULE_KINDS = ("constant", "step", "one cycle")
+
+
+def schedule_configs(s, name, fam) -> dict:
+    """Fig. 15 (App. D): constant, step-wise decaying (eta / 10 at each milestone epoch) and
+    one-cycle eta ({kind: RunConfig}). One cycle: Smith's 1cycle (``rules.Schedule``,
+    ``one_cycle``) over the whole run, eta / 10 -> eta -> eta / 10 linearly over the first
+    90% of the iterations, then annihilated linearly to eta / 1000."""
+    sc = {**s["schedules"], **s["schedules"].get(name, {})}
+    bs = s["trajectory"]["batch_size"]
+    common = dict(lr=sc["lr"], batch_size=bs, max_epochs=sc["max_epochs"])
+    kinds = sc.get("kinds", list(SCHEDULE_KINDS))
+    bad = set(kinds) - set(SCHEDULE_KINDS)
+    if bad:
+        raise ValueError(f"unknown schedule kinds {sorted(bad)}; valid: {', '.join(SCHEDULE_KINDS)}")
+    extra = {"constant": {}, "step": dict(schedule="step", milestones=tuple(sc["milestones"]), gamma=0.1),
+             "one cycle": dict(schedule="one_cycle", one_cycle_iters=sc["max_epochs"] * (s["n_train"] // bs),
+                               clr_base_lr=sc["lr"] / 10, min_lr=sc["lr"] / 1000)}
+    return {k: trajectory_config(s, fam, **common, **extra[k]) for k in kinds}
 
 
 def run_configs(profile: str, **overrides) -> list:

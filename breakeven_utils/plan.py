@@ -7,16 +7,21 @@ cost measured on this device, before anything is trained (``make plan``).
 * :func:`check_config` repeats the checks ``train.train`` makes once the data are
   loaded (sizes against the data set), from the data sets' known sizes, so an
   invalid setting fails here and in CI, not hours into a run.
-* :func:`calibrate` times, on random inputs of each distinct model and input shape,
-  a few forward+backward passes at two batch sizes, an evaluation pass, single
-  Hessian-vector products at two sizes, one cold Lanczos solve per (k, tol), per-example
-  gradients and curvatures, and the update rule; cached per device for the session
+* :func:`calibrate` times, on random inputs of each distinct model and input shape
+  (once for all notebooks), forward+backward passes at two batch sizes, an evaluation
+  pass, single Hessian-vector products at two sizes, per-example gradients and
+  curvatures; the update rules' own costs (one timing shared by every rule that steps
+  as SGD does); plugin metrics; and, on a small proxy, the number of HVPs of one cold
+  Lanczos solve per (k, tol, which). Each timing repeats only while it is shorter than
+  :data:`TIME_BUDGET`. Cached per device for the session
   (``<run store>/_plan/calibration.json``, 12 hours).
 * :func:`run_cost` is the cost model: ``steps x step(S) + sum over measurements of the
   metrics' costs + once-per-run costs``, every term linear in the examples it touches
-  (``a + b n`` fitted from the two timed sizes). Runs that stop at a target training
-  accuracy are costed to their epoch budget (an upper bound); Lanczos counts are
-  those of a cold start (along a trajectory it is warm-started: fewer).
+  (``a + b n`` fitted from the two timed sizes). Every Lanczos solve (lambda_H, the
+  spectrum, ``hessian_top``, the eigenvector refreshes of NSGD-type rules) costs its
+  proxy HVP count times one HVP on its examples: runs that stop at a target training
+  accuracy are costed to their epoch budget, and Lanczos at its cold-start count
+  (along a trajectory it is warm-started: fewer), so costs are upper bounds.
 """
 
 from __future__ import annotations
@@ -47,6 +52,15 @@ INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "fashion_mnist"
 TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "fashion_mnist": 10_000, "mnist": 10_000,
               "synthetic": 1_024}
 CACHE_HOURS = 12.0
+CAL_VERSION = 3  # bump when the calibration's fields change: older cached entries are redone
+# examples of the timed Hessian-vector product: 32 in one batch ('cached' graph, as the
+# recorder for up to 512 examples), 64 in two batches of 32 (forward-over-reverse, as for more)
+HVP_N = {"cached": 32, "chunked": 64}
+TIME_BUDGET = 0.3  # seconds: a timing repeats (up to its reps) while the total is below this
+# metrics costed from the calibrated primitives, not timed as plugins
+_MODELLED = ("hessian_top", "sharpest_probe")
+# plugin metrics whose cost does not grow with the measurement set (seconds per call)
+_PER_CALL = ("rho_W",)
 _FREE = ("grad_cos", "grad_norm", "dist_init", "param_norm", "gamma_norm", "g_over_g5", "H_spectrum")
 
 
@@ -146,10 +160,15 @@ def _shape_key(c, s) -> str:
                        "classes": s["num_classes"]}, sort_keys=True)
 
 
-def _timed(fn, reps: int = 3, sync=None) -> float:
-    fn()  # warm-up (allocations, lazy init, graph caches)
-    if sync:
-        sync()
+def _timed(fn, reps: int = 3, sync=None, budget: float | None = None, warmup: bool = True) -> float:
+    """Median of up to ``reps`` timed calls after one warm-up; stops repeating once the
+    timed calls took ``budget`` seconds (default :data:`TIME_BUDGET`): a slow primitive
+    (a ResNet-56 pass at batch 128) is timed once, a fast one several times."""
+    budget = TIME_BUDGET if budget is None else budget
+    if warmup:
+        fn()  # warm-up (allocations, lazy init, graph caches)
+        if sync:
+            sync()
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -157,6 +176,8 @@ def _timed(fn, reps: int = 3, sync=None) -> float:
         if sync:
             sync()
         ts.append(time.perf_counter() - t0)
+        if sum(ts) >= budget:
+            break
     return statistics.median(ts)
 
 
@@ -209,21 +230,27 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
         return go
 
     n1, n2 = need["fb_sizes"]
-    t1, t2 = _timed(fb(n1), reps=2, sync=sync), _timed(fb(n2), reps=2, sync=sync)
+    # the warm-up at n1 warms the model: the pass at n2 and the evaluation need none
+    # (measured: the first pass at a new batch size costs what the next ones do)
+    t1, t2 = _timed(fb(n1), sync=sync), _timed(fb(n2), sync=sync, warmup=False)
     out["fb_a"], out["fb_b"] = _fit(n1, t1, n2, t2)
-    # a batch of one (per-example loops such as max_gradient_variance) runs in eval mode:
-    # BatchNorm has no batch statistics for one example
-    out["fb_1"] = _timed(fb(1, train=False), reps=2, sync=sync)
-    out["eval_b"] = _timed(lambda: evaluate(model, loss_fn, x[:64], y[:64]), reps=2, sync=sync) / 64
-    # one Hessian-vector product at two sizes, batched as the recorder batches them
-    big = need["hessian_chunked"]
-    hv = {}
-    for n in (16, 64):
-        obj = _Objective(model, loss_fn, (x[:n], y[:n]), bn_mode=c.hessian_bn_mode,
-                         batch_size=n // 2 if big else None, method=c.hessian_method)
-        v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(1)).to(device)
-        hv[n] = _timed(lambda obj=obj, v=v: obj.hvp(v), reps=1, sync=sync)
-    out["hvp_a"], out["hvp_b"] = _fit(16, hv[16], 64, hv[64])
+    out["eval_b"] = _timed(lambda: evaluate(model, loss_fn, x[:64], y[:64]), sync=sync,
+                           warmup=False) / 64
+    # one Hessian-vector product, batched as the recorder batches them; an HVP costs a
+    # fixed multiple of a forward+backward pass on the same examples (2-4 on this CPU), so
+    # hvp(n) = ratio x fb(n), the ratio measured at HVP_N examples. The 'cached' path's first
+    # product builds the graph (the warm-up); forward-over-reverse needs no warm-up once
+    # the process has run one (_warm_hvp_paths): its first product costs what the next do
+    chunked = need["hessian_chunked"]
+    n = HVP_N["chunked" if chunked else "cached"]
+    obj = _Objective(model, loss_fn, (x[:n], y[:n]), bn_mode=c.hessian_bn_mode,
+                     batch_size=n // 2 if chunked else None, method=c.hessian_method)
+    v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(1)).to(device)
+    if chunked:
+        _warm_hvp_paths(device)
+    t_hvp = _timed(lambda: obj.hvp(v), reps=1, sync=sync, warmup=not chunked)
+    out["hvp_ratio"] = t_hvp / (out["fb_a"] + out["fb_b"] * n)
+    out["hvp_a"], out["hvp_b"] = out["hvp_ratio"] * out["fb_a"], out["hvp_ratio"] * out["fb_b"]
     if need["pe_grad"]:
         out["pe_grad_b"] = _timed(lambda: per_example_gradients(model, loss_fn, x[:8], y[:8]),
                                   reps=1, sync=sync) / 8
@@ -232,6 +259,28 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
         out["pe_curv_b"] = _timed(lambda: per_example_curvature(
             model, loss_fn, (x[:16], y[:16]), v, bn_mode=c.hessian_bn_mode), reps=1, sync=sync) / 16
     return out
+
+
+_WARM: set = set()
+
+
+def _warm_hvp_paths(device: str) -> None:
+    """Pay the first-use cost of the batched HVP paths (lazy initialisation of
+    torch.func, 1-2 s on CPU) once per process, on a tiny model."""
+    if device in _WARM:
+        return
+    import torch
+    from torch import nn
+
+    from .curvature import _Objective
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10)).to(device)
+    x = torch.randn(8, 3, 8, 8, device=device)
+    model(x)
+    obj = _Objective(model, nn.CrossEntropyLoss(), (x, torch.arange(8, device=device) % 10), batch_size=4)
+    for _ in range(2):
+        obj.hvp(torch.randn(obj.dim, device=device))
+    _WARM.add(device)
 
 
 def _calibrate_device(device: str) -> dict:
@@ -270,9 +319,40 @@ def _lanczos_count(key: str) -> int:
     return int(h.n_hvp)
 
 
+def _steps_as_sgd(c) -> bool:
+    """True for rules whose step costs what SGD's does: ``sgd`` itself (SGD, GD, momentum)
+    and rules that declare their extra work for the plan (``plan_solves``: NSGD-type
+    rules, whose projection on k eigenvectors is O(k D), negligible beside a pass)."""
+    from .rules import UPDATE_RULES, SGDRule
+
+    cls = UPDATE_RULES[c.rule_name]
+    return cls is SGDRule or hasattr(cls, "plan_solves")
+
+
+def _rule_key(c, sk: str) -> str:
+    """Calibration key of ``c``'s update rule: one timing per shape (and momentum) for
+    every rule that steps as SGD does, else per rule, its kwargs and optimizer."""
+    if _steps_as_sgd(c):
+        return json.dumps([sk, "sgd", {}, "sgd", c.momentum > 0], sort_keys=True)
+    return json.dumps([sk, c.rule_name, c.rule_kwargs, c.optimizer, c.momentum > 0], sort_keys=True)
+
+
+def _rule_solves(c, s) -> list:
+    """[(k, tol, which, n_examples, count)] of the Lanczos solves the update rule runs
+    per run (its ``plan_solves(config, iterations, epochs)``), [] for other rules."""
+    from .rules import UPDATE_RULES
+
+    hook = getattr(UPDATE_RULES[c.rule_name], "plan_solves", None)
+    if hook is None:
+        return []
+    return [(k, tol, which, s["n_measure"] if n is None else n, count)
+            for k, tol, which, n, count in hook(c, s["iterations"], s["epochs"])]
+
+
 def _calibrate_rule(c, s, device: str) -> dict:
     """The update rule's own costs: one update, ``on_start`` and ``on_epoch_start``
-    (timed on the 64-example calibration measurement set)."""
+    (timed on the 64-example calibration measurement set). A rule that steps as SGD
+    does is timed as plain SGD (its hooks' work is in ``plan_solves``)."""
     import torch
     from torch import nn
 
@@ -283,8 +363,8 @@ def _calibrate_rule(c, s, device: str) -> dict:
     model = _build(c, data, device)
     loss_fn = nn.CrossEntropyLoss()
     params = [p for p in model.parameters() if p.requires_grad]
-    rule = UPDATE_RULES[c.rule_name](params, c, mask=weight_decay_mask(model, c.weight_decay_on),
-                                     **c.rule_kwargs)
+    name, kwargs = ("sgd", {}) if _steps_as_sgd(c) else (c.rule_name, c.rule_kwargs)
+    rule = UPDATE_RULES[name](params, c, mask=weight_decay_mask(model, c.weight_decay_on), **kwargs)
     ctx = RuleContext(model, loss_fn, data, c)
     t0 = time.perf_counter()
     try:
@@ -314,7 +394,8 @@ def _calibrate_rule(c, s, device: str) -> dict:
 
 def _calibrate_metric(name, c, s, device: str) -> float:
     """Seconds per example of the measurement set for a plugin metric (one timed call
-    on a 64-example calibration measurement set); NaN if it cannot run there."""
+    on a 64-example calibration measurement set; seconds per call for :data:`_PER_CALL`);
+    NaN if it cannot run there."""
     import torch
     from torch import nn
 
@@ -329,7 +410,7 @@ def _calibrate_metric(name, c, s, device: str) -> float:
                    sync=torch.cuda.synchronize if device.startswith("cuda") else None)
     except Exception:  # noqa: BLE001 -- needs more than the calibration data: unknown cost
         return float("nan")
-    return t / len(data.measure)
+    return t if name in _PER_CALL else t / len(data.measure)
 
 
 def _device_key(device: str) -> str:
@@ -342,9 +423,10 @@ def _device_key(device: str) -> str:
 
 
 def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = False,
-              progress: bool = True) -> dict:
+              progress: bool = True, cached_only: bool = False) -> dict | None:
     """Costs of the primitives every config needs, measured on ``device`` (cached per
-    device in ``<store>/_plan/calibration.json`` for :data:`CACHE_HOURS` hours)."""
+    device in ``<store>/_plan/calibration.json`` for :data:`CACHE_HOURS` hours).
+    ``cached_only``: measure nothing; None unless the cache covers every config."""
     from .device import resolve_device
     from .records import _atomic_json, store_root
 
@@ -356,8 +438,10 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
         cache = {}
     dkey = _device_key(device)
     entry = cache.get(dkey) or {}
-    if recalibrate or time.time() - entry.get("created", 0) > CACHE_HOURS * 3600:
-        entry = {"created": time.time(), "shapes": {}, "rules": {}, "metrics": {}}
+    if (recalibrate or time.time() - entry.get("created", 0) > CACHE_HOURS * 3600
+            or entry.get("version") != CAL_VERSION):
+        entry = {"created": time.time(), "version": CAL_VERSION, "shapes": {}, "rules": {},
+                 "metrics": {}}
     from .train import _USER_METRICS
 
     todo_shapes, todo_rules, todo_metrics = {}, {}, {}
@@ -381,12 +465,18 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
             need["lanczos"].add(json.dumps([c.spectrum_k, c.hessian_tol, c.hessian_which]))
         need["pe_grad"] |= "K1" in c.metrics
         need["pe_curv"] |= "breakeven_lhs" in c.metrics
-        rk = json.dumps([sk, c.rule_name, c.rule_kwargs, c.optimizer, c.momentum > 0], sort_keys=True)
+        if "hessian_top" in c.metrics:
+            need["lanczos"].add(json.dumps([c.hessian_k, c.hessian_tol, c.hessian_which]))
+            need["hessian_chunked"] |= s["hessian_n"] > 512
+        for k, tol, which, n, _ in _rule_solves(c, s):
+            need["lanczos"].add(json.dumps([k, tol, which]))
+            need["hessian_chunked"] |= n > 512
+        rk = _rule_key(c, sk)
         if rk not in entry["rules"]:
             todo_rules.setdefault(rk, (c, s))
         for m in c.metrics:
             mk = json.dumps([sk, m])
-            if m in _USER_METRICS and mk not in entry["metrics"]:
+            if m in _USER_METRICS and m not in _MODELLED and mk not in entry["metrics"]:
                 todo_metrics.setdefault(mk, (m, c, s))
 
     def covered(k, need):
@@ -403,6 +493,8 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
     jobs = [("shape", k) for k in todo_shapes] + [("lanczos", k) for k in sorted(lanczos)] + \
         [("rule", k) for k in todo_rules] + [("metric", k) for k in todo_metrics] + \
         ([("device", None)] if "device" not in entry else [])
+    if jobs and cached_only:
+        return None
     for kind, k in tqdm(jobs, desc="calibrating", disable=not progress or not jobs, leave=False):
         t0 = time.perf_counter()
         if kind == "shape":
@@ -437,11 +529,11 @@ def run_cost(c, cal: dict) -> dict:
     sk = _shape_key(c, s)
     p = cal["shapes"][sk]
     dev = cal["device"]
-    rule = cal["rules"][json.dumps([sk, c.rule_name, c.rule_kwargs, c.optimizer, c.momentum > 0],
-                                   sort_keys=True)]
+    rule = cal["rules"][_rule_key(c, sk)]
     fb = lambda n: p["fb_a"] + p["fb_b"] * n  # noqa: E731
     hvp = lambda n: p["hvp_a"] + p["hvp_b"] * n  # noqa: E731
-    lanczos = lambda k: cal["lanczos"][json.dumps([k, c.hessian_tol, c.hessian_which])]  # noqa: E731
+    lanczos = lambda k, tol=c.hessian_tol, which=c.hessian_which: (  # noqa: E731
+        cal["lanczos"][json.dumps([k, tol, which])])
     ev, m = p["eval_b"], s["n_measure"]
     n_train_eval = s["n_train"] if c.train_eval_on == "train" else m
     per = {}
@@ -457,6 +549,13 @@ def run_cost(c, cal: dict) -> dict:
         elif name == "lambda_H":
             per[name] = lanczos(c.hessian_k) * hvp(s["hessian_n"]) + (
                 fb(s["hessian_n"]) if s["hessian_n"] <= 512 else 0.0)  # 'cached' HVPs build a graph
+        elif name == "hessian_top":  # sharpest.top_eigs: batches of 512, 'cached' for one
+            per[name] = lanczos(c.hessian_k) * hvp(s["hessian_n"]) + (
+                fb(s["hessian_n"]) if s["hessian_n"] <= 512 else 0.0)
+        elif name == "sharpest_probe":  # sharpest.probe: 10 mini-batch gradients at S, the
+            # loss along e_1, e_3, e_5 (33 points each, those <= k) and 5 x 10 + 1 alpha points
+            dirs = sum(i <= c.hessian_k for i in (1, 3, 5))
+            per[name] = 10 * fb(c.batch_size) + ev * s["hessian_n"] * (33 * dirs + 51)
         elif name == "breakeven_lhs":
             per[name] = p["pe_curv_b"] * s["hessian_n"]
         elif name == "K":
@@ -466,7 +565,8 @@ def run_cost(c, cal: dict) -> dict:
             per[name] = (L * p["pe_grad_b"] + 2 * L * L * p["n_params"] / dev["gram_flops"]
                          + dev["eigh_c"] * L ** 3)
         elif name in _USER_METRICS:
-            per[name] = cal["metrics"].get(json.dumps([sk, name]), float("nan")) * m
+            per[name] = cal["metrics"].get(json.dumps([sk, name]), float("nan")) * (
+                1 if name in _PER_CALL else m)
         else:  # vector norms and cosines of the step: negligible
             per[name] = 0.0
     # a rule hook that could not run on the calibration data (NaN) is costed at zero
@@ -475,6 +575,8 @@ def run_cost(c, cal: dict) -> dict:
     if "H_spectrum" in c.metrics:
         once += lanczos(c.spectrum_k) * hvp(s["hessian_n"])
     train = s["iterations"] * (fb(s["S"]) + rule["update"])
+    # the rule's eigenvector refreshes (NSGD-type rules), at cold-start HVP counts
+    train += sum(count * lanczos(k, tol, which) * hvp(n) for k, tol, which, n, count in _rule_solves(c, s))
     measure = s["n_measurements"] * sum(per.values())
     return {"train": train, "measure": measure, "once": once, "total": train + measure + once,
             "per_measurement": per, **s}

@@ -363,7 +363,7 @@ def moving_average(values, window: int) -> np.ndarray:
 def curves(df, x: str, y: str, hue: str, *, units: str | None = None, window: int = 5, ax=None,
            vlines=None, xlabel: str | None = None, ylabel: str | None = None,
            vline_label: str | None = None, hue_symbol: str = r"$\eta$", logy: bool = False,
-           raw_alpha: float = 0.35, palette=None):
+           raw_alpha: float = 0.35, palette=None, seed_band: str | None = "sd"):
     """Metric against iteration/epoch per hue, smoothed over faint raw points (paper Fig. 4, 5, 10-26).
 
     df: long table with columns x, y, hue (and units, e.g. 'seed': one line
@@ -372,6 +372,10 @@ def curves(df, x: str, y: str, hue: str, *, units: str | None = None, window: in
     epoch at which training accuracy first exceeds a threshold), or a list of
     x positions drawn grey; vline_label names them once in the legend (e.g.
     'training accuracy > 60%'). Axis labels default to SYMBOLS[x] / SYMBOLS[y].
+    seed_band: where a hue has two or more units (seeds), draw their mean
+    smoothed curve with a band (seaborn ``lineplot``; 'sd': +-1 standard
+    deviation across units, 'se': +-1 standard error; the legend says which and
+    over how many units) instead of one line per unit; None: one line per unit.
     """
     for c in (x, y, hue) + ((units,) if units else ()):
         if c not in df.columns:
@@ -379,9 +383,15 @@ def curves(df, x: str, y: str, hue: str, *, units: str | None = None, window: in
     fig, ax = _fig_ax(ax)
     hues = _unique(df[hue].tolist())
     col = _colors_for(hues, palette)
+    if seed_band not in (None, "sd", "se"):
+        raise ValueError(f"seed_band must be 'sd', 'se' or None, got {seed_band!r}")
     for h in hues:
         sub = df[df[hue] == h]
         groups = [sub] if units is None else [g for _, g in sub.groupby(units, sort=True)]
+        if seed_band is not None and len(groups) >= 2:
+            _seed_band(ax, groups, x, y, window, col[h], raw_alpha, seed_band,
+                       hue_label(h, hue_symbol))
+            continue
         for i, g in enumerate(groups):
             g = g.sort_values(x, kind="stable")
             xs, ys = g[x].to_numpy(float), g[y].to_numpy(float)
@@ -402,6 +412,23 @@ def curves(df, x: str, y: str, hue: str, *, units: str | None = None, window: in
     ax.set_ylabel(ylabel if ylabel is not None else SYMBOLS.get(y, y))
     ax.legend(fontsize=8, framealpha=0.8)
     return fig
+
+
+def _seed_band(ax, groups, x, y, window, color, raw_alpha, errorbar, label):
+    """Mean over units of the smoothed curves, with a +-1 SD (SE) band (seaborn)."""
+    import pandas as pd
+    import seaborn as sns
+
+    parts = []
+    for g in groups:
+        g = g.sort_values(x, kind="stable")
+        xs, ys = g[x].to_numpy(float), g[y].to_numpy(float)
+        ax.plot(xs, ys, ".", color=color, alpha=raw_alpha * 0.6, ms=3.0, mew=0)
+        parts.append(pd.DataFrame({"x": xs, "y": moving_average(ys, window)}))
+    what = "SD" if errorbar == "sd" else "SE"
+    sns.lineplot(data=pd.concat(parts, ignore_index=True), x="x", y="y", ax=ax, color=color,
+                 lw=1.4, errorbar=errorbar, estimator="mean",
+                 label=f"{label} (mean ± {what}, {len(groups)} seeds)")
 
 
 def provenance(data_label: str, profile: str, seeds) -> str:

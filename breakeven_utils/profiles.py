@@ -320,6 +320,10 @@ for _name, _sec in _WALK.items():
 # ----------------------------------------------------------------------------- notebook 5 (nsgd)
 # Sharpest directions and Nudged SGD (Jastrzebski et al. 2018). Eigenpairs by magnitude
 # ('LM', the authors' eigsh default) on hessian_n examples; the paper: 2,250 = 5% of 45k.
+# models: families {name: model, model_kwargs, L2, probe_lrs (Fig. 4 probes), "fig3": False
+# (no eta / S sweeps), "figure" (the probe figure's number), "skip": reason}; schedules /
+# momentum: "models" (default ["simplecnn"]) with per-model overrides under the model name;
+# schedules "kinds" (default all: constant, step, one cycle).
 _TINY = {"model": "simple_cnn", "model_kwargs": {"image_size": 8, "width": [4, 4, 8, 8], "hidden": 16}}
 _NSGD = {
     "smoke": {
@@ -340,7 +344,9 @@ _NSGD = {
                   "simplecnn": {}},
         "schedules": {"lr": 0.1, "max_epochs": 2, "milestones": [1]},
         "momentum": {"lr": 0.02, "betas": [0.0, 0.9]},
-        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data); paper profile"},
+        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data); paper profile",
+                        "vgg11": "VGG-11 (Fig. 3, 15, 16): paper profile only; SimpleCNN here",
+                        "resnet32_bn": "Fig. 12 (ResNet-32 with BatchNorm): paper profile only"},
     },
     "cpu": {
         # CIFAR-10 subset of 5,000; Hessian set 100 examples (2%; the paper: 5%), Lanczos tol
@@ -363,11 +369,12 @@ _NSGD = {
                   "patience": 1, "gammas": [0.01, 0.1, 1, 10], "sgd_lrs": [0.1, 0.005],
                   "momentum": 0.9, "momentum_gammas": [0.01, 1, 5], "train_eval_on": "measure",
                   "simplecnn": {}},
-        "schedules": {"lr": 0.1, "max_epochs": 4, "milestones": [2], "kinds": ["constant", "step"]},
+        "schedules": {"lr": 0.1, "max_epochs": 4, "milestones": [2],
+                      "kinds": ["constant", "step", "one cycle"]},
         "momentum": {"lr": 0.02, "betas": [0.0, 0.9]},
         "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data); paper profile",
                         "vgg11": "VGG-11 (Fig. 3, 15, 16): paper profile only; SimpleCNN here",
-                        "one_cycle": "the one-cycle schedule of Fig. 15: paper profile only (budget)",
+                        "resnet32_bn": "Fig. 12 (ResNet-32 with BatchNorm): paper profile only (budget)",
                         "sgd_0.0025": "the SGD(0.0025) row of Table 1: paper profile only (budget)"},
     },
     "paper": {
@@ -377,6 +384,12 @@ _NSGD = {
             "resnet32": {"model": "resnet32", "model_kwargs": {"bn": False}, "weight_decay": 0.005,
                          "weight_decay_on": "kernels", "probe_lrs": [0.025, 0.01]},
             "resnet32_nol2": {"model": "resnet32", "model_kwargs": {"bn": False}, "probe_lrs": []},
+            # Fig. 12: the Fig. 4 probes for ResNet-32 with BatchNorm (L2 as ResNet-32), no sweeps
+            "resnet32_bn": {"model": "resnet32", "model_kwargs": {"bn": True}, "weight_decay": 0.005,
+                            "weight_decay_on": "kernels", "probe_lrs": [0.0025], "fig3": False,
+                            "figure": "12"},
+            # Fig. 3, 15, 16: VGG-11 (the model's default He init), final layer for 10 classes
+            "vgg11": {"model": "vgg11", "model_kwargs": {}, "probe_lrs": []},
         },
         "trajectory": {"lr": 0.1, "batch_size": 128, "max_epochs": 100, "measure_every": 10,
                        "measure_dense_until": 1_000, "fig3_lrs": [0.1, 0.05, 0.01],
@@ -388,10 +401,12 @@ _NSGD = {
                   "max_epochs": 100, "patience": 5, "gammas": [0.01, 0.1, 1, 10],
                   "sgd_lrs": [0.1, 0.005, 0.0025], "momentum": 0.9, "momentum_gammas": [0.01, 1, 5],
                   "simplecnn": {"model": "simple_cnn_wide"}},  # footnote 10: 100 filters, 5x5
-        "schedules": {"lr": 0.1, "max_epochs": 100, "milestones": [50, 75]},
-        "momentum": {"lr": 0.01, "betas": [0.0, 0.5, 0.9]},
-        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data)",
-                        "vgg11": "VGG-11 (Fig. 3, 15, 16) is not wired into this notebook yet"},
+        # Fig. 15 / 16 are VGG-11's (Fig. 16: eta = 0.1, S = 128); SimpleCNN's runs beside them
+        "schedules": {"lr": 0.1, "max_epochs": 100, "milestones": [50, 75],
+                      "models": ["simplecnn", "vgg11"]},
+        "momentum": {"lr": 0.01, "betas": [0.0, 0.5, 0.9], "models": ["simplecnn", "vgg11"],
+                     "vgg11": {"lr": 0.1}},
+        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data)"},
     },
 }
 for _name, _sec in _NSGD.items():

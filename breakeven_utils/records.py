@@ -617,7 +617,7 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
         results are bitwise reproducible only at the same thread count).
     device: 'auto' (CUDA when present, else CPU; with an executor, resolved on each
         worker), 'cpu', 'cuda[:N]'.
-    Progress: a bar over the runs as they complete (any order).
+    Progress: run i of n, time left from the cost plan (``progress.SweepProgress``).
     errors: 'raise' (after all runs finished, raise for the failed ones) or
         'record' (skip them; their keys and errors are in ``df.attrs['failed']``).
     Two sweeps sharing configurations may run at the same time: a run being
@@ -629,9 +629,8 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
         raise ValueError(f"threads_per_job must be a positive integer or None, got {threads_per_job!r}")
     if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"jobs must be a positive integer or None, got {jobs!r}")
-    from tqdm.auto import tqdm
-
     from .executors import as_completed, submit_runs
+    from .progress import SweepProgress
 
     configs = list(configs)
     for c in configs:
@@ -658,13 +657,14 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
             initargs=(threads_per_job,) if threads_per_job else ())
     keys = list(unique)
     reports: dict[str, dict] = {}
-    bar = tqdm(total=len(unique), disable=not progress, desc="sweep", dynamic_ncols=True)
+    bar = SweepProgress(unique, root, jobs=jobs, progress=progress, device=device, threads=threads_per_job,
+                        remote=is_remote(executor))  # run i of n, time left from the cost plan
     try:
         if executor is None:
             for k in keys:
                 reports[k] = _run_job(unique[k].to_dict(), str(root), device, checkpoint_every,
                                       progress)
-                bar.update(1)
+                bar.done(k, reports[k])
         else:
             futures = submit_runs(executor, [
                 (unique[k].to_dict(), str(root), device, checkpoint_every, False,
@@ -675,8 +675,7 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
                 except Exception as e:  # the job itself died (worker lost, cancelled, ...)
                     reports[keys[i]] = {"key": keys[i], "status": "failed",
                                         "error": f"{type(e).__name__}: {e}"}
-                bar.update(1)
-                bar.set_postfix_str(f"last: {keys[i][:8]} {reports[keys[i]]['status']}")
+                bar.done(keys[i], reports[keys[i]])
     finally:
         bar.close()
         if own is not None:

@@ -9,10 +9,12 @@
   :func:`register_rule`): the loop computes the mini-batch gradient, the rule
   turns it into a step. Nudged SGD and the "top-only / no-top / constant-top"
   variants of the sharpest-directions paper subclass :class:`SGDRule` and
-  override :meth:`UpdateRule.direction` / :meth:`UpdateRule.on_epoch_start`.
+  override :meth:`UpdateRule.direction` / :meth:`UpdateRule.on_epoch_start`
+  and :meth:`SGDRule.step_direction` (they transform the L2-included gradient).
 * Learning-rate schedules (``SCHEDULES``): constant, step decay, decay on
-  validation plateau, cyclic (CLR, triangular) and trapezoid (A Walk with SGD
-  Sec. 5), see :class:`Schedule`.
+  validation plateau, cyclic (CLR, triangular), trapezoid (A Walk with SGD
+  Sec. 5) and one-cycle (Smith's 1cycle, sharpest directions Fig. 15), see
+  :class:`Schedule`.
 
 Place in the package (a downward stack, no cycles)::
 
@@ -25,6 +27,7 @@ a module of ``config.PLUGIN_MODULES``, so it is found by name in any process.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -39,6 +42,8 @@ __all__ = [
     "SCHEDULES",
     "WEIGHT_DECAY_ON",
     "Schedule",
+    "one_cycle_lr",
+    "check_one_cycle",
     "RuleContext",
     "UpdateRule",
     "UPDATE_RULES",
@@ -50,7 +55,7 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "gd", "gd_noise")
-SCHEDULES = ("constant", "step", "plateau", "cyclic", "trapezoid")
+SCHEDULES = ("constant", "step", "plateau", "cyclic", "trapezoid", "one_cycle")
 WEIGHT_DECAY_ON = ("all", "kernels", "conv_kernels")
 
 
@@ -75,6 +80,24 @@ class Schedule:
       A = anneal_iters, m = min_lr: lr_t = m + (lr - m) t / W for t < W;
       lr for W <= t < W + F; lr - (lr - m)(t - W - F) / A for
       W + F <= t < W + F + A; m afterwards.
+    * ``one_cycle`` (Smith's 1cycle: L. N. Smith, "A disciplined approach to neural
+      network hyper-parameters: Part 1", 2018, Sec. 4.1, the policy behind the
+      "single cycle" schedule of the sharpest-directions paper, Fig. 15): one
+      triangular CLR cycle shorter than the schedule, linearly up from the base
+      b to lr and linearly back down to b, then an annihilation phase linearly
+      from b down to m for the remaining iterations. Parameters: T =
+      ``one_cycle_iters`` (iterations of the whole schedule, usually the run's;
+      required), f = ``one_cycle_anneal`` (fraction of T in the annihilation
+      phase, default 0.1), b = ``clr_base_lr`` (default lr / 10), m = ``min_lr``
+      (default 0). With h = (1 - f) T / 2 (the half cycle) and c = 2h:
+      lr_t = b + (lr - b) t / h for t < h; lr - (lr - b)(t - h) / h for
+      h <= t < c; b - (b - m)(t - c) / (T - c) for c <= t < T; m for t >= T.
+      So lr_0 = b, lr_h = lr, lr_c = b, lr_T = m (f = 0: up and down only,
+      then m). This is ``torch.optim.lr_scheduler.OneCycleLR(max_lr=lr,
+      total_steps=T, pct_start=h / T, anneal_strategy='linear',
+      three_phase=True, div_factor=lr / b, final_div_factor=b / m)`` except
+      that torch ends each phase one or two iterations early (its phase ends
+      are pct_start T - 1 and 2 pct_start T - 2).
     """
 
     def __init__(self, config: RunConfig, batches_per_epoch: int):
@@ -93,7 +116,7 @@ class Schedule:
         if c.schedule == "plateau":
             return max(c.lr * self.scale, c.min_lr)
         if c.schedule == "cyclic":
-            base = c.lr / 10 if c.clr_base_lr is None else c.clr_base_lr
+            base = _base_lr(c)
             s = c.clr_step_size
             cycle = math.floor(1 + t / (2 * s))
             x = abs(t / s - 2 * cycle + 1)
@@ -107,6 +130,9 @@ class Schedule:
             if t < w + f + a:
                 return c.lr - (c.lr - m) * (t - w - f) / a
             return m
+        if c.schedule == "one_cycle":
+            return one_cycle_lr(t, c.lr, c.one_cycle_iters, _anneal_fraction(c),
+                                _base_lr(c), c.min_lr)
         raise AssertionError(c.schedule)
 
     def observe(self, val_loss: float) -> None:
@@ -126,6 +152,63 @@ class Schedule:
 
     def load_state_dict(self, d: dict) -> None:
         self.scale, self.best, self.bad_epochs = d["scale"], d["best"], d["bad_epochs"]
+
+
+#: one_cycle: the annihilation phase's default fraction of the schedule
+ONE_CYCLE_ANNEAL = 0.1
+
+
+def _base_lr(c) -> float:
+    return c.lr / 10 if c.clr_base_lr is None else c.clr_base_lr
+
+
+def _anneal_fraction(c) -> float:
+    return ONE_CYCLE_ANNEAL if c.one_cycle_anneal is None else c.one_cycle_anneal
+
+
+def one_cycle_lr(t: int, lr: float, total: int, anneal: float, base: float, final: float) -> float:
+    """Smith's one-cycle learning rate at iteration ``t`` (see :class:`Schedule`):
+    linearly ``base`` -> ``lr`` -> ``base`` over the first (1 - ``anneal``) ``total``
+    iterations, then ``base`` -> ``final`` over the rest; ``final`` from ``total`` on."""
+    h = (1.0 - anneal) * total / 2.0
+    c = 2.0 * h
+    if t < h:
+        return base + (lr - base) * t / h
+    if t < c:
+        return lr - (lr - base) * (t - h) / h
+    if t < total:
+        return base - (base - final) * (t - c) / (total - c)
+    return final
+
+
+def check_one_cycle(c) -> None:
+    """ValueError unless the one-cycle settings of RunConfig ``c`` are usable (called by
+    ``RunConfig.validate``, before any compute); its fields are only for that schedule."""
+    if c.schedule != "one_cycle":
+        for name in ("one_cycle_iters", "one_cycle_anneal"):
+            if getattr(c, name) is not None:
+                raise ValueError(f"{name} is only used with schedule='one_cycle' "
+                                 f"(schedule is {c.schedule!r})")
+        return
+    T = c.one_cycle_iters
+    if T is None:
+        raise ValueError("schedule='one_cycle' needs one_cycle_iters (the iterations of the whole "
+                         "schedule, usually max_epochs x batches per epoch)")
+    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 2:
+        raise ValueError(f"one_cycle_iters must be an integer >= 2, got {T!r}")
+    f = _anneal_fraction(c)
+    if not 0 <= f < 1:
+        raise ValueError(f"one_cycle_anneal must be in [0, 1) (the annihilation phase's share "
+                         f"of one_cycle_iters), got {f!r}")
+    if (1 - f) * T < 2:
+        raise ValueError(f"one_cycle: the cycle ((1 - one_cycle_anneal) x one_cycle_iters = "
+                         f"{(1 - f) * T:g} iterations) needs at least 2 iterations")
+    b = _base_lr(c)
+    if not b > 0:
+        raise ValueError(f"one_cycle: the base learning rate clr_base_lr must be positive, got {b!r}")
+    if not c.min_lr <= b:
+        raise ValueError(f"one_cycle: min_lr={c.min_lr!r} (the final learning rate) must not exceed "
+                         f"the base learning rate {b!r}")
 
 
 # ----------------------------------------------------------------------------- update rules
@@ -216,7 +299,11 @@ def weight_decay_mask(model: nn.Module, which: str) -> list[bool]:
 class SGDRule(UpdateRule):
     """``torch.optim.SGD`` semantics (dampening 0): d = direction(g) + wd * theta
     (on the masked parameters), buf = momentum * buf + d (buf_0 = d),
-    theta <- theta - lr * buf (``nesterov``: d + momentum * buf)."""
+    theta <- theta - lr * buf (``nesterov``: d + momentum * buf).
+
+    :meth:`step_direction` (the hook) gives d, the vector that enters the momentum
+    buffer; a subclass that transforms the L2-included gradient instead (NSGD:
+    d = direction(g + wd * theta)) overrides it and keeps the momentum step."""
 
     def __init__(self, params, config: RunConfig, *, nesterov: bool = False, **kwargs):
         super().__init__(params, config, **kwargs)
@@ -224,13 +311,19 @@ class SGDRule(UpdateRule):
         self.nesterov = bool(nesterov)
         self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
 
+    def add_l2(self, params, grads) -> list[torch.Tensor]:
+        """g + wd * theta on the weight-decayed (masked) parameters, g elsewhere."""
+        wd = self.weight_decay
+        return [g.add(p, alpha=wd) if wd != 0 and self.mask[i] else g
+                for i, (p, g) in enumerate(zip(params, grads))]
+
+    def step_direction(self, params, grads, ctx: RuleContext) -> list[torch.Tensor]:
+        """d, the vector entering the momentum buffer: direction(g) + wd * theta."""
+        return self.add_l2(params, self.direction(grads, ctx))
+
     @torch.no_grad()
     def __call__(self, params, grads, lr: float, ctx: RuleContext) -> None:
-        grads = self.direction(grads, ctx)
-        for i, (p, g) in enumerate(zip(params, grads)):
-            d = g
-            if self.weight_decay != 0 and self.mask[i]:
-                d = d.add(p, alpha=self.weight_decay)
+        for i, (p, d) in enumerate(zip(params, self.step_direction(params, grads, ctx))):
             if self.momentum != 0:
                 buf = self.buffers[i]
                 if buf is None:

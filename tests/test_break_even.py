@@ -132,6 +132,19 @@ def test_ordering_uses_bootstrap_se_of_one_seed_and_says_so():
     assert "margin 5% of the larger value" in b[1].reason
 
 
+def test_lambda_H_margin_is_the_lanczos_stopping_bound_of_one_seed():
+    df = _trajectories()
+    df = df[df["seed"] == 0].copy()
+    df["hessian_tol"] = 1e-2
+    mx = max_with_se(df, "lambda_H_1")
+    assert all(k.startswith("Lanczos residual bound (tol 0.01") for k in mx["se_kind"])
+    np.testing.assert_allclose(mx["se"], 1e-2 * mx["max"].abs())
+    b = [c for c in claims_break_even(df, {}, {}) if c.claim.startswith("(b) max lambda_H^1")][0]
+    assert "Lanczos residual bound" in b.reason and "margin 5%" not in b.reason
+    two = max_with_se(_trajectories().assign(hessian_tol=1e-2), "lambda_H_1")  # seeds: their spread
+    assert set(two["se_kind"]) == {"spread of 2 seeds"}
+
+
 def test_correlation_claims_need_enough_points():
     """Claim (a) on n = 3 points and Fig. 9 on n = 5 are not testable, whatever r is."""
     df = _trajectories()

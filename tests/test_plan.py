@@ -25,9 +25,9 @@ C = RunConfig(dataset="synthetic", n_train=512, n_val=64, n_test=128, n_measure=
 def fake_calibration(c):
     s = plan.sizes(c)
     sk = plan._shape_key(c, s)
-    rk = json.dumps([sk, c.rule_name, c.rule_kwargs, c.optimizer, c.momentum > 0], sort_keys=True)
+    rk = plan._rule_key(c, sk)
     return {"shapes": {sk: {"fb_a": 0.01, "fb_b": 0.001, "eval_b": 1e-4, "hvp_a": 0.02,
-                            "hvp_b": 0.002, "n_params": 1000, "fb_1": 0.01}},
+                            "hvp_b": 0.002, "n_params": 1000}},
             "lanczos": {json.dumps([c.hessian_k, c.hessian_tol, c.hessian_which]): 12},
             "rules": {rk: {"update": 0.001, "on_start_per_example": 0.0, "epoch_per_example": 0.0}},
             "metrics": {}, "device": {"gram_flops": 1e9, "eigh_c": 1e-9}}
@@ -47,6 +47,51 @@ def test_cost_model_arithmetic():
     assert per["K"] == pytest.approx(4 * (0.01 + 0.001 * 16)) and per["grad_cos"] == 0
     assert cost["measure"] == pytest.approx(4 * sum(per.values()))
     assert cost["total"] == pytest.approx(cost["train"] + cost["measure"] + cost["once"])
+
+
+def test_lanczos_solves_cost_hvp_counts_times_one_hvp():
+    """hessian_top and an NSGD-type rule's eigenvector refreshes: the proxy's cold HVP
+    count times one HVP on their examples (not timed as plugins); the Fig. 4 probes from
+    passes and evaluations; NSGD steps as SGD (one shared rule timing)."""
+    from breakeven_utils import nsgd  # noqa: F401  (registers the rules and metrics)
+
+    c = C.replace(metrics=("train", "hessian_top", "sharpest_probe"), hessian_k=5, hessian_which="LM",
+                  update_rule="nsgd", rule_kwargs={"gamma": 0.1, "k": 2, "refresh": "epoch",
+                                                   "hessian_n": 32})
+    cal = fake_calibration(C)
+    s = plan.sizes(c)
+    assert plan._rule_key(c, plan._shape_key(c, s)) == plan._rule_key(C, plan._shape_key(C, s))
+    cal["rules"] = {plan._rule_key(c, plan._shape_key(c, s)): cal["rules"].popitem()[1]}
+    cal["lanczos"].update({json.dumps([5, C.hessian_tol, "LM"]): 20,
+                           json.dumps([2, C.hessian_tol, "LM"]): 11})
+    assert plan._rule_solves(c, s) == [(2, C.hessian_tol, "LM", 32, 2)]  # refreshed at 2 epoch starts
+    cost = plan.run_cost(c, cal)
+    hvp, fb, ev = (lambda n: 0.02 + 0.002 * n), (lambda n: 0.01 + 0.001 * n), 1e-4
+    assert cost["per_measurement"]["hessian_top"] == pytest.approx(20 * hvp(32) + fb(32))
+    # 10 gradients at S, e_1/e_3/e_5 lines of 33 points, 5 x 10 + 1 alpha points on 32 examples
+    assert cost["per_measurement"]["sharpest_probe"] == pytest.approx(10 * fb(32) + ev * 32 * (33 * 3 + 51))
+    assert cost["train"] == pytest.approx(32 * (fb(32) + 0.001) + 2 * 11 * hvp(32))
+    with pytest.raises(KeyError):  # the plugin timing table is not used for them
+        cal["metrics"][json.dumps([plan._shape_key(c, s), "hessian_top"])]
+
+
+def test_stale_calibration_entries_are_redone(tmp_path, monkeypatch):
+    """A cached entry of an older calibration layout (no version) is measured again,
+    not read with missing fields."""
+    c = C.replace(metrics=("train",))
+    path = tmp_path / "_plan" / "calibration.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({plan._device_key("cpu"): {"created": 1e12, "shapes": {}, "rules": {},
+                                                          "metrics": {}, "lanczos": {}}}))
+    assert plan.calibrate([c], "cpu", tmp_path, progress=False, cached_only=True) is None
+    monkeypatch.setattr(plan, "_calibrate_shape",
+                        lambda *a, **k: {"fb_sizes": [8, 32], "hessian_chunked": False})
+    monkeypatch.setattr(plan, "_calibrate_rule", lambda *a, **k: {"update": 0.0})
+    monkeypatch.setattr(plan, "_calibrate_device", lambda *a, **k: {})
+    cal = plan.calibrate([c], "cpu", tmp_path, progress=False)
+    assert cal["version"] == plan.CAL_VERSION and cal["calibrated_now"] == 3
+    again = plan.calibrate([c], "cpu", tmp_path, progress=False, cached_only=True)
+    assert again is not None and again["calibrated_now"] == 0
 
 
 def test_measurement_count_matches_the_loop():
@@ -119,3 +164,16 @@ def test_rule_hooks_that_need_more_than_the_calibration_data_do_not_stop_the_pla
                   metrics=("train",))
     r = plan._calibrate_rule(c, plan.sizes(c), "cpu")
     assert math.isnan(r["on_start_per_example"]) and r["update"] > 0
+
+
+def test_plugin_metric_costs_scale_with_the_measurement_set_unless_per_call():
+    """walk_interp's cost grows with the examples it evaluates; rho_W (the weights'
+    spectral norms) costs the same per call whatever the measurement set."""
+    from breakeven_utils import nsgd, walk  # noqa: F401  (register the metrics)
+
+    c = C.replace(metrics=("walk_interp", "rho_W"), n_measure=64)
+    cal = fake_calibration(c)
+    sk = plan._shape_key(c, plan.sizes(c))
+    cal["metrics"] = {json.dumps([sk, "walk_interp"]): 0.001, json.dumps([sk, "rho_W"]): 0.05}
+    per = plan.run_cost(c, cal)["per_measurement"]
+    assert per["walk_interp"] == pytest.approx(0.001 * 64) and per["rho_W"] == pytest.approx(0.05)

@@ -126,7 +126,7 @@ def test_curves_smoothed_over_raw_with_vlines():
     rng = np.random.default_rng(3)
     df = pd.DataFrame({"epoch": np.tile(np.arange(30), 4), "trace_k": rng.random(120),
                        "eta": np.repeat([0.1, 0.01], 60), "seed": np.tile(np.repeat([0, 1], 30), 2)})
-    fig = P.curves(df, "epoch", "trace_k", "eta", units="seed", window=5,
+    fig = P.curves(df, "epoch", "trace_k", "eta", units="seed", window=5, seed_band=None,
                    vlines={0.1: 7, 0.01: [12]}, vline_label="train acc > 60%")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == r"$\mathrm{Tr}(\mathbf{K})$"
@@ -138,6 +138,31 @@ def test_curves_smoothed_over_raw_with_vlines():
     assert sorted(line.get_xdata()[0] for line in vl) == [7, 12]
     with pytest.raises(ValueError, match="column"):
         P.curves(df, "epoch", "nope", "eta")
+
+
+def test_curves_seed_band_is_mean_and_sd_of_smoothed_seed_curves():
+    from matplotlib.collections import PolyCollection
+    rng = np.random.default_rng(4)
+    n, seeds = 20, [0, 1, 2]
+    df = pd.DataFrame({"epoch": np.tile(np.arange(n), 2 * len(seeds)), "trace_k": rng.random(6 * n),
+                       "eta": np.repeat([0.1, 0.01], 3 * n), "seed": np.tile(np.repeat(seeds, n), 2)})
+    df = df[~((df.eta == 0.01) & (df.seed > 0))]  # eta=0.01: one seed, drawn as a plain line
+    fig = P.curves(df, "epoch", "trace_k", "eta", units="seed", window=3, seed_band="sd")
+    ax = fig.axes[0]
+    sm = np.stack([P.moving_average(df[(df.eta == 0.1) & (df.seed == s)].trace_k.to_numpy(), 3)
+                   for s in seeds])
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if ln.get_linestyle() == "-"}
+    band_label = [k for k in lines if "mean ± SD, 3 seeds" in k]
+    assert len(band_label) == 1 and len(lines) == 2
+    np.testing.assert_allclose(lines[band_label[0]].get_ydata(), sm.mean(0))
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 1
+    verts = bands[0].get_paths()[0].vertices
+    hi = sm.mean(0) + sm.std(0, ddof=1)
+    # the band's upper edge is mean + 1 SD (seaborn's 'sd': ddof=1)
+    np.testing.assert_allclose(np.sort(verts[:, 1])[-1], hi.max(), rtol=1e-9)
+    with pytest.raises(ValueError, match="seed_band"):
+        P.curves(df, "epoch", "trace_k", "eta", units="seed", seed_band="ci")
 
 
 def test_provenance_and_annotate_replaces_footer():

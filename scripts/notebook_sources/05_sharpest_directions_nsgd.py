@@ -12,7 +12,7 @@
 # - **Sec. 3.1 (Fig. 2, 3, 7):** the top Hessian eigenvalues grow early in training up to a
 #   peak and then decay or stabilise; a larger learning rate $\eta$ or a smaller batch size
 #   $S$ gives a smaller and earlier peak.
-# - **Sec. 3.2 (Fig. 4, 8-11):** along the top eigenvector $e_1$ the loss is a narrow bowl and
+# - **Sec. 3.2 (Fig. 4, 8-12):** along the top eigenvector $e_1$ the loss is a narrow bowl and
 #   the SGD step is too large for it: moving $\alpha\eta\tilde g_1$ with $\alpha>1$ raises the
 #   loss, $\alpha<1$ lowers it.
 # - **Sec. 3.3 (Fig. 5):** SGD restricted to $e_1$ ("SGD top") finds flatter regions but no
@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 
 from breakeven_utils import claims as cl
 from breakeven_utils import nsgd, plotting, records, reporting, sharpest
-from breakeven_utils.train import load_run_data
+from breakeven_utils.train import Schedule, load_run_data
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
 t_start = time.time()
@@ -128,9 +128,8 @@ def eig_cols(m):
 
 # %%
 tr = s["trajectory"]
-for name in fams:
-    if name == "resnet32_nol2":
-        continue
+sweeps = [n for n in fams if f"fig3_{n}_eta" in ex]  # families with the eta / S sweeps
+for name in sweeps:
     g = ex[f"fig3_{name}_eta"]
     r = R[f"fig3_{name}_eta"][tr["lr"]] if tr["lr"] in g else None
     if r is None:
@@ -169,14 +168,16 @@ if "fig7_resnet32_nol2" in R:
 # ## Fig. 3: the two largest eigenvalues over $\eta$ and over $S$
 #
 # *Paper:* a larger $\eta$ or a smaller $S$ gives a smaller and earlier peak of the spectral
-# norm (the grids are not given; the vertical line marks the end of epoch 2). *Here:* the
-# profile's grids; the verdicts are in the claims table.
+# norm (the grids are not given; the vertical line marks the end of epoch 2), for ResNet-32,
+# SimpleCNN and VGG-11. *Here:* the profile's grids and models (VGG-11 at the paper profile
+# only; the cell says which models a profile leaves out); the verdicts are in the claims table.
 
 # %%
 claims = []
-for name in fams:
-    if name == "resnet32_nol2":
-        continue
+for what, why in nsgd.skipped(s).items():
+    if what in ("resnet32", "vgg11"):
+        print(f"no {what} panels at profile {profile!r}: {why}")
+for name in sweeps:
     fig, axes = plotting.subplots(2, 2)
     axes = axes.reshape(2, 2)
     for row, (grp, sym) in enumerate(((f"fig3_{name}_eta", r"$\eta$"), (f"fig3_{name}_S", "S"))):
@@ -204,7 +205,7 @@ for name in fams:
                                                figure_file=f"fig2_top_eigenvalues_{name}.png"))
 
 # %% [markdown]
-# ## Fig. 4, 8-11: the loss along the sharpest directions
+# ## Fig. 4, 8-12: the loss along the sharpest directions
 #
 # At each measurement $t$: the top-5 eigenpairs, the typical SGD step along $e_i$,
 # $\overline{\Delta\theta}_i = \eta\,\mathrm{mean}_j|\langle g_j, e_i\rangle|$ over 10 mini-batch
@@ -214,7 +215,10 @@ for name in fams:
 # 1.56 / 4.08 (ResNet-32), averaged over the last 100 iterations; a step $\alpha\eta\tilde g_1$
 # raises the loss for $\alpha=2, 4$ (+2.1%, +11.1%, SimpleCNN) and lowers it by ~2% for
 # $\alpha=0.25, 0.5$. *Here:* lines coloured by epoch; $k_{min}$ and the $\alpha$ means are
-# averaged over the probes of the last epoch of the window.
+# averaged over the probes of the last epoch of the window. Fig. 12, the same probes for
+# ResNet-32 *with* BatchNorm ($\eta=0.0025$, $S=128$; paper profile), runs the whole probe in
+# inference mode as everywhere here (BatchNorm running statistics, the authors' inference
+# graph); the paper gives no numbers for it, so it adds a row to the table but no claim.
 
 # %%
 ks = np.asarray(sharpest.K_GRID)
@@ -242,17 +246,19 @@ for name in fams:
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set(xlabel="epoch", ylabel=r"$\Delta L / L$ (%)", title=r"step $\alpha\eta\tilde g_1$ along $e_1$")
         ax.legend(fontsize=7)
-        finish(fig, f"Fig. 4, 9, 10: loss along the top eigenvectors, {name}, $\\eta$={lr:g}",
-               f"fig4_loss_along_e1_{name}_lr{lr:g}")
+        fno = fams[name].get("figure", "4")
+        finish(fig, f"Fig. {fno if fno != '4' else '4, 9, 10'}: loss along the top eigenvectors, {name}, "
+               f"$\\eta$={lr:g}, S={r.config.batch_size}", f"fig{fno}_loss_along_e1_{name}_lr{lr:g}")
         fig, ax = plotting.subplots(1, 1)
         ax.plot(m["epoch"], m["train_acc"], label="training (measurement set)")
         ax.plot(m["epoch"], m["val_acc"], label="validation")
         ax.set(xlabel="epoch", ylabel="accuracy")
         ax.legend(fontsize=8)
-        finish(fig, f"Fig. 8: accuracy of the Fig. 4 run, {name}, $\\eta$={lr:g}", f"fig8_accuracy_{name}_lr{lr:g}")
+        finish(fig, f"Fig. 8: accuracy of the Fig. {fno} run, {name}, $\\eta$={lr:g}",
+               f"fig8_accuracy_{name}_lr{lr:g}")
         summ = sharpest.probe_summary(m, from_epoch=max(0.0, float(ep.max()) - 1.0))
         probe_rows.append({"model": name, "lr": lr, **summ})
-        if lr == fams[name]["probe_lrs"][0]:
+        if lr == fams[name]["probe_lrs"][0] and fno == "4":
             claims += sharpest.probe_claims(summ, name, f"{name}, eta={lr:g}, S={r.config.batch_size}, "
                                             f"probes at epoch >= {summ['from_epoch']:g}",
                                             figure_file=f"fig4_loss_along_e1_{name}_lr{lr:g}.png")
@@ -362,40 +368,70 @@ hvp.round(1)
 # %% [markdown]
 # ## Fig. 15, 16: learning-rate schedules and momentum
 #
-# *Paper (VGG-11):* $\rho(\mathbf{H})$ decays after the learning rate drops (step, one cycle);
-# a larger momentum gives a smaller $\rho(\mathbf{H})$. *Here:* SimpleCNN (see skipped above).
+# *Paper (VGG-11, App. D, E):* $\rho(\mathbf{H})$ decays after the learning rate drops (step-wise
+# decay; a single cycle); a larger momentum gives a smaller $\rho(\mathbf{H})$ (Fig. 16:
+# $\eta=0.1$, $S=128$). The paper names no schedule parameters. *Here:* constant $\eta$; $\eta/10$ at
+# each milestone epoch; one cycle = Smith's 1cycle (`rules.Schedule`, `one_cycle`: $\eta/10\to\eta
+# \to\eta/10$ linearly over the first 90% of the run, then down to $\eta/1000$). VGG-11 runs at the
+# paper profile (beside SimpleCNN); smaller profiles run SimpleCNN and say so below. The Fig. 15
+# claim compares $|\rho(\mathbf{H})|$ at the last measurement before $\eta$ first decreases with the
+# mean of the last two (5% margin), the constant run's change over the same window beside it.
 
 # %%
-fig, axes = plotting.subplots(3, 1)
-for lab, r in R["schedules"].items():
-    if r is None:
-        continue
-    m = r.metrics.sort_values("iteration")
-    axes[0].plot(m["epoch"], m["rho_H"].abs(), label=lab)
-    axes[1].plot(m["epoch"], m["test_acc"], label=lab)
-    axes[2].plot(m["epoch"], m["lr_t"], label=lab)
-for ax, yl in zip(axes, [r"$\rho(\mathbf{H})$", "test accuracy", r"$\eta$"]):
-    ax.set(xlabel="epoch", ylabel=yl)
-    ax.legend(fontsize=7)
-axes[0].set_yscale("log")
-finish(fig, "Fig. 15: learning-rate schedules, SimpleCNN", "fig15_schedules")
-fig, ax = plotting.subplots(1, 1)
-mom = {}
-for b, r in R["momentum"].items():
-    if r is None:
-        continue
-    m = r.metrics.sort_values("iteration")
-    ax.plot(m["epoch"], m["rho_H"].abs(), label=f"momentum {b:g}")
-    mom[b] = cl.smoothed_max(m["rho_H"].abs().to_numpy(float), 3).value
-ax.set(xlabel="epoch", ylabel=r"$\rho(\mathbf{H})$", yscale="log")
-ax.legend(fontsize=8)
-finish(fig, f"Fig. 16: momentum and $\\rho(\\mathbf{{H}})$, SimpleCNN, $\\eta$={s['momentum']['lr']:g}",
-       "fig16_momentum")
-o = cl.ordering_verdict(list(mom), list(mom.values()), None, -1, symbol="beta")
-claims.append(cl.Claim("sharpest", "App. E", "Fig. 16", "A larger momentum gives a smaller peak of rho(H)",
-                       f"SimpleCNN, {label}, eta={s['momentum']['lr']:g}", "VGG-11: lower rho(H) with momentum",
-                       {f"beta={b:g}": v for b, v in mom.items()}, o.verdict, o.reason or f"margin {o.margin}",
-                       "fig16_momentum.png"))
+groups = [g for g in R if g == "schedules" or g.startswith("schedules_")]
+if not any(g.endswith("_vgg11") for g in groups):
+    print(f"no VGG-11 panels at profile {profile!r}: {nsgd.skipped(s).get('vgg11', 'not configured')}")
+for g in groups:
+    model = g.split("_", 1)[1] if "_" in g else "simplecnn"
+    fig, axes = plotting.subplots(3, 1)
+    done, drops = {}, {}
+    for lab, r in R[g].items():
+        if r is None:
+            continue
+        m = r.metrics.sort_values("iteration")
+        if r.status == "done":
+            done[lab] = m
+            drops[lab] = sharpest.first_decrease(r.config, r.config.n_train // r.config.batch_size,
+                                                 int(m["iteration"].max()) + 1)
+        lab = lab + (" (diverged)" if r.status == "diverged" else "")
+        axes[0].plot(m["epoch"], m["rho_H"].abs(), label=lab)
+        axes[1].plot(m["epoch"], m["test_acc"], label=lab)
+        bpe = r.config.n_train // r.config.batch_size  # eta at every iteration, from the schedule
+        it = np.arange(int(r.info.get("iteration") or bpe * r.config.max_epochs))
+        sched = Schedule(r.config, bpe)
+        axes[2].plot(it / bpe, [sched(int(t)) for t in it], label=lab)
+    for ax, yl in zip(axes, [r"$\rho(\mathbf{H})$", "test accuracy", r"$\eta$ (every iteration)"]):
+        ax.set(xlabel="epoch", ylabel=yl)
+        ax.legend(fontsize=7)
+    axes[0].set_yscale("log")
+    suffix = "" if model == "simplecnn" else f"_{model}"
+    finish(fig, f"Fig. 15: learning-rate schedules, {model}, S={tr['batch_size']}", "fig15_schedules" + suffix)
+    claims.append(sharpest.schedule_claim(done, drops, f"{model}, {label}, eta={s['schedules']['lr']:g}, "
+                                          f"{s['schedules']['max_epochs']} epochs",
+                                          figure_file=f"fig15_schedules{suffix}.png"))
+for g in [g for g in R if g == "momentum" or g.startswith("momentum_")]:
+    model = g.split("_", 1)[1] if "_" in g else "simplecnn"
+    fig, ax = plotting.subplots(1, 1)
+    mom = {}
+    for b, r in R[g].items():
+        if r is None:
+            continue
+        m = r.metrics.sort_values("iteration")
+        ax.plot(m["epoch"], m["rho_H"].abs(), label=f"momentum {b:g}"
+                + (" (diverged)" if r.status == "diverged" else ""))
+        if r.status == "done":
+            mom[b] = cl.smoothed_max(m["rho_H"].abs().to_numpy(float), 3).value
+    lr_m = next(iter(ex[g].values())).lr
+    ax.set(xlabel="epoch", ylabel=r"$\rho(\mathbf{H})$", yscale="log")
+    ax.legend(fontsize=8)
+    suffix = "" if model == "simplecnn" else f"_{model}"
+    finish(fig, f"Fig. 16: momentum and $\\rho(\\mathbf{{H}})$, {model}, $\\eta$={lr_m:g}, S={tr['batch_size']}",
+           "fig16_momentum" + suffix)
+    o = cl.ordering_verdict(list(mom), list(mom.values()), None, -1, symbol="beta")
+    claims.append(cl.Claim("sharpest", "App. E", "Fig. 16", "A larger momentum gives a smaller peak of rho(H)",
+                           f"{model}, {label}, eta={lr_m:g}", "VGG-11: lower rho(H) with momentum",
+                           {f"beta={b:g}": v for b, v in mom.items()}, o.verdict,
+                           o.reason or f"margin {o.margin}", f"fig16_momentum{suffix}.png"))
 
 # %% [markdown]
 # ## Claims
