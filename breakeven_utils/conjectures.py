@@ -326,7 +326,9 @@ def claims_conjectures(mx: pd.DataFrame, labels: dict | None = None, param_of: d
             elif at_start and finite.sum() > 1:
                 verdict, reason = UNTESTABLE, ("maximum at the first measurement"
                                                + (" after the transient" if trans else "")
-                                               + " in every setting: no growth within the budget")
+                                               + " in every setting: no growth within the budget; "
+                                               "to decide: a denser schedule before that measurement, "
+                                               "or the paper profile's data and epochs")
             else:
                 o = ordering_verdict(g["value"].to_numpy(float), vals, g[f"{q}_se"].to_numpy(float),
                                      sign * _PARAM_SIGN[param], symbol=sym)
@@ -336,7 +338,9 @@ def claims_conjectures(mx: pd.DataFrame, labels: dict | None = None, param_of: d
                           "the bootstrap SE of the ratio is unreliable and one seed gives no spread"
                           if q == "max_lambda_K_ratio" else "no bootstrap SE recorded by these runs")
                 verdict = o.verdict
-                parts = (o.reason, f"margin: {o.margin}" if o.margin else "", se_txt)
+                need = ("to decide: several seeds (their spread as the margin; the paper profile runs 5)"
+                        if verdict == UNTESTABLE and bool((g["n_seeds"] <= 1).all()) else "")
+                parts = (o.reason, f"margin: {o.margin}" if o.margin else "", se_txt, need)
                 reason = "; ".join(p for p in parts if p)
             section, figure, ffile = claim_figure(sw, q)
             out.append(Claim("break_even", section, figure, claim, setting, _paper(sw, q, g["value"]), ours,

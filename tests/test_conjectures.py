@@ -77,6 +77,7 @@ def test_non_monotone_fails_and_noise_sized_steps_are_not_testable():
     t.loc[t["seed"] == 1, "lambda_K_1"] *= 10
     v, cs = _verdicts(cj.setting_maxima(t))
     assert v["max_lambda_K_1"] == "not testable at this scale" and cs[0].reason.startswith("within noise")
+    assert "to decide: several seeds" not in cs[0].reason  # two seeds already: their spread is the margin
 
 
 def test_one_seed_uses_bootstrap_se_where_recorded_else_a_stated_fallback():
@@ -95,6 +96,8 @@ def test_one_seed_uses_bootstrap_se_where_recorded_else_a_stated_fallback():
     v, cs = _verdicts(mx)
     assert v["max_lambda_K_1"] == "not testable at this scale" and v["max_trace_K"] == "holds"
     assert "se: bootstrap over the L gradients" in cs[3].reason
+    # one seed inside the noise: the reason says what would decide it
+    assert "to decide: several seeds" in cs[0].reason and "to decide" not in cs[3].reason
 
 
 def test_batch_size_direction_is_opposite():
