@@ -423,6 +423,11 @@ def hessian_eigs(model: nn.Module, loss_fn, data, k: int = 1, which: str = "LA",
         except _Budget:
             raise RuntimeError(f"hessian_eigs: more than max_hvp={max_hvp} HVPs needed") from None
         vecs = torch.from_numpy(vecs_np.T.copy()).to(obj.device, obj.dtype)
+    return _ordered_eigs(vals, vecs, obj, which)
+
+
+def _ordered_eigs(vals: np.ndarray, vecs: torch.Tensor, obj: _Objective, which: str) -> HessianEigs:
+    """Eigenpairs ordered by algebraic value ('LA') or magnitude ('LM'), unit vectors."""
     key = -vals if which == "LA" else -np.abs(vals)
     order = np.argsort(key, kind="stable")
     values = torch.from_numpy(np.ascontiguousarray(vals[order]))

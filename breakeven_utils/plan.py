@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["NOTEBOOK_MODULES", "notebook_runs", "sizes", "check_config", "calibrate", "run_cost",
-           "plan", "plan_tables", "format_seconds"]
+           "plan", "plan_tables", "format_seconds", "read_status"]
 
 NOTEBOOK_MODULES = {
     "01_break_even": "break_even",
@@ -597,14 +597,21 @@ def format_seconds(t: float) -> str:
     return f"{t / 86400:.1f} d"
 
 
-def _cached_status(root: Path, key: str) -> str:
-    st = root / key / "status.json"
-    if not st.exists():
-        return "no"
+def read_status(root: Path, key: str) -> dict | None:
+    """The run's ``status.json`` in store ``root``: {} when absent, None when unreadable."""
     try:
-        status = json.loads(st.read_text()).get("status")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return "no (corrupt status)"
+        return json.loads((Path(root) / key / "status.json").read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _cached_status(root: Path, key: str) -> str:
+    st = read_status(root, key)
+    if not st:
+        return "no" if st == {} else "no (corrupt status)"
+    status = st.get("status")
     if status in ("done", "diverged"):
         return "yes" if status == "done" else "yes (diverged)"
     return "partial" if (root / key / "checkpoint.pt").exists() else "no"

@@ -18,7 +18,6 @@ completed runs (runs of one sweep differ in cost by orders of magnitude):
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -81,10 +80,9 @@ def sweep_estimates(configs, device: str, store, *, threads: int | None = None,
 
 
 def _status(root: Path, key: str) -> dict:
-    try:
-        return json.loads((root / key / "status.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
+    from .plan import read_status
+
+    return read_status(root, key) or {}
 
 
 def _fmt(t) -> str:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .curvature import HessianEigs, _Objective, _start_vector, frobenius_from_top
+from .curvature import HessianEigs, _Objective, _ordered_eigs, _start_vector, frobenius_from_top
 from .eigensolver import lanczos_topk
 from .params import trainable_parameters, weight_spectral_norms
 from .train import register_metric, weight_decay_mask
@@ -96,13 +96,7 @@ def top_eigs(model: nn.Module, loss_fn, data, k: int, *, which: str = "LM", tol:
     vals, vecs, ok = lanczos_topk(matvec, start, k, which, max(tol, 1e-14), steps, seed=seed)
     if not ok:
         raise RuntimeError(f"top_eigs: Lanczos did not reach tol={tol} within {steps} HVPs")
-    vals = vals.numpy()
-    key = -vals if which == "LA" else -np.abs(vals)
-    order = np.argsort(key, kind="stable")
-    vectors = vecs[torch.from_numpy(order).to(vecs.device)]
-    vectors = vectors / vectors.norm(dim=1, keepdim=True)
-    return HessianEigs(values=torch.from_numpy(np.ascontiguousarray(vals[order])), vectors=vectors,
-                       n_hvp=obj.n_hvp, which=which, shapes=tuple(obj.shapes))
+    return _ordered_eigs(vals.numpy(), vecs, obj, which)
 
 
 def spectrum_summary(values) -> dict:
