@@ -56,6 +56,13 @@ def output_dir(notebook_name: str, root: str | os.PathLike = "figures") -> Path:
     return path
 
 
+def default_output_root(profile: str) -> str:
+    """Output root, relative to the notebooks folder, for a profile: ``../figures``, or
+    ``../runs/smoke_figures`` for ``smoke`` so that tests never overwrite the committed
+    figures (the notebooks and ``scripts/reproduce.py`` share this rule)."""
+    return "../runs/smoke_figures" if profile == "smoke" else "../figures"
+
+
 def notebook_paths(notebook_name: str, profile: str, output_root=None, run_store=None):
     """Resolve a notebook's parameters cell: ``(out_dir, output_root, run_store)``.
 
@@ -66,7 +73,7 @@ def notebook_paths(notebook_name: str, profile: str, output_root=None, run_store
     ``../runs``.
     """
     if output_root is None:
-        output_root = "../runs/smoke_figures" if profile == "smoke" else "../figures"
+        output_root = default_output_root(profile)
     if run_store is None:
         run_store = os.environ.get("BREAKEVEN_RUNS", "../runs")
     return output_dir(notebook_name, output_root), output_root, run_store

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Regenerate every figure and table: run each notebooks/NN_*.ipynb through papermill.
 
-    python scripts/reproduce.py --profile cpu [--notebooks 01_break_even ...] [--out figures]
+    python scripts/reproduce.py --profile cpu [--notebooks 01_break_even ...] [--out DIR]
     python scripts/reproduce.py --profile paper --plan     # the runs and their cost; trains nothing
     python scripts/reproduce.py --profile paper --executor slurm   # or dask --scheduler host:port
 
@@ -17,6 +17,9 @@ starts.
 Each notebook runs with ``-p profile <profile> -p output_root <abs out dir>``
 (its ``parameters``-tagged cell holds the defaults), in the notebook's own
 directory, on the ``python3`` kernel of the interpreter running this script.
+``<out>`` defaults to ``figures/``, and for ``--profile smoke`` to
+``runs/smoke_figures/`` (the notebooks' own rule, ``reporting.notebook_paths``), so a
+smoke run never overwrites the committed figures and ``CLAIMS.md``.
 The executed copy goes to ``<out>/<section>/<name>.executed.ipynb``
 (01_break_even -> break_even), the wall time, status and profile of each
 notebook are merged into ``<out>/manifest.json``. A failing notebook does not
@@ -77,6 +80,14 @@ def check_kernel(kernel_name: str) -> None:
         raise SystemExit(f"reproduce: kernel {kernel_name!r} ({spec.resource_dir}) starts {exe}, "
                          f"not this interpreter {sys.executable}; pass --kernel <name> of a kernel "
                          f"for this environment")
+
+
+def default_out(profile: str) -> Path:
+    """The output root a notebook picks for ``profile`` when given none, resolved against the
+    repository: figures/, or runs/smoke_figures/ for smoke (reporting.default_output_root)."""
+    from breakeven_utils.reporting import default_output_root
+
+    return (ROOT / "notebooks" / default_output_root(profile)).resolve()
 
 
 def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float | None,
@@ -188,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="cpu", help="scale profile passed to every notebook (default: cpu)")
     ap.add_argument("--notebooks", nargs="+", metavar="NAME",
                     help="notebooks to run, e.g. 01_break_even (default: every notebooks/NN_*.ipynb)")
-    ap.add_argument("--out", default=str(ROOT / "figures"), help="output root (default: <repo>/figures)")
+    ap.add_argument("--out", default=None,
+                    help="output root (default: <repo>/figures; runs/smoke_figures for --profile smoke)")
     ap.add_argument("--notebook-dir", default=str(ROOT / "notebooks"), help=argparse.SUPPRESS)
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     ap.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
@@ -220,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reproduce: no notebooks/NN_*.ipynb in {args.notebook_dir}; nothing to do")
         return 0
     check_kernel(args.kernel)
-    out = Path(args.out).resolve()
+    out = Path(args.out).resolve() if args.out else default_out(args.profile)
     out.mkdir(parents=True, exist_ok=True)
 
     rows = []

@@ -160,3 +160,15 @@ def test_notebook_paths_keep_smoke_outputs_away_from_committed_figures(tmp_path,
     assert root == "../figures" and out.name == "break_even"
     monkeypatch.setenv("BREAKEVEN_RUNS", str(tmp_path / "store"))
     assert notebook_paths("02_conjectures", "cpu", output_root=tmp_path / "f")[2] == str(tmp_path / "store")
+
+
+def test_reproduce_smoke_default_output_root_is_not_the_committed_figures():
+    # `make reproduce PROFILE=smoke` once overwrote figures/ and CLAIMS.md with smoke output
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce_script", REPO / "scripts" / "reproduce.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.default_out("smoke") == (REPO / "runs" / "smoke_figures").resolve()
+    assert mod.default_out("cpu") == (REPO / "figures").resolve()
+    assert mod.default_out("paper") == (REPO / "figures").resolve()
