@@ -56,14 +56,23 @@ def _missing(pkg: str, what: str) -> ImportError:
                        f"(or pip install {pkg})")
 
 
-def sweep_env(store=None, environ=None) -> dict:
-    """``records.sweep`` keyword arguments from the environment, the one call a notebook
-    makes: ``records.sweep(configs, store=run_store, jobs=jobs, **records.sweep_env(run_store))``
-    gives ``executor`` (:func:`executor_from_env`), ``device`` (``$BREAKEVEN_DEVICE``,
-    default 'auto') and ``threads_per_job`` (:func:`threads_from_env`)."""
+def sweep_env(store=None, environ=None, *, jobs: int | None = None, profile: str | None = None) -> dict:
+    """``records.sweep`` keyword arguments, the one call a notebook makes:
+    ``records.sweep(configs, store=run_store, **records.sweep_env(run_store, jobs=jobs, profile=profile))``.
+
+    Gives ``executor`` (:func:`executor_from_env`), ``device`` (``$BREAKEVEN_DEVICE``,
+    default 'auto'), ``jobs`` (local processes: ``jobs`` if given, else 1 at the
+    ``smoke`` profile or without one, else 2) and ``threads_per_job``
+    (:func:`threads_from_env`, else one torch thread per process when several run side
+    by side: oversubscribed torch is 20-100x slower)."""
     env = os.environ if environ is None else environ
+    if jobs is None:
+        jobs = 1 if profile in (None, "smoke") else 2
+    if int(jobs) != jobs or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    threads = threads_from_env(env) or (1 if jobs > 1 else None)
     return {"executor": executor_from_env(store, env), "device": env.get("BREAKEVEN_DEVICE") or "auto",
-            "threads_per_job": threads_from_env(env)}
+            "jobs": int(jobs), "threads_per_job": threads}
 
 
 def executor_from_env(store=None, environ=None):

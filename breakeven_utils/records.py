@@ -29,8 +29,8 @@ or any ``concurrent.futures``-style executor such as submitit's
 Beyond one machine (the store must be on a file system every worker sees;
 each job runs ``records._run_job`` and writes its run directory, the notebook
 then reads the results). The notebooks take the executor from the environment
-(``sweep(configs, store, jobs=jobs, **sweep_env(store))``, set by ``make
-reproduce EXECUTOR=slurm|dask DEVICE=...``, see ``breakeven_utils.executors``);
+(``sweep(configs, store, **sweep_env(store, jobs=jobs, profile=profile))``, set by
+``make reproduce EXECUTOR=slurm|dask DEVICE=...``, see ``breakeven_utils.executors``);
 by hand::
 
     import submitit

@@ -303,9 +303,11 @@ def init_worker(threads: int = 1) -> None:
     torch.set_num_threads(threads)
 
 
-def run_all(rs: list, store=None, jobs: int = 1, checkpoint_every: int = 200) -> tuple[dict, list]:
+def run_all(rs: list, store=None, jobs: int | None = None, checkpoint_every: int = 200,
+            profile: str | None = None) -> tuple[dict, list]:
     """Run (or load) every WalkRun through the run store; ``({name: RunResult}, failed)``.
-    ``jobs > 1``: a spawn process pool whose workers import the walk metrics first. A
+    ``jobs`` (None: records.sweep_env's default for ``profile``) > 1: a spawn process pool
+    whose workers import the walk metrics first. A
     failed run is reported in ``failed`` (name, error) and left out; a diverged run is
     returned with status 'diverged'."""
     from . import records
@@ -313,7 +315,8 @@ def run_all(rs: list, store=None, jobs: int = 1, checkpoint_every: int = 200) ->
     configs = [r.config for r in rs]
     # EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env): a SLURM or
     # Dask executor takes the runs; else a local spawn pool of ``jobs`` processes
-    kw = records.sweep_env(store)
+    kw = records.sweep_env(store, jobs=jobs, profile=profile)
+    jobs = kw.pop("jobs")
     own = kw["executor"] is None and jobs > 1
     if own:
         import multiprocessing

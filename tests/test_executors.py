@@ -74,6 +74,22 @@ def test_unknown_executor_and_missing_scheduler_are_clear_errors():
         sweep(grid()[:1], "/tmp/never", executor="dask", progress=False)
 
 
+def test_sweep_env_jobs_and_threads_defaults():
+    # the one place that decides local processes and torch threads per run for every notebook
+    env = {}
+    assert executors.sweep_env(environ=env, profile="smoke") == {
+        "executor": None, "device": "auto", "jobs": 1, "threads_per_job": None}
+    kw = executors.sweep_env(environ=env, profile="cpu")
+    assert kw["jobs"] == 2 and kw["threads_per_job"] == 1  # side by side: one thread each
+    assert executors.sweep_env(environ=env)["jobs"] == 1  # no profile: serial
+    assert executors.sweep_env(environ=env, jobs=3, profile="smoke")["jobs"] == 3
+    kw = executors.sweep_env(environ={"BREAKEVEN_THREADS": "4", "BREAKEVEN_DEVICE": "cpu"}, jobs=2)
+    assert kw["threads_per_job"] == 4 and kw["device"] == "cpu"  # THREADS= wins
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="jobs must be a positive integer"):
+            executors.sweep_env(environ=env, jobs=bad)
+
+
 def test_slurm_without_a_cluster_is_a_clear_error(tmp_path):
     pytest.importorskip("submitit", reason="needs the optional extra '.[cluster]'")
     if shutil.which("sbatch"):

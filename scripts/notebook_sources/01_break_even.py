@@ -66,16 +66,13 @@ print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, measuremen
 # accuracy (on the measurement set) of at least 65%, or at the profile's epoch budget.
 
 # %%
-# executor (local pool, SLURM, Dask), device and threads per run: from make reproduce's
-# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env)
-# one torch thread per process when several run side by side (oversubscribed torch is slow);
-# the Fig. 9 runs are submitted with the trajectories (longest first) so both cores stay busy
-jobs = jobs or (1 if profile == "smoke" else 2)
-sweep_kw = records.sweep_env(run_store)
-sweep_kw["threads_per_job"] = sweep_kw["threads_per_job"] or (1 if jobs > 1 else None)
+# executor (local pool, SLURM, Dask), device, jobs and threads per run: make reproduce's
+# EXECUTOR=/DEVICE=/JOBS=/THREADS= (records.sweep_env; one torch thread per process when
+# several run side by side); the Fig. 9 runs are submitted with the trajectories (longest
+# first) so both cores stay busy
 fig9_cfgs = be.fig9_configs(s)
-sweep = records.sweep(configs + fig9_cfgs, store=run_store, jobs=jobs, progress=profile != "smoke",
-                      **sweep_kw)
+sweep = records.sweep(configs + fig9_cfgs, store=run_store, progress=profile != "smoke",
+                      **records.sweep_env(run_store, jobs=jobs, profile=profile))
 results = [records.load(c, store=run_store) for c in configs]
 for r in results:
     r.metrics["run"] = be.run_label(r.config.lr, r.config.seed)

@@ -85,14 +85,11 @@ for fam, reason in cj.skipped(s).items():
 # %%
 # ResNet-32 runs first: they take longest, so the last runs to finish are short ones
 all_configs = sorted((c for sw in sweeps for c in sw.configs), key=lambda c: c.model != "resnet32")
-# executor (local pool, SLURM, Dask), device and threads per run: from make reproduce's
-# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env); one torch thread
-# per process when several run side by side (oversubscribed torch is slow)
-jobs = jobs or (1 if profile == "smoke" else 2)
-sweep_kw = records.sweep_env(run_store)
-sweep_kw["threads_per_job"] = sweep_kw["threads_per_job"] or (1 if jobs > 1 else None)
-raw = records.sweep(all_configs, store=run_store, jobs=jobs, errors="record", progress=profile != "smoke",
-                    **sweep_kw)
+# executor (local pool, SLURM, Dask), device, jobs and threads per run: make reproduce's
+# EXECUTOR=/DEVICE=/JOBS=/THREADS= (records.sweep_env; one torch thread per process when
+# several run side by side)
+raw = records.sweep(all_configs, store=run_store, errors="record", progress=profile != "smoke",
+                    **records.sweep_env(run_store, jobs=jobs, profile=profile))
 for f in raw.attrs.get("failed", []):
     print("failed run (skipped):", f["key"], f["error"])
 df = pd.concat([cj.tidy(raw, sw) for sw in sweeps], ignore_index=True)

@@ -52,7 +52,7 @@
 profile = "smoke"      # smoke | cpu | paper
 output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
 run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
-jobs = None            # runs in parallel (processes); None: the profile's (cpu: 2 x 1 thread)
+jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
 # %%
@@ -74,7 +74,8 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # torch-inter
 t_start = time.time()
 s = bn.settings(profile, **overrides)  # bad input (empty eta/S lists, S > n_train, ...) fails here
 out, output_root, run_store = reporting.notebook_paths("03_batchnorm", profile, output_root, run_store)
-jobs = s["jobs"] if jobs is None else jobs
+# EXECUTOR=/DEVICE=/JOBS=/THREADS= (records.sweep_env) choose where the runs go
+sweep_kw = records.sweep_env(run_store, jobs=jobs, profile=profile)
 sweeps = bn.sweeps(s)
 by_name = {sw.name: sw for sw in sweeps}
 configs = bn.run_configs(profile, **overrides)
@@ -84,7 +85,7 @@ W = s["window"]
 c0 = by_name["bn_eta"].configs[0]
 print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, n_val={len(data.val)}, "
       f"{s['max_epochs']} epochs, seeds {s['seeds']}; {len(configs)} distinct runs "
-      f"(jobs={jobs}, threads per job: {s['threads_per_job'] or 'default'})")
+      f"(jobs={sweep_kw['jobs']}, threads per job: {sweep_kw['threads_per_job'] or 'default'})")
 print(f"K: L={c0.K_L}, M={c0.K_M}, BN mode {c0.K_bn_mode!r}; lambda_H on {c0.hessian_n} examples, "
       f"tol {c0.hessian_tol:g}, BN mode {c0.hessian_bn_mode!r}")
 print(f"measurements at iterations {list(c0.measure_at) if c0.measure_at else 'dense, then every epoch'} "
@@ -101,10 +102,7 @@ for sw in sweeps:
 # skipped, so the notebook always finishes.
 
 # %%
-# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env) choose where the runs go
-sweep_kw = records.sweep_env(run_store)
-sweep_kw["threads_per_job"] = sweep_kw["threads_per_job"] or s["threads_per_job"]
-raw = records.sweep(configs, store=run_store, jobs=jobs, errors="record", progress=False, **sweep_kw)
+raw = records.sweep(configs, store=run_store, errors="record", progress=False, **sweep_kw)
 for f in raw.attrs.get("failed", []):
     print("failed run (skipped):", f["key"], f["error"])
 df = pd.concat([bn.tidy(raw, sw) for sw in sweeps], ignore_index=True)

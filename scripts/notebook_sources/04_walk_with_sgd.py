@@ -122,7 +122,7 @@ for r in rs:
 # diverged (its rows up to the divergence are kept and drawn; the claims name it).
 
 # %%
-results, failed = we.run_all(rs, store=run_store, jobs=jobs or (1 if profile == "smoke" else 2))
+results, failed = we.run_all(rs, store=run_store, jobs=jobs, profile=profile)
 for name, err in failed:
     print(f"failed run (left out): {name}: {err}")
 status = pd.DataFrame([dict(run=n, experiment=by_name[n].experiment, status=res.status,

@@ -83,11 +83,9 @@ v0 = next(iter(ex["variants"].values()))
 parent = records.RunConfig.from_dict(v0.init_from["config"])
 records.run(parent, run_store, progress=False,
             hooks=[records.save_state_hook(parent, v0.init_from["iteration"], run_store)])
-jobs = jobs or (1 if profile == "smoke" else 2)
-# EXECUTOR=/DEVICE=/THREADS= (environment variables, records.sweep_env) choose where the runs go
-sweep_kw = records.sweep_env(run_store)
-sweep_kw["threads_per_job"] = sweep_kw["threads_per_job"] or (1 if jobs > 1 else None)
-raw = records.sweep(configs, store=run_store, jobs=jobs, errors="record", progress=False, **sweep_kw)
+# EXECUTOR=/DEVICE=/JOBS=/THREADS= (records.sweep_env) choose where the runs go
+raw = records.sweep(configs, store=run_store, errors="record", progress=False,
+                    **records.sweep_env(run_store, jobs=jobs, profile=profile))
 failed = {f["key"]: f["error"] for f in raw.attrs.get("failed", [])}
 for k, e in failed.items():
     print("failed run (skipped):", k, e)
