@@ -425,7 +425,7 @@ def trajectory_config(s, fam, *, lr, batch_size, momentum=0.0, schedule="constan
     return _base(s, fam, lr=float(lr), batch_size=int(batch_size), momentum=float(momentum),
                  schedule=schedule, max_epochs=int(max_epochs),
                  measure_every=int(t["measure_every"]), measure_dense_until=t["measure_dense_until"],
-                 metrics=("train", "test", "hessian_top"), hessian_k=int(s["top_k"]),
+                 metrics=("train", "test", "hessian_top"), hessian_k=int(fam.get("top_k", s["top_k"])),
                  hessian_tol=float(t.get("hessian_tol", s["hessian_tol"])), **extra)
 
 
