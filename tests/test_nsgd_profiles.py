@@ -177,3 +177,18 @@ def test_schedule_block_naming_a_model_the_profile_skips_fails_clearly():
     with pytest.raises(ValueError, match=r"schedules: models \['vgg11'\] are not run at this profile"):
         nsgd.run_configs("cpu", schedules={"lr": 0.1, "max_epochs": 4, "milestones": [2],
                                            "models": ["simplecnn", "vgg11"]})
+
+
+def test_cpu_profile_runs_resnet32_in_the_fig3_sweeps_only():
+    # issue 11: Fig. 3 for SimpleCNN and ResNet-32 at cpu; ResNet-32 shortened (family keys)
+    s = nsgd.settings("cpu")
+    ex = nsgd.experiments(s)
+    assert "resnet32" not in nsgd.skipped(s)
+    for grp in ("fig3_resnet32_eta", "fig3_resnet32_S"):
+        for c in ex[grp].values():
+            assert c.model == "resnet32" and c.model_kwargs == {"bn": False}
+            assert c.max_epochs == 2 and c.hessian_k == 2 and c.weight_decay == 0.005
+    assert set(ex["fig3_resnet32_eta"]) == set(s["trajectory"]["fig3_lrs"])
+    c = ex["fig3_simplecnn_eta"][0.1]  # SimpleCNN keeps the trajectory block's settings
+    assert c.max_epochs == s["trajectory"]["max_epochs"] and c.hessian_k == s["top_k"]
+    assert not any(g.endswith("resnet32") and not g.startswith("fig3") for g in ex)
