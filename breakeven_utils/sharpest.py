@@ -342,18 +342,31 @@ def growth_claim(metrics, setting: str, window: int = 3, figure_file: str = ""):
 def peak_claims(runs: dict, param: str, setting: str, window: int = 3, figure_file: str = "") -> list:
     """Sec. 3.1 / Fig. 3: a larger eta (smaller S) gives a smaller and earlier peak of
     rho(H). ``runs``: {setting value: metrics}; ``param``: 'lr' or 'batch_size'.
-    Orderings by ``claims.ordering_verdict`` (5% margin: no standard error per run)."""
+    Orderings by ``claims.ordering_verdict`` (5% margin: no standard error per run).
+
+    A run whose smoothed rho(H) is largest at its first measurement has no peak (left
+    out, said). One still rising at its last measurement has not peaked within the run:
+    its height and epoch are lower bounds, so a verdict stands only if it is the same
+    with that run's peak moved arbitrarily higher and later; else not testable."""
     from . import claims as cl
 
-    xs, peaks, where = [], [], []
+    xs, peaks, where, at_start, at_end = [], [], [], [], []
+    sym = "eta" if param == "lr" else "S"
     for x, m in sorted(runs.items()):
         ep, rho = _series(m, "rho_H")
         sm = cl.smoothed_max(np.abs(rho), window)
         xs.append(float(x))
         peaks.append(sm.value if not sm.at_start else np.nan)
         where.append(ep[sm.index] if sm.index >= 0 and not sm.at_start else np.nan)
+        if sm.at_start:
+            at_start.append(f"{sym}={float(x):g}")
+        at_end.append(bool(sm.index >= 0 and not sm.at_start and sm.index == len(rho) - 1))
     sign = -1 if param == "lr" else +1
-    sym = "eta" if param == "lr" else "S"
+    notes = []
+    if at_start:
+        notes.append(f"no peak after the start for {', '.join(at_start)} (the smoothed rho(H) is largest "
+                     "at the first measurement: a denser early schedule would be needed)")
+    rising = [f"{sym}={x:g}" for x, e in zip(xs, at_end) if e]
     out = []
     for _what, vals, claim in (
             ("height", peaks, f"A larger {'eta' if param == 'lr' else 'batch size S'} gives a "
@@ -362,10 +375,19 @@ def peak_claims(runs: dict, param: str, setting: str, window: int = 3, figure_fi
                                 f"{'an' if param == 'lr' else 'a'} "
                                 f"{'earlier' if param == 'lr' else 'later'} peak of rho(H) (epochs)")):
         o = cl.ordering_verdict(xs, vals, None, sign, symbol=sym)
+        verdict, why = o.verdict, [o.reason or f"margin {o.margin}"]
+        if rising:
+            big = 1e6 * (np.nanmax(np.abs(vals)) + 1.0)  # the censored peaks pushed far up / later
+            bound = [big if e else v for v, e in zip(vals, at_end)]
+            if cl.ordering_verdict(xs, bound, None, sign, symbol=sym).verdict != verdict:
+                verdict = cl.UNTESTABLE
+                why.insert(0, "the verdict depends on where the unreached peak lies")
+            why.insert(0, f"{', '.join(rising)} still rising at the last measurement (its value is a "
+                          "lower bound of the peak; a longer run would decide it)")
         out.append(cl.Claim("sharpest", "3.1", "Fig. 3", claim, setting,
                             "smaller, earlier peak for larger eta / smaller S (no numbers given)",
-                            {f"{sym}={x:g}": v for x, v in zip(xs, vals)}, o.verdict,
-                            o.reason or f"margin {o.margin}", figure_file))
+                            {f"{sym}={x:g}": v for x, v in zip(xs, vals)}, verdict,
+                            "; ".join(notes + why), figure_file))
     return out
 
 

@@ -137,6 +137,20 @@ def test_peak_claims_orderings():
     assert h.verdict == "holds" and pos.verdict == "holds"
     h, _ = sharpest.peak_claims({0.1: runs[0.01], 0.01: runs[0.1]}, "lr", "s")
     assert h.verdict == "does not hold"
+    # a run whose rho(H) only falls has no peak to compare: said, not called "diverged"
+    h, pos = sharpest.peak_claims({128: runs[0.1], 512: _m([9, 7, 5, 4, 3, 3])}, "batch_size", "s")
+    assert h.verdict == pos.verdict == "not testable at this scale"
+    assert "no peak after the start for S=512" in h.reason and "first measurement" in pos.reason
+    # a run still rising at its end: its value is a lower bound of its peak
+    rising = _m([1, 3, 5, 7, 9, 12])  # smaller eta, peak not reached: >= 12 at epoch >= 2.5
+    h, pos = sharpest.peak_claims({0.1: _m([1, 20, 30, 25, 22, 20]), 0.01: rising}, "lr", "s")
+    assert h.verdict == "not testable at this scale" and "eta=0.01 still rising" in h.reason
+    assert pos.verdict == "holds"  # its peak can only come later: the ordering is safe
+    h, _ = sharpest.peak_claims({0.1: _m([1, 4, 5, 4, 3, 3]), 0.01: rising}, "lr", "s")
+    assert h.verdict == "holds"  # already above the larger eta's peak: a higher peak keeps it so
+    h, pos = sharpest.peak_claims({0.1: rising, 0.01: _m([1, 5, 25, 20, 15, 12])}, "lr", "s")
+    assert h.verdict == "not testable at this scale"  # the larger eta could still overtake: open
+    assert pos.verdict == "does not hold"  # its peak comes after epoch 2.5 whatever it is: late
 
 
 def test_probe_claims_need_significance():

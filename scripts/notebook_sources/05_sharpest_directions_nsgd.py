@@ -169,6 +169,9 @@ if "fig7_resnet32_nol2" in R:
 # norm (the grids are not given; the vertical line marks the end of epoch 2), for ResNet-32,
 # SimpleCNN and VGG-11. *Here:* the profile's grids and models (VGG-11 at the paper profile
 # only; the cell says which models a profile leaves out); the verdicts are in the claims table.
+# A run whose $\rho(H)$ is still rising at its last measurement has not peaked within its
+# budget: its height and epoch are lower bounds, and a verdict that would change with a later,
+# higher peak is "not testable" (`sharpest.peak_claims`).
 
 # %%
 claims = []
