@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import claims as cl
+from .break_even import solver_bound
 from .conjectures import Sweep, tidy
 
 __all__ = [
@@ -299,7 +300,8 @@ def maxima(df: pd.DataFrame, window: int) -> pd.DataFrame:
     standard error per maximum ``se_<q>``: the seed spread with >= 2 seeds
     (``claims.mean_se``), else from per-measurement standard errors in a column
     ``<q>_se`` where the recorder writes one (bootstrap over K's mini-batch gradients),
-    else NaN (the verdicts then use ``claims.FALLBACK_RTOL``). Diverged runs are counted
+    else for lambda_H^1 the Lanczos stopping bound (``break_even.solver_bound``, as notebooks
+    1-2), else NaN (the verdicts then use ``claims.FALLBACK_RTOL``). Diverged runs are counted
     and left out."""
     rows = []
     for (sw, v), g in _ordered(df).groupby(["sweep", "value"], sort=False):
@@ -318,10 +320,10 @@ def maxima(df: pd.DataFrame, window: int) -> pd.DataFrame:
             for k in ("max", "raw_max", "min", "raw_min", "start", "argmax"):
                 vals = [x[k] for x in st]
                 row[f"{k}_{q}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
-            _, se, n = cl.mean_se([x["max"] for x in st])
+            mean, se, n = cl.mean_se([x["max"] for x in st])
             if n < 2:
                 ses = [x["se"] for x in st if np.isfinite(x["se"])]
-                se = float(ses[0]) if ses else np.nan
+                se = float(ses[0]) if ses else solver_bound(g, q, mean)[0]
             row[f"se_{q}"] = se
         rows.append(row)
     return pd.DataFrame(rows)
@@ -374,19 +376,17 @@ def _window_se(e, i, window):
 # ----------------------------------------------------------------------------- verdicts
 
 def _compare(a, b, se_a, se_b, sign: int):
-    """(verdict, reason) for sign * (a - b) > 0 beyond the noise: the difference must exceed
-    claims.Z x the combined standard error (claims.FALLBACK_RTOL x the larger value
-    where one is missing), as ``claims.ordering_verdict`` judges each step."""
+    """(verdict, reason) for sign * (a - b) > 0 beyond the noise: one step of
+    ``claims.ordering_steps`` (claims.Z x the combined standard error, claims.FALLBACK_RTOL
+    x the larger value where one is missing)."""
     if not (np.isfinite(a) and np.isfinite(b)):
         return cl.UNTESTABLE, "not measured (diverged or missing run)"
-    if np.isfinite(se_a) and np.isfinite(se_b):
-        m, kind = cl.Z * math.hypot(se_a, se_b), f"{cl.Z:g} x combined SE"
-    else:
-        m, kind = cl.FALLBACK_RTOL * max(abs(a), abs(b)), f"{cl.FALLBACK_RTOL:.0%} fallback margin"
-    d = sign * (a - b)
-    if d > m:
+    st = cl.ordering_steps([0, 1], [b, a], [se_b, se_a], sign).iloc[0]
+    m, se_kind = st["margin"], st["margin_kind"] == "se"
+    kind = f"{cl.Z:g} x combined SE" if se_kind else f"{cl.FALLBACK_RTOL:.0%} fallback margin"
+    if st["outcome"] == "as predicted":
         return cl.HOLDS, f"difference {abs(a - b):.3g} > {kind} {m:.3g}"
-    if d < -m:
+    if st["outcome"] == "against":
         return cl.FAILS, f"the other way round by {abs(a - b):.3g} (> {kind} {m:.3g})"
     return cl.UNTESTABLE, f"within noise: difference {abs(a - b):.3g} <= {kind} {m:.3g}"
 

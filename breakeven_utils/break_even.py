@@ -183,6 +183,19 @@ def _claim(fig, claim, setting, paper_key, ours, verdict, reason=""):
                  reason, ffile)
 
 
+def solver_bound(runs: pd.DataFrame, col: str, value: float) -> tuple[float, str]:
+    """(margin, its kind) standing in for the SE of one run's Hessian eigenvalue ``col``
+    (``lambda_H_*``): the Lanczos stopping bound. Every solve stopped at residual
+    ||H y - theta y|| <= tol |theta|, so the eigenvalue lies within ``hessian_tol`` x |value|
+    (the solver's error only, not averaged down over a smoothing window; the spread of the
+    trajectory needs seeds). (NaN, '') for other columns or without ``hessian_tol``."""
+    if col.startswith("lambda_H_") and "hessian_tol" in runs and runs["hessian_tol"].notna().all() \
+            and len(runs) and np.isfinite(value):
+        tol = float(runs["hessian_tol"].max())
+        return tol * abs(value), f"Lanczos residual bound (tol {tol:g} x lambda_H^1)"
+    return np.nan, ""
+
+
 def max_with_se(df: pd.DataFrame, col: str, by="lr", window: int = WINDOW, after_transient: bool = False):
     """Per value of ``by``: the seed mean of the smoothed maxima of ``col`` (claims.smoothed_max), its
     standard error and where it comes from, and the seed mean of the raw maxima.
@@ -212,10 +225,8 @@ def max_with_se(df: pd.DataFrame, col: str, by="lr", window: int = WINDOW, after
             se, kind = seed_se, f"spread of {n} seeds"
         elif n == 1 and np.isfinite(per_seed[0].se):
             se, kind = per_seed[0].se, "bootstrap over the L gradients"
-        elif n == 1 and col.startswith("lambda_H_") and "hessian_tol" in g and g["hessian_tol"].notna().all():
-            # a bound, not a noise: not averaged down over the smoothing window
-            se = float(g["hessian_tol"].max()) * abs(mean)
-            kind = f"Lanczos residual bound (tol {float(g['hessian_tol'].max()):g} x lambda_H^1)"
+        elif n == 1:
+            se, kind = solver_bound(g, col, mean)
         else:
             se, kind = np.nan, ""
         raw = [m.raw_value for m in per_seed if np.isfinite(m.raw_value)]

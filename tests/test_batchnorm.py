@@ -334,6 +334,20 @@ def test_maxima_exclude_diverged_runs_and_use_seed_se():
     assert mx.loc[0.1, "se_lambda_K_1"] == pytest.approx(abs(a - b) / 2)  # SD/sqrt(2) of two seeds
 
 
+def test_one_seed_lambda_H_margin_is_the_lanczos_bound_as_in_notebooks_1_2():
+    df = _traj("bn_eta", 0.1, lam_h=40.0)
+    mx = bn.maxima(df, 3).set_index("value")
+    assert np.isnan(mx.loc[0.1, "se_lambda_H_1"])  # no solver tolerance recorded: no bound
+    df["hessian_tol"] = 1e-2
+    mx = bn.maxima(df, 3).set_index("value")
+    assert mx.loc[0.1, "se_lambda_H_1"] == pytest.approx(1e-2 * mx.loc[0.1, "max_lambda_H_1"])
+    assert np.isnan(mx.loc[0.1, "se_g_over_g5"])  # only Hessian eigenvalues get the bound
+    # the two-point comparison is claims.ordering_steps' step: same margins, same outcomes
+    assert bn._compare(10.0, 9.0, 0.2, 0.2, +1)[0] == "holds"  # 1.0 > 1.96 * 0.283
+    assert bn._compare(10.0, 9.7, 0.2, 0.2, +1)[0] == "not testable at this scale"
+    assert bn._compare(9.0, 10.0, np.nan, 0.2, +1)[0] == "does not hold"  # 5% fallback: 0.5
+
+
 def test_paper_values_carry_their_sentences():
     for value, quote in bn.PAPER_VALUES.values():
         assert isinstance(value, float) and quote.startswith("Sec. 4.")
