@@ -282,7 +282,9 @@ class SmoothedMax(NamedTuple):
     smoothed maximum sits at ``start`` (the curve never grew). ``se`` / ``raw_se``: the
     standard error of the smoothed / raw maximum from per-point standard errors (NaN
     without them): for independent estimates the mean of n points in a window has
-    se = sqrt(sum se_i^2) / n (ignoring the upward bias of picking the largest)."""
+    se = sqrt(sum se_i^2) / n (ignoring the upward bias of picking the largest).
+    ``at_end``: the smoothed maximum sits at the last finite point (the curve may still
+    be rising: its peak lies beyond the measurements)."""
 
     value: float
     index: int
@@ -293,6 +295,7 @@ class SmoothedMax(NamedTuple):
     window: int
     se: float = math.nan
     raw_se: float = math.nan
+    at_end: bool = False
 
 
 def smoothed_max(values, window: int = DEFAULT_WINDOW, after_transient: bool = False,
@@ -322,7 +325,9 @@ def smoothed_max(values, window: int = DEFAULT_WINDOW, after_transient: bool = F
         w = w[np.isfinite(v[w])]
         se = float(math.sqrt(np.sum(e[w] ** 2)) / len(w))  # NaN if any se in the window is
         raw_se = float(e[j])
-    return SmoothedMax(float(s[i]), i, float(v[j]), j, int(start), i == first, window, se, raw_se)
+    last = int(np.flatnonzero(ok_s)[-1])
+    return SmoothedMax(float(s[i]), i, float(v[j]), j, int(start), i == first, window, se, raw_se,
+                       i == last)
 
 
 # ----------------------------------------------------------------------------- orderings

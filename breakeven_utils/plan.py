@@ -546,10 +546,8 @@ def run_cost(c, cal: dict) -> dict:
             per[name] = ev * (s["n_test"] or 0) / c.softmax_every
         elif name == "delta_loss":
             per[name] = ev * n_train_eval * (1 if "train" in c.metrics else 2)
-        elif name == "lambda_H":
-            per[name] = lanczos(c.hessian_k) * hvp(s["hessian_n"]) + (
-                fb(s["hessian_n"]) if s["hessian_n"] <= 512 else 0.0)  # 'cached' HVPs build a graph
-        elif name == "hessian_top":  # sharpest.top_eigs: batches of 512, 'cached' for one
+        elif name in ("lambda_H", "hessian_top"):  # hessian_eigs / sharpest.top_eigs: batches of
+            # 512, 'cached' HVPs for one, whose graph costs a forward+backward to build
             per[name] = lanczos(c.hessian_k) * hvp(s["hessian_n"]) + (
                 fb(s["hessian_n"]) if s["hessian_n"] <= 512 else 0.0)
         elif name == "sharpest_probe":  # sharpest.probe: 10 mini-batch gradients at S, the
@@ -598,12 +596,13 @@ def format_seconds(t: float) -> str:
 
 
 def read_status(root: Path, key: str) -> dict | None:
-    """The run's ``status.json`` in store ``root``: {} when absent, None when unreadable."""
+    """The run's ``status.json`` in store ``root`` (``records._read_json``): {} when absent,
+    None when unreadable."""
+    from .records import STATUS_FILE, CorruptRunError, _read_json
+
     try:
-        return json.loads((Path(root) / key / "status.json").read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return _read_json(Path(root) / key / STATUS_FILE) or {}
+    except (OSError, CorruptRunError):
         return None
 
 

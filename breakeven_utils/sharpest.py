@@ -330,7 +330,7 @@ def growth_claim(metrics, setting: str, window: int = 3, figure_file: str = ""):
         v, why = None, "no finite rho(H) measured"
     elif not grew:
         v, why = False, "the smoothed rho(H) never exceeds its initial value by 5%"
-    elif sm.index == len(rho) - 1:
+    elif sm.at_end:
         v, why = None, "rho(H) is still rising at the last measurement of the budget"
     else:
         v, why = True, f"moving average over {window} measurements"
@@ -360,7 +360,7 @@ def peak_claims(runs: dict, param: str, setting: str, window: int = 3, figure_fi
         where.append(ep[sm.index] if sm.index >= 0 and not sm.at_start else np.nan)
         if sm.at_start:
             at_start.append(f"{sym}={float(x):g}")
-        at_end.append(bool(sm.index >= 0 and not sm.at_start and sm.index == len(rho) - 1))
+        at_end.append(sm.at_end and not sm.at_start)
     sign = -1 if param == "lr" else +1
     notes = []
     if at_start:
