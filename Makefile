@@ -1,6 +1,6 @@
 # The README's two commands:
 #   make reproduce   regenerate every figure and table (papermill; PROFILE=cpu by default)
-#   make test        unit tests, then nbval on the committed smoke-run notebooks
+#   make test        the import contract, unit tests, then nbval on the committed smoke-run notebooks
 # Both create/update the local virtual environment .venv first.
 #
 #   make plan        every run the notebooks would launch at PROFILE, its estimated cost on this
@@ -70,10 +70,14 @@ plan: $(STAMP)
 	$(BIN)/python scripts/reproduce.py --plan --profile $(PROFILE) $(RUN_OPTS)
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
+# ruff (package, tests, benchmarks, scripts and the notebook sources) and the import
+# contract of pyproject.toml [tool.importlinter] (layers, independent paper sections, no cycles)
 lint: $(STAMP)
 	$(BIN)/ruff check breakeven_utils tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache
 
 benchmark: $(STAMP) data
 	$(BIN)/python benchmarks/estimators.py

@@ -9,7 +9,7 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from breakeven_utils.data import BatchIterator, load_data
+from breakeven_utils.core.data import BatchIterator, load_data
 
 
 def rate(iterable, n_images):

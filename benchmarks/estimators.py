@@ -21,10 +21,9 @@ import time
 import torch
 
 from breakeven_utils import curvature as C
-from breakeven_utils import noise as Nz
-from breakeven_utils.data import load_data
-from breakeven_utils.models import build_model
-from breakeven_utils.params import gradient_vector
+from breakeven_utils.core.data import load_data
+from breakeven_utils.core.models import build_model
+from breakeven_utils.core.params import gradient_vector
 
 SECTIONS = ("hvp", "eigs", "warm", "trace", "K", "per_example")
 
@@ -111,10 +110,10 @@ def main(argv=None):
         v = torch.randn(D, device=dev)
         first, calls = {}, {"gradient": plain_grad}
         for method in C.HVP_METHODS:
-            obj = C._Objective(model, lf, (x, y), method=method)
+            obj = C.HessianOperator(model, lf, (x, y), method=method)
             _, first[method] = timed(lambda obj=obj: obj.hvp(v))
             calls[method] = lambda obj=obj: obj.hvp(v)
-        resolved = {m: C._Objective(model, lf, (x, y), method=m).method for m in C.HVP_METHODS}
+        resolved = {m: C.HessianOperator(model, lf, (x, y), method=m).method for m in C.HVP_METHODS}
         t0 = time.perf_counter()
         ph = pyhessian.hessian(model, lf, data=(x, y), cuda=False)
         vl = [torch.randn_like(p) for p in ph.params]
@@ -232,7 +231,7 @@ def main(argv=None):
     # -- gradient covariance K (L=25, M=128) vs 25 plain backward passes -----------
     if "K" in sections:
         ktrain = (data.train.x, data.train.y)
-        cov, t_k = timed(lambda: Nz.gradient_covariance(model, lf, ktrain, L=L, M=M, seed=0))
+        cov, t_k = timed(lambda: C.gradient_covariance(model, lf, ktrain, L=L, M=M, seed=0))
 
         def plain_backwards():
             for idx in cov.indices:
@@ -248,7 +247,7 @@ def main(argv=None):
     if "per_example" in sections:
         n_pe = min(500, len(data.train))
         xp, yp = data.train.x[:n_pe], data.train.y[:n_pe]
-        G, t_pe = timed(lambda: Nz.per_example_gradients(model, lf, xp, yp, chunk_size=128))
+        G, t_pe = timed(lambda: C.per_example_gradients(model, lf, xp, yp, chunk_size=128))
 
         def batch_grad():
             model.zero_grad(set_to_none=True)

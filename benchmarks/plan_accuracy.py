@@ -31,18 +31,19 @@ def main(argv=None) -> int:
     import pandas as pd
     import torch
 
-    from breakeven_utils import plan
-    from breakeven_utils.device import resolve_device
-    from breakeven_utils.reporting import to_markdown
-    from breakeven_utils.train import load_run_data, train
+    from breakeven_utils.core.device import resolve_device
+    from breakeven_utils.core.tables import to_markdown
+    from breakeven_utils.papers.registry import notebook_runs
+    from breakeven_utils.recorder import load_run_data, train
+    from breakeven_utils.store import plan
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    runs = plan.notebook_runs(args.profile)
+    runs = notebook_runs(args.profile)
     chosen, seen = [], set()
     for nb, cfgs in runs.items():  # one run per (notebook, model)
-        if isinstance(cfgs, plan.NotBuilt):
+        if isinstance(cfgs, str):  # registry.NotBuilt
             continue
         for c in cfgs:
             k = (nb, c.model)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from breakeven_utils.profiles import get_profile
-from breakeven_utils.train import DEFAULT_METRICS, config_from_profile, load_run_data, train
+from breakeven_utils.core.profiles import get_profile
+from breakeven_utils.recorder import DEFAULT_METRICS, config_from_profile, load_run_data, train
 
 
 def main():
@@ -50,9 +50,10 @@ def main():
     torch.set_num_threads(args.threads)
 
     if args.notebook == "break_even":
-        from breakeven_utils import break_even
-        s = break_even.settings(args.profile)
-        tracked = break_even.trajectory_configs(s)[0].replace(max_iters=args.max_iters, max_epochs=None)
+        from breakeven_utils.papers.break_even import runs as be_runs
+        from breakeven_utils.papers.break_even import settings as be_settings
+        s = be_settings.settings(args.profile)
+        tracked = be_runs.trajectory_configs(s)[0].replace(max_iters=args.max_iters, max_epochs=None)
         if args.n_train is not None:
             tracked = tracked.replace(n_train=args.n_train)
         if args.lr is not None:
@@ -81,15 +82,15 @@ def main():
     full, t_full = timed(tracked)
     runs = [("tracked run", full, t_full)]
     if args.before:
-        from breakeven_utils import curvature
+        from breakeven_utils.recorder import metrics
         sys.path.insert(0, str(Path(__file__).parent))
         from warm_starts import BEFORE, old_curvature
-        now = curvature.hessian_eigs
-        curvature.hessian_eigs = old_curvature().hessian_eigs   # metrics import it at call time
+        now = metrics.hessian_eigs
+        metrics.hessian_eigs = old_curvature().hessian_eigs   # the name the lambda_H metric calls
         try:
             runs.append((f"tracked run, solver of {BEFORE}", *timed(tracked)))
         finally:
-            curvature.hessian_eigs = now
+            metrics.hessian_eigs = now
     _, t_plain_2 = timed(untracked)
     t_plain = min(t_plain_1, t_plain_2)
     n_meas = full.info["n_measurements"]

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from breakeven_utils import walk
-from breakeven_utils.models import build_model
+from breakeven_utils.core.models import build_model
+from breakeven_utils.papers.walk import measures as walk
 
 
 def best_of(fn, repeats):

@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from breakeven_utils import curvature as C
-from breakeven_utils.data import load_data
-from breakeven_utils.models import build_model
-from breakeven_utils.profiles import get_profile
+from breakeven_utils.core.data import load_data
+from breakeven_utils.core.models import build_model
+from breakeven_utils.core.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "ca77c71"

@@ -25,7 +25,7 @@ The executed copy goes to ``<out>/<section>/<name>.executed.ipynb``
 notebook are merged into ``<out>/manifest.json``. A failing notebook does not
 stop the others; the exit status is 1 if any failed. Afterwards the claims
 ledger ``<out>/CLAIMS.md`` (+ ``claims_ledger.png``) is written from every
-``<out>/<section>/claims.csv`` present (breakeven_utils.ledger).
+``<out>/<section>/claims.csv`` present (breakeven_utils.reporting.ledger).
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from breakeven_utils.reporting import section_name, to_markdown, write_manifest  # noqa: E402
+from breakeven_utils.core.tables import to_markdown  # noqa: E402
+from breakeven_utils.papers.registry import folder_of, notebook_order  # noqa: E402
+from breakeven_utils.reporting.manifest import default_output_root, write_manifest  # noqa: E402
 
 NOTEBOOK_RE = re.compile(r"^\d+_[A-Za-z0-9_\-]+\.ipynb$")
 
@@ -85,8 +87,6 @@ def check_kernel(kernel_name: str) -> None:
 def default_out(profile: str) -> Path:
     """The output root a notebook picks for ``profile`` when given none, resolved against the
     repository: figures/, or runs/smoke_figures/ for smoke (reporting.default_output_root)."""
-    from breakeven_utils.reporting import default_output_root
-
     return (ROOT / "notebooks" / default_output_root(profile)).resolve()
 
 
@@ -95,7 +95,7 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
     """Execute one notebook with papermill; returns its manifest entry."""
     import papermill as pm
 
-    outdir = out / section_name(nb.stem)
+    outdir = out / folder_of(nb.stem)
     outdir.mkdir(parents=True, exist_ok=True)
     executed = outdir / f"{nb.stem}.executed.ipynb"
     entry = {"profile": profile, "executed_notebook": os.path.relpath(executed, out),
@@ -125,8 +125,8 @@ def configure_environment(args) -> Path:
     """Put device, executor and run store into the environment the notebooks inherit,
     and check them now: a wrong name, an unreachable scheduler or a run store the
     workers cannot see stops here, before any notebook (or submission) starts."""
-    from breakeven_utils import executors
-    from breakeven_utils.device import resolve_device
+    from breakeven_utils.core.device import resolve_device
+    from breakeven_utils.store import executors
 
     env = os.environ
     for var, val in (("BREAKEVEN_DEVICE", args.device), ("BREAKEVEN_EXECUTOR", args.executor),
@@ -162,13 +162,15 @@ def print_plan(args, store: Path) -> int:
     """``--plan``: the runs of every notebook, their estimated cost on this device and totals."""
     import torch
 
-    from breakeven_utils import plan
+    from breakeven_utils.papers.registry import notebook_runs
+    from breakeven_utils.store import plan
 
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [Path(n).name.removesuffix(".ipynb") for n in args.notebooks] if args.notebooks else None
     try:
-        p = plan.plan(args.profile, names, device=os.environ.get("BREAKEVEN_DEVICE") or "auto",
+        runs = notebook_runs(args.profile, names)
+        p = plan.plan(runs, args.profile, device=os.environ.get("BREAKEVEN_DEVICE") or "auto",
                       store=store, recalibrate=args.recalibrate)
     except ValueError as e:
         raise SystemExit(f"reproduce --plan: {e}") from None
@@ -178,11 +180,11 @@ def print_plan(args, store: Path) -> int:
 
 def write_ledger(out: Path) -> bool:
     """figures/CLAIMS.md + claims_ledger.png/.pdf from every <out>/<section>/claims.csv present
-    (breakeven_utils.ledger.overview); False (reported) if it could not be written."""
-    from breakeven_utils.ledger import overview
+    (breakeven_utils.reporting.ledger.overview); False (reported) if it could not be written."""
+    from breakeven_utils.reporting.ledger import overview
 
     try:
-        res = overview(out)
+        res = overview(out, order=notebook_order())
     except Exception as e:  # noqa: BLE001 -- the notebooks' outputs stand; report and fail the exit status
         print(f"reproduce: could not write the claims ledger: {type(e).__name__}: {e}", file=sys.stderr)
         return False
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-store", default=None, help="run store (default $BREAKEVEN_RUNS, else <repo>/runs)")
     args = ap.parse_args(argv)
 
-    from breakeven_utils.profiles import PROFILES
+    from breakeven_utils.core.profiles import PROFILES
 
     if args.profile not in PROFILES:
         raise SystemExit(f"reproduce: unknown profile {args.profile!r} (known: {sorted(PROFILES)})")

@@ -13,7 +13,7 @@ def cifar_root():
     Outside CI a missing copy skips the test; in CI (CI=true, where .ci/run
     unpacks the offline copy) a missing copy is a failure, not a skip.
     """
-    from breakeven_utils.data import data_root
+    from breakeven_utils.core.data import data_root
 
     root = data_root()
     if (root / "cifar10-jpeg" / "train").is_dir() or (root / "cifar-10-batches-py").is_dir():

@@ -33,25 +33,27 @@ jobs = None            # runs in parallel (processes, one torch thread each); No
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
 # %%
-import time
-import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from breakeven_utils import break_even as be
-from breakeven_utils import claims, embedding, plotting, records, reporting
-from breakeven_utils.plotting import SYMBOLS
-from breakeven_utils.train import load_run_data
+from breakeven_utils.core.tables import to_markdown
+from breakeven_utils.papers import notebook
+from breakeven_utils.papers.break_even import analysis as be_analysis
+from breakeven_utils.papers.break_even import claims as be_claims
+from breakeven_utils.papers.break_even import runs as be_runs
+from breakeven_utils.papers.break_even import settings as be_settings
+from breakeven_utils.papers.common import paper_values_table
+from breakeven_utils.recorder import load_run_data
+from breakeven_utils.reporting import claims, embedding, plotting
+from breakeven_utils.reporting.plotting import SYMBOLS
 
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # torch-internal, forward-mode AD
-t_start = time.time()
-s = be.settings(profile, **overrides)
-out, output_root, run_store = reporting.notebook_paths("01_break_even", profile, output_root, run_store)
-configs = be.trajectory_configs(s)
+s = be_settings.settings(profile, **overrides)
+nb = notebook.start("01_break_even", profile, output_root, run_store, jobs)  # paths, sweeps, clock
+out = nb.out
+configs = be_runs.trajectory_configs(s)
 data = load_run_data(configs[0])  # the data set behind every run (for its label and size)
 prov = plotting.provenance(data.label, profile, s["seeds"])
 print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, measurement set "
@@ -67,15 +69,14 @@ print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, measuremen
 
 # %%
 # executor (local pool, SLURM, Dask), device, jobs and threads per run: make reproduce's
-# EXECUTOR=/DEVICE=/JOBS=/THREADS= (records.sweep_env; one torch thread per process when
+# EXECUTOR=/DEVICE=/JOBS=/THREADS= (store.sweeps.sweep_env; one torch thread per process when
 # several run side by side); the Fig. 9 runs are submitted with the trajectories (longest
 # first) so both cores stay busy
-fig9_cfgs = be.fig9_configs(s)
-sweep = records.sweep(configs + fig9_cfgs, store=run_store, progress=profile != "smoke",
-                      **records.sweep_env(run_store, jobs=jobs, profile=profile))
-results = [records.load(c, store=run_store) for c in configs]
+fig9_cfgs = be_runs.fig9_configs(s)
+sweep = nb.sweep(configs + fig9_cfgs)
+results = [nb.load(c) for c in configs]
 for r in results:
-    r.metrics["run"] = be.run_label(r.config.lr, r.config.seed)
+    r.metrics["run"] = be_runs.run_label(r.config.lr, r.config.seed)
 df = pd.concat([r.metrics.assign(lr=r.config.lr, seed=r.config.seed) for r in results],
                ignore_index=True)
 summary = df.groupby(["lr", "seed"]).agg(
@@ -101,27 +102,27 @@ for r in results:
     m = r.metrics.set_index("iteration")
     for i, t in enumerate(its):
         snaps.append(sm[i])
-        meta.append(dict(run=be.run_label(r.config.lr, r.config.seed), lr=r.config.lr, iteration=t,
+        meta.append(dict(run=be_runs.run_label(r.config.lr, r.config.seed), lr=r.config.lr, iteration=t,
                          **m.loc[t, ["train_acc", "lambda_K_1", "lambda_K_ratio", "trace_K",
                                      "lambda_H_1"]].to_dict()))
 meta = pd.DataFrame(meta)
 points = embedding.embed_trajectories(np.stack(snaps), seed=0)
-bep = be.break_even_points(df)
-marks = {be.run_label(b.lr, b.seed): b.iteration for b in bep.itertuples()}
+bep = be_analysis.break_even_points(df)
+marks = {be_runs.run_label(b.lr, b.seed): b.iteration for b in bep.itertuples()}
 
 fig1 = plotting.trajectory_map(
     points, meta["run"], {SYMBOLS["lambda_k"]: meta["lambda_K_1"], "training accuracy": meta["train_acc"]},
     lr=meta["lr"], iterations=meta["iteration"], break_even=marks)
 fig1.suptitle("Fig. 1: UMAP of test-set predictions along SGD trajectories")
 plotting.annotate(fig1, prov)
-reporting.save_figure(fig1, "fig1_umap_lambda_k", out)
+nb.save_figure(fig1, "fig1_umap_lambda_k")
 fig8 = plotting.trajectory_map(
     points, meta["run"], {SYMBOLS["ratio_k"]: meta["lambda_K_ratio"], SYMBOLS["trace_k"]: meta["trace_K"],
                           SYMBOLS["lambda_h"]: meta["lambda_H_1"]},
     lr=meta["lr"], iterations=meta["iteration"], break_even=marks)
 fig8.suptitle("Fig. 8: the same trajectories, coloured by the conditioning of K, Tr(K) and the Hessian")
 plotting.annotate(fig8, prov)
-reporting.save_figure(fig8, "fig8_umap_ratio_trace_lambda_h", out)
+nb.save_figure(fig8, "fig8_umap_ratio_trace_lambda_h")
 plt.show()
 
 # %% [markdown]
@@ -143,7 +144,7 @@ plotting.scatter_vs(df["lambda_K_1"], df["delta_loss"], df["lr"], xlabel=SYMBOLS
                     ylabel=SYMBOLS["delta_loss"], ax=b_, hline=0.0, mark=is_bep)
 fig2.suptitle("Fig. 2: curvature and loss change against the gradient-noise scale")
 plotting.annotate(fig2, prov)
-reporting.save_figure(fig2, "fig2_lambda_h_delta_loss_vs_lambda_k", out)
+nb.save_figure(fig2, "fig2_lambda_h_delta_loss_vs_lambda_k")
 plt.show()
 
 # %% [markdown]
@@ -155,13 +156,13 @@ plt.show()
 # measurement set (k = `spectrum_k` of the profile).
 
 # %%
-spec_K, spec_H, where = be.spectra_at_max(results)
+spec_K, spec_H, where = be_analysis.spectra_at_max(results)
 fig3, (a, b_) = plotting.subplots(2)
 plotting.spectrum(spec_K, ax=a, xlabel=r"eigenvalue of $\mathbf{K}$")
 plotting.spectrum(spec_H, ax=b_, xlabel=r"eigenvalue of $\mathbf{H}$ (top %d)" % s["spectrum_k"])
 fig3.suptitle("Fig. 3: spectra of K and H at their largest spectral norm")
 plotting.annotate(fig3, prov)
-reporting.save_figure(fig3, "fig3_spectra_k_h", out)
+nb.save_figure(fig3, "fig3_spectra_k_h")
 plt.show()
 pd.DataFrame(where).T
 
@@ -180,7 +181,8 @@ pd.DataFrame(where).T
 # %%
 fig_be, (a, b_) = plotting.subplots(2)
 for (lr, seed), g in df.groupby(["lr", "seed"]):
-    kw = dict(color=plotting.lr_color(lr), alpha=0.8, label=f"$\\eta$={lr:g}" if seed == s["seeds"][0] else None)
+    kw = dict(color=plotting.lr_color(lr), alpha=0.8,
+              label=f"$\\eta$={lr:g}" if seed == s["seeds"][0] else None)
     a.plot(g["iteration"], g["breakeven_lhs"], marker=".", **kw)
     b_.plot(g["iteration"], g["lambda_H_1"], marker=".", **kw)
     b_.axhline(2 / lr, color=plotting.lr_color(lr), ls="--", lw=0.8)
@@ -193,7 +195,7 @@ b_.set(xlabel=SYMBOLS["iteration"], ylabel=SYMBOLS["lambda_h"], yscale="log",
 a.legend()
 fig_be.suptitle("Break-even point: first iteration with LHS of Eq. (1) >= 1 (dotted)")
 plotting.annotate(fig_be, prov)
-reporting.save_figure(fig_be, "break_even_point_eq1", out)
+nb.save_figure(fig_be, "break_even_point_eq1")
 plt.show()
 bep.round(3)
 
@@ -206,8 +208,8 @@ bep.round(3)
 # scale (the $M$-sample estimate is about $K/M$); the claim is about correlation.
 
 # %%
-fig9_runs = [records.load(c, store=run_store) for c in fig9_cfgs]
-corr = be.fig9_correlations(fig9_runs)
+fig9_runs = [nb.load(c) for c in fig9_cfgs]
+corr = be_analysis.fig9_correlations(fig9_runs)
 fig9, axes = plotting.subplots(len(fig9_runs))
 for ax, r, row in zip(np.atleast_1d(axes), fig9_runs, corr.itertuples()):
     ax.scatter(r.metrics["lambda_K1_1"], r.metrics["lambda_K_1"], s=12, color=plotting.lr_color(r.config.lr))
@@ -216,35 +218,34 @@ for ax, r, row in zip(np.atleast_1d(axes), fig9_runs, corr.itertuples()):
         title=f"$\\eta$={r.config.lr:g}: r = {row.pearson_r:.2f} (n={row.n}, p={row.p:.2g})")
 fig9.suptitle("Fig. 9: Pearson correlation of the two estimates of $\\lambda_K^1$ along a trajectory")
 plotting.annotate(fig9, plotting.provenance(data.label, profile, [s["seeds"][0]]))
-reporting.save_figure(fig9, "fig9_lambda_k_m128_vs_m1", out)
+nb.save_figure(fig9, "fig9_lambda_k_m128_vs_m1")
 plt.show()
-reporting.save_table(corr, "fig9_correlations", out)
+nb.save_table(corr, "fig9_correlations")
 corr.round({"pearson_r": 2, "p": 3})
 
 # %% [markdown]
 # ## Claims
 #
 # Each row states a claim of the paper, the setting, the paper's statement (from
-# `break_even.PAPER_VALUES`, each with the sentence it comes from, listed below), what was
-# measured here, and whether the claim holds. The rules are fixed in the package
-# (`break_even.claims_break_even`, `breakeven_utils.claims`), not tuned to the outcome:
-# a correlation needs at least 8 points, r >= 0.5 (Fig. 9's "strong": r >= 0.7) and p < 0.05,
-# and otherwise is *not testable at this scale*; an ordering of maxima compares the maxima of
-# the curves smoothed over `be.WINDOW` measurements and holds only when the difference exceeds
+# `papers.common.BREAK_EVEN_PAPER_VALUES`, each with the sentence it comes from, listed
+# below), what was measured here, and whether the claim holds. The rules are fixed in the
+# package (`papers.break_even.claims`, `breakeven_utils.reporting.claims`), not tuned to the
+# outcome: a correlation needs at least 8 points, r >= 0.5 (Fig. 9's "strong": r >= 0.7) and
+# p < 0.05, and otherwise is *not testable at this scale*; an ordering of maxima compares the
+# maxima of the curves smoothed over `be_settings.WINDOW` measurements and holds only when the
+# difference exceeds
 # 1.96 combined standard errors (seed spread; with one seed the bootstrap over the $L$
 # gradients of K where the runs recorded it; else a 5% margin, as the reason says).
 
 # %%
-claim_rows = be.claims_break_even(df, spec_K, spec_H, corr, setting=f"SimpleCNN, {data.label}")
+claim_rows = be_claims.claims(df, spec_K, spec_H, corr, setting=f"SimpleCNN, {data.label}")
 claims.save_claims(claim_rows, out)
-reporting.write_manifest(Path(output_root) / "manifest.json", {"01_break_even": {
-    "profile": profile, "data": data.label, "seeds": s["seeds"], "learning_rates": s["lrs"],
-    "notebook_seconds": round(time.time() - t_start, 1),
-    **records.compute_time(results + fig9_runs, run_store, since=t_start)}})
+nb.write_manifest({"profile": profile, "data": data.label, "seeds": s["seeds"], "learning_rates": s["lrs"]},
+                  runs=results + fig9_runs)
 print("verdicts:", claims.verdict_counts(claim_rows))
-display(Markdown(reporting.to_markdown(claims.compact_table(claim_rows))))
+display(Markdown(to_markdown(claims.compact_table(claim_rows))))
 with pd.option_context("display.max_colwidth", None):
-    display(be.paper_values_table())
+    display(paper_values_table())
 
 # %% [markdown]
 # ## Regression check (nbval)

@@ -34,27 +34,27 @@ jobs = None            # runs in parallel (processes, one torch thread each); No
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
 # %%
-import time
-import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from breakeven_utils import break_even as be
-from breakeven_utils import claims
-from breakeven_utils import conjectures as cj
-from breakeven_utils import plotting, records, reporting
-from breakeven_utils.plotting import SYMBOLS
-from breakeven_utils.train import load_run_data
+from breakeven_utils.core.tables import to_markdown
+from breakeven_utils.papers import notebook
+from breakeven_utils.papers.common import paper_values_table, tidy
+from breakeven_utils.papers.conjectures import analysis as cj_analysis
+from breakeven_utils.papers.conjectures import claims as cj_claims
+from breakeven_utils.papers.conjectures import runs as cj_runs
+from breakeven_utils.papers.conjectures import settings as cj_settings
+from breakeven_utils.recorder import load_run_data
+from breakeven_utils.reporting import claims, plotting
+from breakeven_utils.reporting.plotting import SYMBOLS
 
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # torch-internal, forward-mode AD
-t_start = time.time()
-s = cj.settings(profile, **overrides)
-out, output_root, run_store = reporting.notebook_paths("02_conjectures", profile, output_root, run_store)
-sweeps = cj.sweeps(s)
+s = cj_settings.settings(profile, **overrides)
+nb = notebook.start("02_conjectures", profile, output_root, run_store, jobs)  # paths, sweeps, clock
+out = nb.out
+sweeps = cj_runs.sweeps(s)
 by_name = {sw.name: sw for sw in sweeps}
 thr = s["acc_threshold"]
 labels = {}  # data set label per sweep (for the figure footers)
@@ -64,10 +64,11 @@ n_unique = len({c.key() for sw in sweeps for c in sw.configs})
 print(f"profile {profile!r}: seeds {s['seeds']}, {n_unique} distinct runs, accuracy threshold {thr:.0%}")
 for sw in sweeps:
     c = sw.configs[0]
-    print(f"  {sw.name:15s} {sw.label:38s} {cj.PARAM_SYMBOL[sw.param]} in {sorted(set(sw.values))} | "
+    print(f"  {sw.name:15s} {sw.label:38s} {cj_settings.PARAM_SYMBOL[sw.param]} in "
+          f"{sorted(set(sw.values))} | "
           f"{labels[sw.name]}, n_train={c.n_train}, {c.max_epochs} epochs, K: L={c.K_L}, M={c.K_M}"
           f"{', lambda_H' if sw.lambda_H else ''}")
-for fam, reason in cj.skipped(s).items():
+for fam, reason in cj_runs.skipped(s).items():
     print(f"  skipped {fam}: {reason}")
 
 # %% [markdown]
@@ -78,7 +79,8 @@ for fam, reason in cj.skipped(s).items():
 # divergence are kept, its maxima are left out of the verdicts and named); a run that
 # fails is listed and skipped, so the notebook always finishes. Along each run the
 # recorder measures training accuracy (on the measurement set), validation accuracy,
-# $\lambda_K^1$, $\lambda_K^*/\lambda_K^1$, $\mathrm{Tr}(\mathbf{K})$ ($L$ mini-batch gradients of size $M$) and,
+# $\lambda_K^1$, $\lambda_K^*/\lambda_K^1$, $\mathrm{Tr}(\mathbf{K})$ ($L$ mini-batch gradients of size
+# $M$) and,
 # where the profile enables it, $\lambda_H^1$ (Lanczos on the first `hessian_n` examples
 # of the measurement set).
 
@@ -86,13 +88,12 @@ for fam, reason in cj.skipped(s).items():
 # ResNet-32 runs first: they take longest, so the last runs to finish are short ones
 all_configs = sorted((c for sw in sweeps for c in sw.configs), key=lambda c: c.model != "resnet32")
 # executor (local pool, SLURM, Dask), device, jobs and threads per run: make reproduce's
-# EXECUTOR=/DEVICE=/JOBS=/THREADS= (records.sweep_env; one torch thread per process when
+# EXECUTOR=/DEVICE=/JOBS=/THREADS= (store.sweeps.sweep_env; one torch thread per process when
 # several run side by side)
-raw = records.sweep(all_configs, store=run_store, errors="record", progress=profile != "smoke",
-                    **records.sweep_env(run_store, jobs=jobs, profile=profile))
+raw = nb.sweep(all_configs, errors="record")
 for f in raw.attrs.get("failed", []):
     print("failed run (skipped):", f["key"], f["error"])
-df = pd.concat([cj.tidy(raw, sw) for sw in sweeps], ignore_index=True)
+df = pd.concat([tidy(raw, sw) for sw in sweeps], ignore_index=True)
 if "lambda_H_1" not in df:
     df["lambda_H_1"] = np.nan
 xcol = f"cross_{thr:g}_epoch"
@@ -102,7 +103,7 @@ status = df.groupby(["sweep", "value", "seed"], sort=False).agg(
 status.round(3)
 
 # %%
-WINDOW = cj.WINDOW  # moving-average window (measurements): smoothed curves and the maxima compared
+WINDOW = cj_settings.WINDOW  # moving-average window (measurements): smoothed curves and the maxima compared
 YS = {"lambda_K_1": "lambda_k", "lambda_K_ratio": "ratio_k", "trace_K": "trace_k",
       "lambda_H_1": "lambda_h"}  # column -> key of SYMBOLS (axis label)
 
@@ -141,7 +142,7 @@ def figure(names, ys, title, fname):
     fig.suptitle(title)
     plotting.annotate(fig, plotting.provenance(" / ".join(dict.fromkeys(labels[n] for n in names)),
                                                profile, s["seeds"]))
-    reporting.save_figure(fig, fname, out)
+    nb.save_figure(fig, fname)
     plt.show()
     return fig
 
@@ -160,12 +161,12 @@ def figure(names, ys, title, fname):
 # skips it (stated above). ResNet-32 has batch normalisation: like the paper's batch-normalised
 # networks (Sec. 4.3) its $\lambda_K^1$ starts high and decays first, so its maxima are taken after
 # that initial transient (the first local minimum of the smoothed curve,
-# `breakeven_utils.claims.transient_end`).
+# `breakeven_utils.reporting.claims.transient_end`).
 
 # %%
 FIG4 = ["simplecnn_eta", "simplecnn_S", "resnet32_eta", "resnet32_S"]
 figure(FIG4, ["lambda_K_1", "lambda_K_ratio"],
-       "Fig. 4: variance reduction and pre-conditioning effect of SGD", "fig4_lambda_k_ratio");
+       "Fig. 4: variance reduction and pre-conditioning effect of SGD", "fig4_lambda_k_ratio")
 
 # %% [markdown]
 # ## Fig. 5: $\lambda_H^1$ for SimpleCNN and ResNet-32
@@ -176,7 +177,7 @@ figure(FIG4, ["lambda_K_1", "lambda_K_ratio"],
 
 # %%
 figure(FIG4, ["lambda_H_1"], "Fig. 5: spectral norm of the Hessian along the trajectory",
-       "fig5_lambda_h");
+       "fig5_lambda_h")
 
 # %% [markdown]
 # ## Fig. 10-13: training and validation accuracy and $\mathrm{Tr}(\mathbf{K})$
@@ -202,8 +203,8 @@ for num, name in zip((10, 11, 12, 13), FIG4):
 
 # %%
 figure(["mlp_eta"], ["lambda_K_1", "lambda_K_ratio", "lambda_H_1", "trace_K"],
-       "Fig. 18: MLP, different learning rates", "fig18_mlp_k_h");
-figure(["mlp_eta"], ["train_acc", "val_acc"], "Fig. 19: MLP, accuracy", "fig19_mlp_acc");
+       "Fig. 18: MLP, different learning rates", "fig18_mlp_k_h")
+figure(["mlp_eta"], ["train_acc", "val_acc"], "Fig. 19: MLP, accuracy", "fig19_mlp_acc")
 
 # %% [markdown]
 # ## Fig. 20-23 (App. F): SGD with momentum
@@ -215,13 +216,13 @@ figure(["mlp_eta"], ["train_acc", "val_acc"], "Fig. 19: MLP, accuracy", "fig19_m
 
 # %%
 figure(["momentum_beta"], ["lambda_K_1", "lambda_K_ratio", "trace_K"],
-       "Fig. 20: SGD with momentum, different beta", "fig20_momentum_beta_k");
+       "Fig. 20: SGD with momentum, different beta", "fig20_momentum_beta_k")
 figure(["momentum_beta"], ["train_acc", "val_acc"], "Fig. 21: accuracy, different beta",
-       "fig21_momentum_beta_acc");
+       "fig21_momentum_beta_acc")
 figure(["momentum_eta"], ["lambda_K_1", "lambda_K_ratio", "trace_K"],
-       "Fig. 22: SGD with momentum 0.9, different learning rates", "fig22_momentum_eta_k");
+       "Fig. 22: SGD with momentum 0.9, different learning rates", "fig22_momentum_eta_k")
 figure(["momentum_eta"], ["train_acc", "val_acc"], "Fig. 23: accuracy, momentum 0.9",
-       "fig23_momentum_eta_acc");
+       "fig23_momentum_eta_acc")
 
 # %% [markdown]
 # ## Fig. 24-25 (App. G): learning-rate decay
@@ -232,9 +233,9 @@ figure(["momentum_eta"], ["train_acc", "val_acc"], "Fig. 23: accuracy, momentum 
 
 # %%
 figure(["decay_eta"], ["lambda_K_1", "lambda_K_ratio", "trace_K"],
-       "Fig. 24: learning-rate decay, different learning rates", "fig24_decay_k");
+       "Fig. 24: learning-rate decay, different learning rates", "fig24_decay_k")
 figure(["decay_eta"], ["train_acc", "val_acc"], "Fig. 25: accuracy with learning-rate decay",
-       "fig25_decay_acc");
+       "fig25_decay_acc")
 
 # %% [markdown]
 # ## Settings that need user data
@@ -244,7 +245,7 @@ figure(["decay_eta"], ["train_acc", "val_acc"], "Fig. 25: accuracy with learning
 # below.
 
 # %%
-for fam, reason in cj.skipped(s).items():
+for fam, reason in cj_runs.skipped(s).items():
     print(f"{fam}: skipped ({reason})")
 
 # %% [markdown]
@@ -260,39 +261,38 @@ for fam, reason in cj.skipped(s).items():
 # (max $\lambda_K^1$, max $\lambda_H^1$) and Conjecture 2 (max $\lambda_K^*/\lambda_K^1$, max
 # $\mathrm{Tr}(\mathbf{K})$). An ordering **holds** only when every step between consecutive
 # settings goes the predicted way by more than 1.96 times the combined standard error of its
-# two ends (`breakeven_utils.claims.ordering_verdict`); a step inside that margin makes it
+# two ends (`breakeven_utils.reporting.claims.ordering_verdict`); a step inside that margin makes it
 # *not testable at this scale (within noise)*, a step against it beyond the margin makes it
 # *does not hold*. Standard errors: the spread over seeds where the profile runs several;
 # with one seed, for $\lambda_K^1$ and $\mathrm{Tr}(\mathbf{K})$ the bootstrap over the $L$ mini-batch
 # gradients when the runs recorded it; otherwise (the ratio, $\lambda_H^1$, older runs) a margin of
 # 5% of the larger value, and the reason says so. The rule is fixed in the package, not tuned to
-# the outcome; the paper's numbers come from `break_even.PAPER_VALUES`, each with its sentence.
+# the outcome; the paper's numbers come from `papers.common.BREAK_EVEN_PAPER_VALUES`, each with its sentence.
 
 # %%
-mx = cj.setting_maxima(df)
-reporting.save_table(mx, "maxima", out)
-claim_rows = cj.claims_conjectures(mx, labels={sw.name: f"{sw.label}, {labels[sw.name]}" for sw in sweeps})
+mx = cj_analysis.setting_maxima(df)
+nb.save_table(mx, "maxima")
+claim_rows = cj_claims.claims(mx, labels={sw.name: f"{sw.label}, {labels[sw.name]}" for sw in sweeps})
 claims.save_claims(claim_rows, out)
-reporting.write_manifest(Path(output_root) / "manifest.json", {"02_conjectures": {
-    "profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
-    "sweeps": {sw.name: sorted(set(sw.values)) for sw in sweeps}, "runs": n_unique,
-    "skipped": cj.skipped(s), "notebook_seconds": round(time.time() - t_start, 1),
-    **records.compute_time(raw, run_store, since=t_start)}})
-print(f"maxima of the curves smoothed over {WINDOW} measurements; verdicts: {claims.verdict_counts(claim_rows)}")
+nb.write_manifest({"profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
+                   "sweeps": {sw.name: sorted(set(sw.values)) for sw in sweeps}, "runs": n_unique,
+                   "skipped": cj_runs.skipped(s)}, runs=raw)
+print(f"maxima of the curves smoothed over {WINDOW} measurements; "
+      f"verdicts: {claims.verdict_counts(claim_rows)}")
 num_cols = ["max_lambda_K_1", "max_lambda_K_1_se", "raw_max_lambda_K_1", "max_lambda_K_ratio",
             "max_trace_K", "max_trace_K_se", "max_lambda_H_1", "train_acc_at_max_lambda_K_1"]
 display(mx[["sweep", "value", "n_seeds", "n_diverged", "after_transient"] + num_cols].round(3))
-display(Markdown(reporting.to_markdown(claims.compact_table(claim_rows))))
+display(Markdown(to_markdown(claims.compact_table(claim_rows))))
 
 # %% [markdown]
 # The paper's numbers used above, with the sentences they come from:
 
 # %%
 with pd.option_context("display.max_colwidth", None):
-    display(be.paper_values_table())
+    display(paper_values_table())
 
 # %%
-print(f"notebook wall time: {time.time() - t_start:.0f} s at profile {profile!r} "
+print(f"notebook wall time: {nb.seconds:.0f} s at profile {profile!r} "
       f"({n_unique} runs; cached runs are only loaded)")
 
 # %% [markdown]
@@ -307,7 +307,7 @@ print(f"notebook wall time: {time.time() - t_start:.0f} s at profile {profile!r}
 print("runs:", n_unique, "| statuses:", sorted(df["status"].unique()))
 print("sweeps:", [sw.name for sw in sweeps])
 for sw, g in mx.groupby("sweep", sort=False):
-    print(sw, {cj._num(v): round(k, 2) for v, k in zip(g["value"], g["max_lambda_K_1"])})
+    print(sw, {cj_settings.paper_number(v): round(k, 2) for v, k in zip(g["value"], g["max_lambda_K_1"])})
 print("claims:", len(claim_rows), "| columns:", list(claims.compact_table(claim_rows).columns))
 print("verdict vocabulary ok:", all(c.verdict in claims.VERDICTS for c in claim_rows))
 print("every claim links an existing figure:", all((out / c.figure_file).is_file() for c in claim_rows))

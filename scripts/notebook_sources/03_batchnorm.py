@@ -33,7 +33,7 @@
 #
 # **BatchNorm mode**, written on every figure: K and H are measured with batch statistics
 # (train mode), as the paper's Keras code computed them, with the running statistics
-# frozen during the measurement (tested bitwise in `tests/test_batchnorm.py`); accuracies
+# frozen during the measurement (tested bitwise in `tests/papers/batchnorm/test_batchnorm.py`); accuracies
 # use the running statistics (eval mode); $\|g\|/\|g_5\|$ uses the step's own gradient.
 #
 # **Scale.** `cpu` (sized for about 10 minutes on 2 cores from an empty run store): 3,200
@@ -56,31 +56,33 @@ jobs = None            # runs in parallel (processes, one torch thread each); No
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
 # %%
-import time
-import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from breakeven_utils import batchnorm as bn
-from breakeven_utils import claims as cl
-from breakeven_utils import plotting, records, reporting
-from breakeven_utils.plotting import SYMBOLS
-from breakeven_utils.train import load_run_data
+from breakeven_utils.papers import notebook
+from breakeven_utils.papers.batchnorm import analysis as bn_analysis
+from breakeven_utils.papers.batchnorm import claims as bn_claims
+from breakeven_utils.papers.batchnorm import figures as bn_figures
+from breakeven_utils.papers.batchnorm import runs as bn_runs
+from breakeven_utils.papers.batchnorm import settings as bn_settings
+from breakeven_utils.papers.common import tidy
+from breakeven_utils.recorder import load_run_data
+from breakeven_utils.reporting import claims as cl
+from breakeven_utils.reporting import plotting
+from breakeven_utils.reporting.plotting import SYMBOLS
 
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # torch-internal, forward-mode AD
-t_start = time.time()
-s = bn.settings(profile, **overrides)  # bad input (empty eta/S lists, S > n_train, ...) fails here
-out, output_root, run_store = reporting.notebook_paths("03_batchnorm", profile, output_root, run_store)
-# EXECUTOR=/DEVICE=/JOBS=/THREADS= (records.sweep_env) choose where the runs go
-sweep_kw = records.sweep_env(run_store, jobs=jobs, profile=profile)
-sweeps = bn.sweeps(s)
+s = bn_settings.settings(profile, **overrides)  # bad input (empty eta/S lists, S > n_train, ...) fails here
+nb = notebook.start("03_batchnorm", profile, output_root, run_store, jobs)  # paths, sweeps, clock
+out = nb.out
+# EXECUTOR=/DEVICE=/JOBS=/THREADS= (store.sweeps.sweep_env) choose where the runs go
+sweep_kw = nb.sweep_env()
+sweeps = bn_runs.sweeps(s)
 by_name = {sw.name: sw for sw in sweeps}
-configs = bn.run_configs(profile, **overrides)
+configs = bn_runs.run_configs(profile, **overrides)
 data = load_run_data(configs[0])
-footer = plotting.provenance(data.label, profile, s["seeds"]) + "\n" + bn.BN_MODES_TEXT
+footer = plotting.provenance(data.label, profile, s["seeds"]) + "\n" + bn_figures.BN_MODES_TEXT
 W = s["window"]
 c0 = by_name["bn_eta"].configs[0]
 print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, n_val={len(data.val)}, "
@@ -102,11 +104,11 @@ for sw in sweeps:
 # skipped, so the notebook always finishes.
 
 # %%
-raw = records.sweep(configs, store=run_store, errors="record", progress=False, **sweep_kw)
+raw = nb.sweep(configs, errors="record", progress=False)
 for f in raw.attrs.get("failed", []):
     print("failed run (skipped):", f["key"], f["error"])
-df = pd.concat([bn.tidy(raw, sw) for sw in sweeps], ignore_index=True)
-runs = bn.run_table(df)
+df = pd.concat([tidy(raw, sw) for sw in sweeps], ignore_index=True)
+runs = bn_analysis.run_table(df)
 runs.round(3)
 
 # %% [markdown]
@@ -120,13 +122,13 @@ runs.round(3)
 # %%
 bn_eta, plain_eta, bn_S = (df[df["sweep"] == n] for n in ("bn_eta", "plain_eta", "bn_S"))
 G5 = r"$\|g\|/\|g_5\|$"
-fig7a = bn.figure([
+fig7a = bn_figures.figure([
     dict(d=bn_eta, y="g_over_g5", ylabel=G5, window=W, title="SimpleCNN-BN"),
     dict(d=plain_eta, y="g_over_g5", ylabel=G5, window=W, title="SimpleCNN"),
     dict(d=bn_eta, y="lambda_H_1", ylabel=SYMBOLS["lambda_h"], window=W, title="SimpleCNN-BN"),
     dict(d=bn_eta, y="lambda_K_1", ylabel=SYMBOLS["lambda_k"], window=W, title="SimpleCNN-BN")],
     "Fig. 7a: the effect of the learning rate (S = %d)" % s["batch_size"], footer)
-reporting.save_figure(fig7a, bn.FIGURES["fig7a"], out)
+nb.save_figure(fig7a, bn_figures.FIGURES["fig7a"])
 plt.show()
 
 # %% [markdown]
@@ -140,12 +142,12 @@ plt.show()
 
 # %%
 early = dict(x="iteration", xmax=s["early_plot_iters"], vline=s["early_iters"], window=W)
-fig7b = bn.figure([
+fig7b = bn_figures.figure([
     dict(d=bn_eta, y="gamma_norm", ylabel=r"$\|\gamma\|$ (last BN layer)", **early),
     dict(d=bn_eta, y="lambda_K_1", ylabel=SYMBOLS["lambda_k"], **early),
     dict(d=bn_eta, y="lambda_K_ratio", ylabel=SYMBOLS["ratio_k"], **early)],
     "Fig. 7b: SimpleCNN-BN early in training, different learning rates", footer)
-reporting.save_figure(fig7b, bn.FIGURES["fig7b"], out)
+nb.save_figure(fig7b, bn_figures.FIGURES["fig7b"])
 plt.show()
 
 # %% [markdown]
@@ -158,13 +160,13 @@ plt.show()
 # axes.
 
 # %%
-cmp, names = bn.comparison(df, s)
+cmp, names = bn_figures.comparison(df, s)
 common = dict(d=cmp, hue="curve", names=names, window=W)
-fig43 = bn.figure([dict(y="g_over_g5", ylabel=G5, **common),
+fig43 = bn_figures.figure([dict(y="g_over_g5", ylabel=G5, **common),
                    dict(y="lambda_K_1", ylabel=SYMBOLS["lambda_k"], **common),
                    dict(y="lambda_K_ratio", ylabel=SYMBOLS["ratio_k"], **common)],
                   "Sec. 4.3: SimpleCNN-BN at small and large eta against SimpleCNN", footer)
-reporting.save_figure(fig43, bn.FIGURES["sec43"], out)
+nb.save_figure(fig43, bn_figures.FIGURES["sec43"])
 plt.show()
 
 # %% [markdown]
@@ -175,20 +177,20 @@ plt.show()
 # measured with $M=128$ for every $S$.
 
 # %%
-fig26a = bn.figure([
+fig26a = bn_figures.figure([
     dict(d=bn_S, y="g_over_g5", ylabel=G5, param="batch_size", window=W),
     dict(d=bn_S, y="lambda_H_1", ylabel=SYMBOLS["lambda_h"], param="batch_size", window=W,
          title="" if s["lambda_H_S"] else f"measured for S={s['batch_size']} only at this profile"),
     dict(d=bn_S, y="lambda_K_1", ylabel=SYMBOLS["lambda_k"], param="batch_size", window=W)],
     f"Fig. 26a: SimpleCNN-BN, different batch sizes (eta = {s['lr_for_S']:g})", footer)
-reporting.save_figure(fig26a, bn.FIGURES["fig26a"], out)
+nb.save_figure(fig26a, bn_figures.FIGURES["fig26a"])
 plt.show()
-fig26b = bn.figure([
+fig26b = bn_figures.figure([
     dict(d=bn_S, y="gamma_norm", ylabel=r"$\|\gamma\|$ (last BN layer)", param="batch_size", **early),
     dict(d=bn_S, y="lambda_K_1", ylabel=SYMBOLS["lambda_k"], param="batch_size", **early),
     dict(d=bn_S, y="lambda_K_ratio", ylabel=SYMBOLS["ratio_k"], param="batch_size", window=W)],
     f"Fig. 26b: SimpleCNN-BN early in training, different batch sizes (eta = {s['lr_for_S']:g})", footer)
-reporting.save_figure(fig26b, bn.FIGURES["fig26b"], out)
+nb.save_figure(fig26b, bn_figures.FIGURES["fig26b"])
 plt.show()
 
 # %% [markdown]
@@ -203,8 +205,8 @@ for d, param, name in ((bn_eta, "lr", "SimpleCNN-BN"), (plain_eta, "lr", "Simple
                        (bn_S, "batch_size", f"SimpleCNN-BN, eta = {s['lr_for_S']:g}")):
     rows += [dict(d=d, y=y, param=param, window=W, title=name)
              for y in ("train_acc", "val_acc", "trace_K")]
-fig_acc = bn.figure(rows, "Accuracy and Tr(K) of every run", footer, ncols=3)
-reporting.save_figure(fig_acc, bn.FIGURES["acc"], out)
+fig_acc = bn_figures.figure(rows, "Accuracy and Tr(K) of every run", footer, ncols=3)
+nb.save_figure(fig_acc, bn_figures.FIGURES["acc"])
 plt.show()
 
 # %% [markdown]
@@ -233,22 +235,20 @@ plt.show()
 # $\eta=0.001$ vs 0.24) favour BatchNorm: the row tests the paper's numbers as printed.
 
 # %%
-claims = bn.claims(df, s)
+claims = bn_claims.claims(df, s)
 cl.save_claims(claims, out)
-maxima = bn.maxima(df, W)
-reporting.save_table(maxima, "maxima", out)
+maxima = bn_analysis.maxima(df, W)
+nb.save_table(maxima, "maxima")
 with pd.option_context("display.max_colwidth", None):
     display(cl.compact_table(claims))
 for c in claims:
     display(Markdown(f"- **{c.claim}** ({c.section}, {c.figure}): paper {c.paper_value}; ours {c.ours} "
                      f"→ *{c.verdict}*" + (f" ({c.reason})" if c.reason else "")))
-reporting.write_manifest(Path(output_root) / "manifest.json", {"03_batchnorm": {
-    "profile": profile, "data": data.label, "seeds": s["seeds"], "runs": len(configs),
-    "sweeps": {sw.name: sorted(set(sw.values)) for sw in sweeps},
-    "statuses": raw.groupby("key")["status"].first().value_counts().to_dict(),
-    "verdicts": cl.verdict_counts(claims),
-    "notebook_seconds": round(time.time() - t_start, 1)}})
-print(f"notebook wall time: {time.time() - t_start:.0f} s at profile {profile!r} "
+nb.write_manifest({"profile": profile, "data": data.label, "seeds": s["seeds"], "runs": len(configs),
+                   "sweeps": {sw.name: sorted(set(sw.values)) for sw in sweeps},
+                   "statuses": raw.groupby("key")["status"].first().value_counts().to_dict(),
+                   "verdicts": cl.verdict_counts(claims)})
+print(f"notebook wall time: {nb.seconds:.0f} s at profile {profile!r} "
       f"({len(configs)} runs; cached runs are only loaded)")
 
 # %% [markdown]

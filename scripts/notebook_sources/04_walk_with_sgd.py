@@ -39,25 +39,26 @@ jobs = None            # runs in parallel (processes, one torch thread each); No
 overrides = {}         # profile keys of the walk section to override
 
 # %%
-import time
-import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from breakeven_utils import claims, plotting, reporting, walk
-from breakeven_utils import walk_claims as wc
-from breakeven_utils import walk_experiments as we
-from breakeven_utils.train import load_run_data
+from breakeven_utils.papers import notebook
+from breakeven_utils.papers.walk import analysis as walk_analysis
+from breakeven_utils.papers.walk import claims as wc
+from breakeven_utils.papers.walk import figures as walk_figures
+from breakeven_utils.papers.walk import measures as walk
+from breakeven_utils.papers.walk import runs as walk_runs
+from breakeven_utils.papers.walk import settings as walk_settings
+from breakeven_utils.recorder import load_run_data
+from breakeven_utils.reporting import claims, plotting
 
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
-t_start = time.time()
-s = we.settings(profile, **overrides)
-out, output_root, run_store = reporting.notebook_paths("04_walk_with_sgd", profile, output_root, run_store)
-rs = we.runs(s)
+s = walk_settings.settings(profile, **overrides)
+nb = notebook.start("04_walk_with_sgd", profile, output_root, run_store, jobs)  # paths, sweeps, clock
+out = nb.out
+rs = walk_runs.runs(s)
 by_name = {r.name: r for r in rs}
 fams = s["families"]
 labels = {f: load_run_data(next(r.config for r in rs if r.meta.get("family") == f)).label
@@ -75,7 +76,7 @@ print(f"profile {profile!r}: {len({r.config.key() for r in rs})} distinct runs")
 for f, fam in fams.items():
     if f in labels:
         print(f"  {f}: {fam['label']} on {labels[f]}, n_train={fam['n_train']}, batch {fam['batch_size']}, "
-              f"{we.batches_per_epoch(fam)} steps/epoch")
+              f"{walk_settings.batches_per_epoch(fam)} steps/epoch")
 for r in rs:
     c = r.config
     print(f"  {r.experiment:10s} {r.name:28s} {c.optimizer:8s} lr={c.lr:g} S={c.batch_size} "
@@ -122,7 +123,7 @@ for r in rs:
 # diverged (its rows up to the divergence are kept and drawn; the claims name it).
 
 # %%
-results, failed = we.run_all(rs, store=run_store, jobs=jobs, profile=profile)
+results, failed = walk_runs.run_all(rs, store=nb.run_store, jobs=jobs, profile=profile)
 for name, err in failed:
     print(f"failed run (left out): {name}: {err}")
 status = pd.DataFrame([dict(run=n, experiment=by_name[n].experiment, status=res.status,
@@ -149,9 +150,9 @@ traj = {}  # (family, "GD"/"SGD", epoch) -> steps frame
 def trajectory_figure(steps, title, fname, family, status_note=""):
     fig, axes = plt.subplots(3, 1, figsize=(7.5, 7.2), sharex=True,
                              gridspec_kw={"height_ratios": [2, 1, 1]})
-    we.plot_walk(axes, steps, title + status_note)
+    walk_figures.plot_walk(axes, steps, title + status_note)
     plotting.annotate(fig, foot(family))
-    reporting.save_figure(fig, fname, out)
+    nb.save_figure(fig, fname)
     plt.show()
 
 
@@ -159,17 +160,17 @@ for f in s["trajectory"]["families"]:
     gd = by_name.get(f"traj_{f}_gd")
     if gd is not None and gd.name in results:
         res = results[gd.name]
-        st = we.steps_of(res)
+        st = walk_analysis.steps_of(res)
         traj[(f, "GD", 1)] = st
         note = f" [diverged at {res.diverged_at}]" if res.status == "diverged" else ""
         trajectory_figure(st, f"{fams[f]['label']}, GD (full batch), epoch 1 = first {n_show} "
                           f"iterations, lr {gd.config.lr:g}", f"fig1_trajectory_{f}_gd", f, note)
-    src = we.sgd_trajectory_run(rs, f)
+    src = walk_runs.sgd_trajectory_run(rs, f)
     if src is None or src.name not in results:
         continue
     res = results[src.name]
-    st_all = we.steps_of(res)
-    bpe = we.batches_per_epoch(fams[f])
+    st_all = walk_analysis.steps_of(res)
+    bpe = walk_settings.batches_per_epoch(fams[f])
     # the trajectory epochs, and the paper's later epochs (2, 25, 100) where the run has them
     for e in s["trajectory"]["sgd_epochs"] + [e for e in (2, 25, 100) if e in src.meta.get("epochs", [])
                                              and e not in s["trajectory"]["sgd_epochs"]]:
@@ -193,12 +194,12 @@ for f in s["trajectory"]["families"]:
 # %%
 tb = s["tables"]
 tab_runs = [r for r in rs if r.experiment == "tables" and r.name in results]
-summ = {r.meta["lr"]: we.epoch_summary(results[r.name]) for r in tab_runs}
-bpe_tab = we.batches_per_epoch(fams[tb["family"]])
+summ = {r.meta["lr"]: walk_analysis.epoch_summary(results[r.name]) for r in tab_runs}
+bpe_tab = walk_settings.batches_per_epoch(fams[tb["family"]])
 table1 = pd.DataFrame({f"lr {lr:g}": t.set_index("epoch")["barriers"] for lr, t in summ.items()})
 table1 = table1.loc[[e for e in tb["epochs"] if e in table1.index]]
 table1.index.name = f"epoch ({bpe_tab} steps each)"
-reporting.save_table(table1.reset_index(), "table1_barriers", out)
+nb.save_table(table1.reset_index(), "table1_barriers")
 display(table1)
 lr0 = tb["lrs"][0]
 if lr0 in summ and len(summ[lr0]):
@@ -209,7 +210,7 @@ if lr0 in summ and len(summ[lr0]):
     ax.set(xlabel="epoch", ylabel=f"barriers crossed (of {bpe_tab} steps)",
            title=f"Fig. 8: barriers per epoch, {fams[tb['family']]['label']}, lr {lr0:g}")
     plotting.annotate(fig, foot(tb["family"]))
-    reporting.save_figure(fig, "fig8_barriers_per_epoch", out)
+    nb.save_figure(fig, "fig8_barriers_per_epoch")
     plt.show()
 
 # %% [markdown]
@@ -227,7 +228,7 @@ for lr, t in summ.items():
         rows.append({"lr": lr, "epoch": int(r["epoch"]), "height": r["height"], "SE": r["height_se"],
                      "interior floor": r["interior_floor"], "barriers": int(r["barriers"])})
 table2 = pd.DataFrame(rows)
-reporting.save_table(table2, "table2_heights", out)
+nb.save_table(table2, "table2_heights")
 display(table2.pivot(index="lr", columns="epoch", values="height").round(5))
 table2.round(5)
 
@@ -261,7 +262,7 @@ for ax in axes:
     ax.legend(fontsize=8)
 fig.suptitle("Fig. 3 / 7: spectral norm of the Hessian and validation accuracy")
 plotting.annotate(fig, foot(tb["family"]))
-reporting.save_figure(fig, "fig3_lambda_h_val_acc", out)
+nb.save_figure(fig, "fig3_lambda_h_val_acc")
 plt.show()
 
 # %% [markdown]
@@ -274,7 +275,7 @@ plt.show()
 
 # %%
 cs = s["cosine"]
-cos_tab = we.cosine_summary(results, rs, int(cs["transient"]))
+cos_tab = walk_analysis.cosine_summary(results, rs, int(cs["transient"]))
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 for ax, varied, sym in ((axes[0], "batch_size", plotting.SYMBOLS["batch_size"]), (axes[1], "lr", r"$\eta$")):
     d = []
@@ -290,9 +291,9 @@ axes[0].set_title(f"varying the batch size (lr {cs['lr']:g})")
 axes[1].set_title(f"varying the learning rate (S = {cs['batch_size']})")
 fig.suptitle("Fig. 4: cosine of consecutive gradients")
 plotting.annotate(fig, foot(cs["family"]))
-reporting.save_figure(fig, "fig4_cosine_batch_lr", out)
+nb.save_figure(fig, "fig4_cosine_batch_lr")
 plt.show()
-reporting.save_table(cos_tab, "fig4_cosine_summary", out)
+nb.save_table(cos_tab, "fig4_cosine_summary")
 cos_tab.round(4)
 
 # %% [markdown]
@@ -308,7 +309,7 @@ cos_tab.round(4)
 
 # %%
 nz = s["noise"]
-noise_tab = we.noise_summary(results, rs)
+noise_tab = walk_analysis.noise_summary(results, rs)
 fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
 for i, r in enumerate(r for r in rs if r.experiment == "noise" and r.name in results):
     m = results[r.name].metrics
@@ -326,9 +327,9 @@ axes[3].set(xlabel="iteration", ylabel=r"$\|\theta_t - \theta_0\|_2$")
 axes[0].legend(fontsize=7)
 fig.suptitle(f"Fig. 5: GD, GD + isotropic noise and SGD, lr {nz['lr']:g}")
 plotting.annotate(fig, foot(nz["family"]))
-reporting.save_figure(fig, "fig5_gd_noise", out)
+nb.save_figure(fig, "fig5_gd_noise")
 plt.show()
-reporting.save_table(noise_tab, "fig5_noise_summary", out)
+nb.save_table(noise_tab, "fig5_noise_summary")
 noise_tab.round(5)
 
 # %% [markdown]
@@ -346,8 +347,8 @@ noise_tab.round(5)
 
 # %%
 sc = s["schedules"]
-sched_df = we.schedule_frame(results, rs)
-sched_tab = we.schedule_summary(sched_df) if len(sched_df) else pd.DataFrame()
+sched_df = walk_analysis.schedule_frame(results, rs)
+sched_tab = walk_analysis.schedule_summary(sched_df) if len(sched_df) else pd.DataFrame()
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
 for i, kind in enumerate(("clr", "step", "trapezoid")):
     if sched_tab.empty:
@@ -368,9 +369,9 @@ axes[2].set(xlabel="epoch", ylabel="validation accuracy (seed mean)")
 axes[0].legend(fontsize=8)
 fig.suptitle("Fig. 6: CLR vs step annealing vs trapezoid (selected peaks)")
 plotting.annotate(fig, foot(sc["family"], sc["seeds"]))
-reporting.save_figure(fig, "fig6_schedules", out)
+nb.save_figure(fig, "fig6_schedules")
 plt.show()
-reporting.save_table(sched_tab, "fig6_schedule_grid", out)
+nb.save_table(sched_tab, "fig6_schedule_grid")
 sched_tab.round(4)
 
 # %% [markdown]
@@ -382,7 +383,7 @@ sched_tab.round(4)
 # $1/\lambda < \eta < 2/\lambda$, diverging beyond. Left: $|\lambda_i\eta - 1|$ against $\eta$ for
 # the eigenvalues below, with the band where the top direction under-damps (blue) and where
 # the other eigenvalues' lines lie (orange). Right: a simulated GD run at the marked $\eta$
-# (the closed form $(I - \eta H)^t\theta_0$ is checked in tests/test_walk.py): the top
+# (the closed form $(I - \eta H)^t\theta_0$ is checked in tests/papers/walk/test_walk.py): the top
 # coordinate oscillates while the flat one decays monotonically, and the loss along each
 # step is a parabola whose minimum lies inside the segment, as in Fig. 1.
 
@@ -400,8 +401,8 @@ ax.fill_between(etas, np.where(crosses, 0.0, np.minimum(d_lo, d_hi)), np.maximum
                 color="C1", alpha=0.15, label=r"other eigenvalues ($\lambda_{\min}$..$\lambda_{\max}$)")
 ax.axvspan(1 / lam.max(), 2 / lam.max(), color="C0", alpha=0.12,
            label=r"under-damped along $\lambda_{\max}$")
-for i, l in enumerate(lam):
-    ax.plot(etas, walk.damping(etas, l), color=f"C{i + 2}", label=rf"$\lambda$={l:g}")
+for i, lam_i in enumerate(lam):
+    ax.plot(etas, walk.damping(etas, lam_i), color=f"C{i + 2}", label=rf"$\lambda$={lam_i:g}")
 ax.plot([eta0], [walk.damping(eta0, lam.max())], "D", color="green", ms=7)
 ax.plot([eta0], [walk.damping(eta0, lam.min())], "D", color="blue", ms=7)
 ax.axhline(1, color="0.5", ls=":", lw=0.8)
@@ -413,15 +414,16 @@ H = Qm @ np.diag(lam) @ Qm.T
 traj_q = walk.quadratic_gd(H, Qm @ np.ones(len(lam)), eta0, int(q["steps"]))
 coords = traj_q @ Qm
 ax = axes[1]
-for i, l in enumerate(lam):
+for i, lam_i in enumerate(lam):
     ax.plot(coords[:, i], "-o", ms=3, color=f"C{i + 2}",
-            label=rf"along $\lambda$={l:g} ({walk.damping_regime(eta0, l)})")
+            label=rf"along $\lambda$={lam_i:g} ({walk.damping_regime(eta0, lam_i)})")
 ax.axhline(0, color="0.6", lw=0.6)
 ax.set(xlabel="GD step $t$", ylabel=r"coordinate of $\theta_t$ in the eigenbasis",
        title=f"simulated GD, eta = {eta0:g}")
 ax.legend(fontsize=7)
-plotting.annotate(fig, f"quadratic with eigenvalues {lam.tolist()} · closed form, no data · profile {profile}")
-reporting.save_figure(fig, "fig28_quadratic", out)
+plotting.annotate(fig, f"quadratic with eigenvalues {lam.tolist()} · closed form, no data · "
+                       f"profile {profile}")
+nb.save_figure(fig, "fig28_quadratic")
 plt.show()
 
 # %% [markdown]
@@ -431,12 +433,12 @@ plt.show()
 # epochs, heights over learning rates, cosine over batch sizes, schedules) holds only when
 # every consecutive step exceeds its combined standard error; a step inside the noise gives
 # "not testable at this scale (within noise)". The criteria are fixed in
-# `breakeven_utils.walk_claims`, not tuned to the outcome.
+# `breakeven_utils.papers.walk.claims`, not tuned to the outcome.
 
 # %%
 r_in = {"setting": {
-    "trajectory": f"{', '.join(fams[f]['label'] for f in s['trajectory']['families'])}, lr {s['trajectory']['lr']:g}, "
-                  f"first {n_show} iterations, profile {profile}",
+    "trajectory": f"{', '.join(fams[f]['label'] for f in s['trajectory']['families'])}, "
+                  f"lr {s['trajectory']['lr']:g}, first {n_show} iterations, profile {profile}",
     "gd_cos": f"GD, lr {s['trajectory']['lr']:g}, iterations {n_show // 2}-{n_show}, profile {profile}",
     "tables": f"{fams[tb['family']]['label']} on {labels[tb['family']]} ({fams[tb['family']]['n_train']:,}), "
               f"S={fams[tb['family']]['batch_size']}, profile {profile}",
@@ -463,10 +465,8 @@ r_in["lambda_H"] = lam_summary
 claim_rows = wc.claims(r_in)
 wc.save_claims(claim_rows, out)
 claims_df = claims.claims_frame(claim_rows)
-reporting.write_manifest(Path(output_root) / "manifest.json", {"04_walk_with_sgd": {
-    "profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
-    "runs": len({r.config.key() for r in rs}), "failed": [n for n, _ in failed],
-    "notebook_seconds": round(time.time() - t_start, 1)}})
+nb.write_manifest({"profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
+                   "runs": len({r.config.key() for r in rs}), "failed": [n for n, _ in failed]})
 with pd.option_context("display.max_colwidth", None):
     display(claims_df[["claim", "paper_value", "ours", "verdict", "reason"]])
 for c in claims_df.itertuples():
@@ -474,7 +474,7 @@ for c in claims_df.itertuples():
                      + (f" ({c.reason})" if c.reason else "")))
 
 # %%
-print(f"notebook wall time: {time.time() - t_start:.0f} s at profile {profile!r} "
+print(f"notebook wall time: {nb.seconds:.0f} s at profile {profile!r} "
       f"({len(results)} runs; cached runs are only loaded)")
 
 # %% [markdown]
@@ -488,6 +488,7 @@ print(f"notebook wall time: {time.time() - t_start:.0f} s at profile {profile!r}
 print("runs:", len(results), "| failed:", len(failed), "| statuses:", sorted(status["status"].unique()))
 print("barriers:", {f"lr {lr:g}": t["barriers"].astype(int).tolist() for lr, t in summ.items()})
 print("heights:", {f"lr {lr:g}": [round(h, 3) for h in t["height"]] for lr, t in summ.items()})
-print("dist after the shown steps (SGD, GD):", {f: tuple(round(v, 2) for v in d) for f, d in r_in["dist40"].items()})
+print("dist after the shown steps (SGD, GD):",
+      {f: tuple(round(v, 2) for v in d) for f, d in r_in["dist40"].items()})
 print("claims:", len(claims_df), "| verdict vocabulary ok:",
       all(v in ("holds", "does not hold", "not testable at this scale") for v in claims_df["verdict"]))

@@ -18,17 +18,19 @@
 # - **Sec. 3.3 (Fig. 5):** SGD restricted to $e_1$ ("SGD top") finds flatter regions but no
 #   lower loss; SGD without the $e_1$ component ("SGD no top") lowers the loss while
 #   $\rho(\mathbf{H})$ keeps rising; rescaling $\eta$ along $e_1$ by $\gamma$ steers the sharpness.
-# - **Sec. 4 (Table 1, 3, Fig. 6, 13, 14):** Nudged SGD, $\Delta\theta = -\eta(\mathbf{I} + (\gamma-1)PP^\top)g$
-#   with $P$ the top-5 eigenvectors refreshed every epoch, ends an order of magnitude sharper for
-#   $\gamma<1$ with equal or better test accuracy, flatter and worse for $\gamma>1$.
+# - **Sec. 4 (Table 1, 3, Fig. 6, 13, 14):** Nudged SGD,
+#   $\Delta\theta = -\eta(\mathbf{I} + (\gamma-1)PP^\top)g$ with $P$ the top-5 eigenvectors
+#   refreshed every epoch, ends an order of magnitude sharper for $\gamma<1$ with equal or better
+#   test accuracy, flatter and worse for $\gamma>1$.
 # - **App. D, E (Fig. 15, 16):** learning-rate schedules and momentum and $\rho(\mathbf{H})$.
 #
 # Setup the paper's text leaves out, taken from the authors' code (`../shared/papers/README.md`):
 # eigenpairs by magnitude (`eigsh`'s default `which='LM'`) on 5% of the training set
 # (2,250 of 45k) in inference mode with the L2 term, Keras (Glorot-uniform) initialisation
 # for SimpleCNN, NSGD eigenvectors refreshed at the start of every epoch. Everything is
-# computed by `breakeven_utils.nsgd` (the update rules, runs and tables) and
-# `breakeven_utils.sharpest` (eigenpairs with L2, the Fig. 4 probes). The committed copy of
+# computed by `breakeven_utils.papers.sharpest_nsgd` (`rules`: the update rules; `runs`,
+# `analysis`, `claims`: the runs, tables and claims; `sharpest`: eigenpairs with L2, the Fig. 4
+# probes). The committed copy of
 # this notebook holds a `smoke` run (synthetic data, tiny models, seconds) for nbval;
 # `make reproduce NOTEBOOKS=05_sharpest_directions_nsgd` runs the `cpu` profile.
 
@@ -40,33 +42,37 @@ jobs = None            # runs in parallel (processes, one torch thread each); No
 overrides = {}         # profile keys to override
 
 # %%
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from breakeven_utils import claims as cl
-from breakeven_utils import nsgd, plotting, records, reporting, sharpest
-from breakeven_utils.train import Schedule, load_run_data
+from breakeven_utils.papers import notebook
+from breakeven_utils.papers.sharpest_nsgd import analysis as sn_analysis
+from breakeven_utils.papers.sharpest_nsgd import claims as sn_claims
+from breakeven_utils.papers.sharpest_nsgd import figures as sn_figures
+from breakeven_utils.papers.sharpest_nsgd import runs as sn_runs
+from breakeven_utils.papers.sharpest_nsgd import settings as sn_settings
+from breakeven_utils.papers.sharpest_nsgd import sharpest
+from breakeven_utils.recorder import RunConfig, Schedule, load_run_data
+from breakeven_utils.reporting import claims as cl
+from breakeven_utils.reporting import plotting
+from breakeven_utils.store import runs as records
 
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
-t_start = time.time()
-s = nsgd.settings(profile, **overrides)
-out, output_root, run_store = reporting.notebook_paths("05_sharpest_directions_nsgd", profile,
-                                                       output_root, run_store)
-ex = nsgd.experiments(s)
-fams = nsgd.families(s)
-configs = nsgd.run_configs(profile, **overrides)
+s = sn_settings.settings(profile, **overrides)
+# paths, sweep environment, clock
+nb = notebook.start("05_sharpest_directions_nsgd", profile, output_root, run_store, jobs)
+out = nb.out
+ex = sn_runs.experiments(s)
+fams = sn_runs.families(s)
+configs = sn_runs.run_configs(profile, **overrides)
 label = load_run_data(configs[0]).label
 foot = plotting.provenance(label, profile, s["seeds"][:1])
 print(f"profile {profile!r}: {label}, n_train={s['n_train']}, Hessian on {s['hessian_n']} examples "
       f"(LM, tol {s['hessian_tol']:g}), {len(configs)} distinct runs")
 for g, runs in ex.items():
     print(f"  {g:22s} {list(runs)}")
-for what, why in nsgd.skipped(s).items():
+for what, why in sn_runs.skipped(s).items():
     print(f"  skipped {what}: {why}")
 
 # %% [markdown]
@@ -80,12 +86,11 @@ for what, why in nsgd.skipped(s).items():
 
 # %%
 v0 = next(iter(ex["variants"].values()))
-parent = records.RunConfig.from_dict(v0.init_from["config"])
-records.run(parent, run_store, progress=False,
-            hooks=[records.save_state_hook(parent, v0.init_from["iteration"], run_store)])
-# EXECUTOR=/DEVICE=/JOBS=/THREADS= (records.sweep_env) choose where the runs go
-raw = records.sweep(configs, store=run_store, errors="record", progress=False,
-                    **records.sweep_env(run_store, jobs=jobs, profile=profile))
+parent = RunConfig.from_dict(v0.init_from["config"])
+records.run(parent, nb.run_store, progress=False,
+            hooks=[records.save_state_hook(parent, v0.init_from["iteration"], nb.run_store)])
+# EXECUTOR=/DEVICE=/JOBS=/THREADS= (store.sweeps.sweep_env) choose where the runs go
+raw = nb.sweep(configs, errors="record", progress=False)
 failed = {f["key"]: f["error"] for f in raw.attrs.get("failed", [])}
 for k, e in failed.items():
     print("failed run (skipped):", k, e)
@@ -93,7 +98,7 @@ for k, e in failed.items():
 
 def result(cfg):
     """The stored run of a config (None if it failed)."""
-    return None if cfg.key() in failed else records.load(cfg, run_store)
+    return None if cfg.key() in failed else nb.load(cfg)
 
 
 R = {g: {k: result(c) for k, c in runs.items()} for g, runs in ex.items()}
@@ -107,12 +112,8 @@ status
 def finish(fig, title, name):
     fig.suptitle(title)
     plotting.annotate(fig, foot)
-    reporting.save_figure(fig, name, out)
+    nb.save_figure(fig, name)
     plt.show()
-
-
-def eig_cols(m):
-    return sorted([c for c in m if c.startswith("H_eig_")], key=lambda c: int(c.split("_")[-1]))
 
 
 # %% [markdown]
@@ -134,7 +135,7 @@ for name in sweeps:
         continue
     m = r.metrics.sort_values("iteration")
     fig, axes = plotting.subplots(3, 1, panel_size=(4.4, 3.4))
-    cols = eig_cols(m)
+    cols = sn_figures.eig_columns(m)
     cmap = plt.get_cmap("coolwarm_r")
     for i, c in enumerate(cols):
         kw = dict(color=cmap(i / max(1, len(cols) - 1)), lw=1.2, label=f"$\\lambda_{{{i + 1}}}$")
@@ -157,7 +158,7 @@ if "fig7_resnet32_nol2" in R:
     if r is not None:
         m = r.metrics.sort_values("iteration")
         fig, ax = plotting.subplots(1, 1)
-        for c in eig_cols(m):
+        for c in sn_figures.eig_columns(m):
             ax.plot(m["iteration"], m[c].abs(), lw=1)
         ax.set(xlabel="iteration", ylabel=r"$|\lambda_i(\mathbf{H})|$", yscale="log")
         finish(fig, "Fig. 7: ResNet-32 without L2", "fig7_resnet32_no_l2")
@@ -171,11 +172,11 @@ if "fig7_resnet32_nol2" in R:
 # only; the cell says which models a profile leaves out); the verdicts are in the claims table.
 # A run whose $\rho(H)$ is still rising at its last measurement has not peaked within its
 # budget: its height and epoch are lower bounds, and a verdict that would change with a later,
-# higher peak is "not testable" (`sharpest.peak_claims`).
+# higher peak is "not testable" (`sn_claims.peak_claims`).
 
 # %%
 claims = []
-for what, why in nsgd.skipped(s).items():
+for what, why in sn_runs.skipped(s).items():
     if what in ("resnet32", "vgg11"):
         print(f"no {what} panels at profile {profile!r}: {why}")
 for name in sweeps:
@@ -196,13 +197,13 @@ for name in sweeps:
             axes[row, j].legend(fontsize=7)
         param = "lr" if row == 0 else "batch_size"
         setting = f"{name}, {label}, " + (f"S={tr['batch_size']}" if row == 0 else f"eta={tr['lr']:g}")
-        claims += sharpest.peak_claims({k: r.metrics for k, r in runs.items() if r.status == "done"},
+        claims += sn_claims.peak_claims({k: r.metrics for k, r in runs.items() if r.status == "done"},
                                        param, setting, figure_file=f"fig3_peaks_{name}.png")
     finish(fig, f"Fig. 3: two largest eigenvalues over $\\eta$ (top) and S (bottom), {name}",
            f"fig3_peaks_{name}")
     r = R[f"fig3_{name}_eta"].get(tr["lr"])
     if r is not None and r.status == "done":
-        claims.insert(0, sharpest.growth_claim(r.metrics, f"{name}, eta={tr['lr']:g}, S={tr['batch_size']}",
+        claims.insert(0, sn_claims.growth_claim(r.metrics, f"{name}, eta={tr['lr']:g}, S={tr['batch_size']}",
                                                figure_file=f"fig2_top_eigenvalues_{name}.png"))
 
 # %% [markdown]
@@ -257,14 +258,14 @@ for name in fams:
         ax.legend(fontsize=8)
         finish(fig, f"Fig. 8: accuracy of the Fig. {fno} run, {name}, $\\eta$={lr:g}",
                f"fig8_accuracy_{name}_lr{lr:g}")
-        summ = sharpest.probe_summary(m, from_epoch=max(0.0, float(ep.max()) - 1.0))
+        summ = sn_analysis.probe_summary(m, from_epoch=max(0.0, float(ep.max()) - 1.0))
         probe_rows.append({"model": name, "lr": lr, **summ})
         if lr == fams[name]["probe_lrs"][0] and fno == "4":
-            claims += sharpest.probe_claims(summ, name, f"{name}, eta={lr:g}, S={r.config.batch_size}, "
+            claims += sn_claims.probe_claims(summ, name, f"{name}, eta={lr:g}, S={r.config.batch_size}, "
                                             f"probes at epoch >= {summ['from_epoch']:g}",
                                             figure_file=f"fig4_loss_along_e1_{name}_lr{lr:g}.png")
 probe_table = pd.DataFrame(probe_rows)
-reporting.save_table(probe_table, "fig4_kmin_alpha", out)
+nb.save_table(probe_table, "fig4_kmin_alpha")
 probe_table.round(4)
 
 # %% [markdown]
@@ -281,7 +282,7 @@ curves = {}
 for lab, r in R["variants"].items():
     if r is None:
         continue
-    log = nsgd.rule_log(r)
+    log = sn_analysis.rule_log(r)
     m = r.metrics.sort_values("iteration")
     rho_it = np.array([e["iteration"] for e in log])
     rho = np.array([abs(e["values"][0]) for e in log])
@@ -294,17 +295,19 @@ for lab, (it, loss, rit, rho) in curves.items():
     if lab == "SGD":
         axes[0].plot(it, loss, label=lab)
         axes[1].plot(rit, rho, label=lab)
-for j, (yl, t) in enumerate([("loss", "variants: loss"), (r"$\rho(\mathbf{H})$", r"variants: $\rho(\mathbf{H})$"),
+for j, (yl, t) in enumerate([("loss", "variants: loss"),
+                             (r"$\rho(\mathbf{H})$", r"variants: $\rho(\mathbf{H})$"),
                              ("loss", r"$\gamma$ along $e_1$: loss"),
                              (r"$\rho(\mathbf{H})$", r"$\gamma$ along $e_1$: $\rho(\mathbf{H})$")]):
     yl = yl + (" (measurement set)" if yl == "loss" else "")
     axes[j].set(xlabel="iterations after the restart", ylabel=yl, title=t)
     axes[j].legend(fontsize=7)
 finish(fig, "Fig. 5: SGD variants restarted from the Fig. 4 run", "fig5_variants")
-claims += sharpest.variant_claims(
+claims += sn_claims.variant_claims(
     {k: (c[0], c[1], np.interp(c[0], c[2], c[3]) if len(c[2]) else np.full(len(c[0]), np.nan))
      for k, c in curves.items()},
-    f"SimpleCNN, eta={parent.lr:g}, S={parent.batch_size}, restart at epoch {s['variants']['restart_epoch']}, "
+    f"SimpleCNN, eta={parent.lr:g}, S={parent.batch_size}, "
+    f"restart at epoch {s['variants']['restart_epoch']}, "
     f"{s['variants']['iters']} iterations", figure_file="fig5_variants.png")
 
 # %% [markdown]
@@ -326,16 +329,16 @@ tables = {}
 for key in [k for k in R if k.startswith("table")]:
     which, name = key.split("_", 1)
     res = {k: r for k, r in R[key].items() if r is not None}
-    t = nsgd.nsgd_table(res, paper_key=key)
+    t = sn_analysis.nsgd_table(res, paper_key=key)
     tables[key] = t
-    reporting.save_table(t, key, out)
+    nb.save_table(t, key)
     display(Markdown(f"**{key}** ({name}, {label}, {s['table']['max_epochs']} epochs; val. acc at epoch "
                      f"{s['table']['max_epochs']})"))
     display(t.round(4))
     n_test = next(iter(res.values())).config.n_test or 10_000
     setting = f"{name}, {label}, eta={s['table']['lr']:g}, {s['table']['max_epochs']} epochs" + (
         f", momentum {s['table']['momentum']:g}" if which == "table3" else "")
-    claims += nsgd.table_claims(t, n_test, setting, figure_file=f"fig6_{key}.png", paper_key=key)
+    claims += sn_claims.table_claims(t, n_test, setting, figure_file=f"fig6_{key}.png", paper_key=key)
     fig, axes = plotting.subplots(3, 1)
     for lab, r in res.items():
         m = r.metrics.sort_values("iteration")
@@ -347,7 +350,8 @@ for key in [k for k in R if k.startswith("table")]:
         axes[2].plot(m["epoch"], m["frob_H"], "--", color=ln.get_color(), lw=0.8)
     axes[0].set(xlabel="epoch", ylabel="training accuracy")
     axes[1].set(xlabel="epoch", ylabel="validation accuracy")
-    axes[2].set(xlabel="epoch", ylabel=r"$\rho(\mathbf{H})$ (solid), $\|\mathbf{H}\|_F$ (dashed)", yscale="log")
+    axes[2].set(xlabel="epoch", ylabel=r"$\rho(\mathbf{H})$ (solid), $\|\mathbf{H}\|_F$ (dashed)",
+                yscale="log")
     axes[0].legend(fontsize=7)
     fig_no = {"table1": "6", "table3": "13/14"}[which]
     finish(fig, f"Fig. {fig_no}: NSGD ($\\eta'=\\gamma\\eta$ along the top-5 eigenvectors), {name}"
@@ -361,9 +365,9 @@ for key in [k for k in R if k.startswith("table")]:
 
 # %%
 hvp = pd.DataFrame([{"runs": g, "K": next(iter(ex[g].values())).rule_kwargs.get("k"),
-                     **nsgd.hvp_per_refresh([r for r in R[g].values() if r is not None])}
+                     **sn_analysis.hvp_per_refresh([r for r in R[g].values() if r is not None])}
                     for g in R if g == "variants" or g.startswith("table")])
-reporting.save_table(hvp, "hvp_per_refresh", out)
+nb.save_table(hvp, "hvp_per_refresh")
 hvp.round(1)
 
 # %% [markdown]
@@ -372,16 +376,17 @@ hvp.round(1)
 # *Paper (VGG-11, App. D, E):* $\rho(\mathbf{H})$ decays after the learning rate drops (step-wise
 # decay; a single cycle); a larger momentum gives a smaller $\rho(\mathbf{H})$ (Fig. 16:
 # $\eta=0.1$, $S=128$). The paper names no schedule parameters. *Here:* constant $\eta$; $\eta/10$ at
-# each milestone epoch; one cycle = Smith's 1cycle (`rules.Schedule`, `one_cycle`: $\eta/10\to\eta
-# \to\eta/10$ linearly over the first 90% of the run, then down to $\eta/1000$). VGG-11 runs at the
-# paper profile (beside SimpleCNN); smaller profiles run SimpleCNN and say so below. The Fig. 15
-# claim compares $|\rho(\mathbf{H})|$ at the last measurement before $\eta$ first decreases with the
-# mean of the last two (5% margin), the constant run's change over the same window beside it.
+# each milestone epoch; one cycle = Smith's 1cycle (`recorder.schedules.Schedule`, `one_cycle`:
+# $\eta/10\to\eta\to\eta/10$ linearly over the first 90% of the run, then down to $\eta/1000$).
+# VGG-11 runs at the paper profile (beside SimpleCNN); smaller profiles run SimpleCNN and say so
+# below. The Fig. 15 claim compares $|\rho(\mathbf{H})|$ at the last measurement before $\eta$
+# first decreases with the mean of the last two (5% margin), the constant run's change over the
+# same window beside it.
 
 # %%
 groups = [g for g in R if g == "schedules" or g.startswith("schedules_")]
 if not any(g.endswith("_vgg11") for g in groups):
-    print(f"no VGG-11 panels at profile {profile!r}: {nsgd.skipped(s).get('vgg11', 'not configured')}")
+    print(f"no VGG-11 panels at profile {profile!r}: {sn_runs.skipped(s).get('vgg11', 'not configured')}")
 for g in groups:
     model = g.split("_", 1)[1] if "_" in g else "simplecnn"
     fig, axes = plotting.subplots(3, 1)
@@ -392,7 +397,7 @@ for g in groups:
         m = r.metrics.sort_values("iteration")
         if r.status == "done":
             done[lab] = m
-            drops[lab] = sharpest.first_decrease(r.config, r.config.n_train // r.config.batch_size,
+            drops[lab] = sn_analysis.first_decrease(r.config, r.config.n_train // r.config.batch_size,
                                                  int(m["iteration"].max()) + 1)
         lab = lab + (" (diverged)" if r.status == "diverged" else "")
         axes[0].plot(m["epoch"], m["rho_H"].abs(), label=lab)
@@ -406,8 +411,9 @@ for g in groups:
         ax.legend(fontsize=7)
     axes[0].set_yscale("log")
     suffix = "" if model == "simplecnn" else f"_{model}"
-    finish(fig, f"Fig. 15: learning-rate schedules, {model}, S={tr['batch_size']}", "fig15_schedules" + suffix)
-    claims.append(sharpest.schedule_claim(done, drops, f"{model}, {label}, eta={s['schedules']['lr']:g}, "
+    finish(fig, f"Fig. 15: learning-rate schedules, {model}, S={tr['batch_size']}",
+           "fig15_schedules" + suffix)
+    claims.append(sn_claims.schedule_claim(done, drops, f"{model}, {label}, eta={s['schedules']['lr']:g}, "
                                           f"{s['schedules']['max_epochs']} epochs",
                                           figure_file=f"fig15_schedules{suffix}.png"))
 for g in [g for g in R if g == "momentum" or g.startswith("momentum_")]:
@@ -426,10 +432,12 @@ for g in [g for g in R if g == "momentum" or g.startswith("momentum_")]:
     ax.set(xlabel="epoch", ylabel=r"$\rho(\mathbf{H})$", yscale="log")
     ax.legend(fontsize=8)
     suffix = "" if model == "simplecnn" else f"_{model}"
-    finish(fig, f"Fig. 16: momentum and $\\rho(\\mathbf{{H}})$, {model}, $\\eta$={lr_m:g}, S={tr['batch_size']}",
+    finish(fig, f"Fig. 16: momentum and $\\rho(\\mathbf{{H}})$, {model}, $\\eta$={lr_m:g}, "
+                f"S={tr['batch_size']}",
            "fig16_momentum" + suffix)
     o = cl.ordering_verdict(list(mom), list(mom.values()), None, -1, symbol="beta")
-    claims.append(cl.Claim("sharpest", "App. E", "Fig. 16", "A larger momentum gives a smaller peak of rho(H)",
+    claims.append(cl.Claim("sharpest", "App. E", "Fig. 16",
+                           "A larger momentum gives a smaller peak of rho(H)",
                            f"{model}, {label}, eta={lr_m:g}", "VGG-11: lower rho(H) with momentum",
                            {f"beta={b:g}": v for b, v in mom.items()}, o.verdict,
                            o.reason or f"margin {o.margin}", f"fig16_momentum{suffix}.png"))
@@ -444,14 +452,14 @@ for g in [g for g in R if g == "momentum" or g.startswith("momentum_")]:
 
 # %%
 cl.save_claims(claims, out)
-wall = time.time() - t_start
-reporting.write_manifest(f"{output_root}/manifest.json", {"05_sharpest_directions_nsgd": {
-    "profile": profile, "data": label, "seeds": s["seeds"][:1], "runs": len(configs),
-    "skipped": nsgd.skipped(s), "notebook_seconds": round(wall, 1)}})
+wall = nb.seconds
+nb.write_manifest({"profile": profile, "data": label, "seeds": s["seeds"][:1], "runs": len(configs),
+                   "skipped": sn_runs.skipped(s)})
 with pd.option_context("display.max_colwidth", None):
     display(cl.compact_table(claims))
 print(cl.verdict_counts(claims))
-print(f"notebook wall time: {wall:.0f} s at profile {profile!r} ({len(configs)} runs; cached runs only load)")
+print(f"notebook wall time: {wall:.0f} s at profile {profile!r} ({len(configs)} runs; "
+      "cached runs only load)")
 
 # %% [markdown]
 # ## Regression check (nbval)

@@ -1,0 +1,413 @@
+"""Scale profiles: ``smoke`` (seconds, tests), ``cpu`` (a laptop, minutes, real data),
+``paper`` (the papers' settings, for a GPU).
+
+A profile is a plain dictionary of defaults that a notebook reads by name and
+may override: ``get_profile("cpu", n_train=5000)``. Keys shared by every
+notebook sit at the top level; a notebook's own settings sit under its section
+name (``break_even``, ``conjectures``, ...) and are merged over the shared ones
+by ``get_profile(name, section=...)``.
+
+Shared keys
+-----------
+dataset, n_train, n_val, n_test, n_measure
+    data set and subset sizes (``n_measure``: the curvature measurement set, the
+    papers use about 5% of the training set; ``None`` means the full split);
+seeds
+    initialisation/shuffling seeds, one run per seed;
+K_L, K_M
+    number and size of the mini-batch gradients behind K (break-even App. C:
+    L=25, M=128);
+hessian_k, hessian_tol
+    Lanczos eigenpairs and relative tolerance for the Hessian;
+hessian_n
+    examples in the Hessian measurement set;
+measure_every, measure_dense_until
+    measure every ``measure_every`` iterations up to ``measure_dense_until``,
+    then once per epoch;
+max_epochs
+    training budget in epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+__all__ = ["PROFILES", "get_profile"]
+
+PROFILES: dict[str, dict] = {
+    "smoke": {
+        "description": "seconds on a CPU; synthetic 3x8x8 images; for tests and nbval",
+        "dataset": "synthetic",
+        "n_train": 1024, "n_val": 256, "n_test": 256, "n_measure": 128,
+        "seeds": [0],
+        "K_L": 8, "K_M": 16,
+        "hessian_k": 1, "hessian_tol": 1e-3, "hessian_n": 128,
+        "measure_every": 8, "measure_dense_until": 64,
+        "max_epochs": 2,
+        "break_even": {
+            "model": "simple_cnn",
+            "model_kwargs": {"image_size": 8, "width": [8, 8, 16, 16], "hidden": 32},
+            "normalize": "standard", "n_train": 512, "n_test": 128, "hessian_n": 64,
+            "lrs": [0.1, 0.01], "fig9_lrs": [0.1, 0.01, 0.001], "batch_size": 32,
+            "target_train_acc": 0.65, "max_epochs": 2, "fig9_max_epochs": 1,
+            "measure_every": 8, "measure_dense_until": 32,
+            "K_L": 8, "K_M": 16, "K1_L": 32, "spectrum_k": 4,
+        },
+        "conjectures": {
+            # 15 tiny runs on the synthetic set; ResNet-32 skipped (too slow for seconds)
+            "n_train": 512, "n_measure": 128, "hessian_n": 64, "acc_threshold": 0.3,
+            "measure_every": 8, "measure_dense_until": 32, "max_epochs": 2,
+            "simple_cnn": {"model_kwargs": {"image_size": 8, "width": [8, 8, 16, 16], "hidden": 32},
+                           "lrs": [0.1, 0.05, 0.01], "batch_sizes": [16, 32, 64],
+                           "batch_for_eta": 32, "lr_for_S": 0.05, "lambda_H": True},
+            "resnet32": {"skip": "ResNet-32 takes minutes per run on a CPU; run the cpu or paper profile"},
+            "mlp": {"dataset": "synthetic", "normalize": "unit", "model_kwargs": {"hidden": [32, 16]},
+                    "lrs": [0.1, 0.05, 0.01], "batch_size": 64, "lambda_H": True},
+            "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9, "fixed_lrs": [0.01, 0.001]},
+            "decay": {"lrs": [0.1, 0.01], "decay_epoch": 1},
+            "unavailable": {},
+        },
+    },
+    "cpu": {
+        "description": "minutes on 2 CPU cores; real data subsets; shows the papers' effects",
+        "dataset": "cifar10",
+        "n_train": 10_000, "n_val": 2_000, "n_test": 2_000, "n_measure": 500,
+        "seeds": [0, 1],
+        "K_L": 25, "K_M": 128,
+        "hessian_k": 1, "hessian_tol": 1e-3, "hessian_n": 500,
+        "measure_every": 25, "measure_dense_until": 200,
+        "max_epochs": 10,
+        "break_even": {
+            # eta in {0.1, 0.01}, not the paper's {0.01, 0.001}: at 0.001 SimpleCNN needs
+            # thousands of CPU-minutes to reach 65% training accuracy
+            "model": "simple_cnn", "model_kwargs": {}, "normalize": "standard",
+            "lrs": [0.1, 0.01], "fig9_lrs": [0.1, 0.01, 0.001], "batch_size": 128,
+            "target_train_acc": 0.65, "max_epochs": 12, "fig9_max_epochs": 3,
+            "measure_every": 50, "measure_dense_until": 300,
+            "K1_L": 250, "spectrum_k": 10, "n_test": 1_000, "hessian_n": 250,
+            "seeds": [0],  # one seed: each cpu trajectory costs 5-10 minutes here
+            # Lanczos stops at residual <= tol |lambda|: eigenvalues ~tol^2 accurate
+            "hessian_tol": 1e-2,
+        },
+        "conjectures": {
+            # CIFAR-10 subset, 8 epochs, K about once per epoch, one seed; lambda_H only for
+            # the SimpleCNN sweeps; ResNet-32 shrunk (3,500 images, 5 epochs, K only), K also at
+            # iterations 7, 14, 21 (the first epoch at S=128) to resolve its initial transient
+            # (about +15 K measurements, ~3 min on 2 cores)
+            "n_train": 5_000, "n_val": 1_000, "n_test": 1_000, "n_measure": 500, "hessian_n": 250,
+            "hessian_tol": 1e-2, "seeds": [0], "acc_threshold": 0.4, "max_epochs": 8,
+            "measure_every": 50, "measure_dense_until": 100,
+            "simple_cnn": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
+                           "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": True},
+            "resnet32": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
+                         "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": False,
+                         "weight_decay": 1e-4, "weight_decay_on": "conv_kernels", "augment": True,
+                         "n_train": 3_500, "max_epochs": 5,  # K needs L*M=3200
+                         "measure_every": 7, "measure_dense_until": 28},
+            "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model_kwargs": {},
+                    "n_train": 10_000, "lrs": [0.1, 0.05, 0.01], "batch_size": 64, "lambda_H": True},
+            "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9, "fixed_lrs": [0.01, 0.001]},
+            "decay": {"lrs": [0.1, 0.01], "decay_epoch": 4},
+            "unavailable": {
+                "lstm_imdb": "IMDB is not in the offline data; run profile paper with the data present",
+                "bert_mnli": "MNLI/BERT need user-supplied data and a GPU",
+                "densenet_imagenet": "ImageNet needs user-supplied data and a GPU"},
+        },
+    },
+    "paper": {
+        "description": "the papers' settings (45k/5k CIFAR-10 split, 5 seeds); for a GPU",
+        "dataset": "cifar10",
+        "n_train": 45_000, "n_val": 5_000, "n_test": None, "n_measure": 2_250,
+        "seeds": [0, 1, 2, 3, 4],
+        "K_L": 25, "K_M": 128,
+        "hessian_k": 5, "hessian_tol": 1e-3, "hessian_n": 2_250,
+        "measure_every": 10, "measure_dense_until": 1_000,
+        "max_epochs": 200,
+        "break_even": {
+            "model": "simple_cnn", "model_kwargs": {}, "normalize": "standard",
+            "lrs": [0.01, 0.001], "fig9_lrs": [0.1, 0.01, 0.001], "batch_size": 128,
+            "target_train_acc": 0.65, "max_epochs": 200, "fig9_max_epochs": 50,
+            "measure_every": 10, "measure_dense_until": 2_000,
+            "K1_L": 4_500, "spectrum_k": 20, "n_test": None,
+        },
+        "conjectures": {
+            # Sec. 4.2 / App. D-G; the text reports eta=0.1, 0.01 and S=10, 100 for SimpleCNN;
+            # the third value of each sweep is this project's choice
+            "acc_threshold": 0.6, "max_epochs": 200,
+            "simple_cnn": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [10, 100, 300],
+                           "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": True},
+            "resnet32": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
+                         "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": True,
+                         "weight_decay": 1e-4, "weight_decay_on": "conv_kernels", "augment": True},
+            "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model_kwargs": {},
+                    "n_train": 55_000, "n_val": 5_000, "lrs": [0.1, 0.05, 0.01], "batch_size": 64,
+                    "lambda_H": True},
+            # App. F: eta=0.1 with beta=0.9 diverges (recorded as diverged)
+            "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9,
+                         "fixed_lrs": [0.1, 0.01, 0.001]},
+            "decay": {"lrs": [0.1, 0.01], "decay_epoch": 100},
+            "unavailable": {
+                "lstm_imdb": "IMDB is not in the offline data; supply it to run LSTM (Fig. 4, 14, 15)",
+                "bert_mnli": "MNLI/BERT need user-supplied data (Fig. 6, 16)",
+                "densenet_imagenet": "ImageNet needs user-supplied data (Fig. 6, 17)"},
+        },
+    },
+}
+
+
+def get_profile(name: str, section: str | None = None, **overrides) -> dict:
+    """The profile ``name`` as a new dict: shared keys, then ``section``'s keys, then ``overrides``.
+
+    Unknown profile names, sections or override keys raise ``ValueError`` so a
+    typo in a notebook's parameters cell fails before any compute.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)}")
+    base = copy.deepcopy(PROFILES[name])
+    sections = {k for k, v in base.items() if isinstance(v, dict)}
+    merged = {k: v for k, v in base.items() if k not in sections}
+    if section is not None:
+        if section not in sections:
+            raise ValueError(f"profile {name!r} has no section {section!r}; "
+                             f"sections: {', '.join(sorted(sections)) or 'none'}")
+        merged.update(base[section])
+    unknown = set(overrides) - set(merged)
+    if unknown:
+        raise ValueError(f"unknown profile key(s) {sorted(unknown)}; valid: {', '.join(sorted(merged))}")
+    merged.update(overrides)
+    merged["profile"] = name
+    return merged
+
+
+# ----------------------------------------------------------------------------- notebook 3 (batchnorm)
+# Break-even Sec. 4.3 / App. H: SimpleCNN-BN over eta and S, SimpleCNN over eta
+# (breakeven_utils.papers.batchnorm). bn_lrs / plain_lrs: eta of SimpleCNN-BN / SimpleCNN
+# at S = batch_size; batch_sizes: S of SimpleCNN-BN at eta = lr_for_S (the paper does
+# not name it; 0.01 is the eta its Sec. 4.3 comparison uses, and makes S = 128 the
+# same run as the eta sweep's eta = 0.01). measure_early: dense measurement
+# iterations (Fig. 7b's iteration axis), then every epoch (None: the shared
+# measure_every / measure_dense_until schedule); early_iters: the window of the
+# early-phase claims; early_plot_iters: the iteration axis of Fig. 7b / 26b; window:
+# moving average (measurements) for curves and maxima; gamma_tol: ||gamma||
+# "decreases" = falls below (1 - gamma_tol) x its initial value. Worker processes and
+# threads per run: store.sweeps.sweep_env (2 x 1 thread except at smoke).
+_BATCHNORM = {
+    "smoke": {
+        "n_train": 512, "n_val": 256, "n_test": 128, "n_measure": 128, "hessian_n": 64,
+        "model_kwargs": {"image_size": 8, "width": [8, 8, 16, 16], "hidden": 32},
+        "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 32,
+        "batch_sizes": [8, 16, 32, 64], "lr_for_S": 0.01, "K_L": 8, "K_M": 16,
+        "max_epochs": 2, "measure_early": [0, 2, 4, 8, 16], "early_iters": 16, "early_plot_iters": 32,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
+    },
+    "cpu": {
+        # CIFAR-10 subset of 3,200 images (K needs L*M = 3,200), 2 epochs, one seed, 5
+        # measurements per run, lambda_H (64 examples) for the eta sweep only: 9 runs in
+        # about 10 minutes on 2 cores (costs measured here: SimpleCNN step at S=128 ~0.6 s
+        # on one thread, K ~15 s, lambda_H ~20 s on 128 examples, per measurement)
+        "n_train": 3_200, "n_val": 500, "n_test": 500, "n_measure": 250, "hessian_n": 64,
+        "hessian_tol": 1e-2, "seeds": [0], "model_kwargs": {},
+        "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 128,
+        "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01, "K_L": 25, "K_M": 128,
+        "max_epochs": 2, "measure_early": [0, 5, 12], "early_iters": 25, "early_plot_iters": 50,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": False, "lambda_H_plain": False,
+    },
+    "paper": {
+        # 45k/5k split, 5 seeds, the shared dense-then-per-epoch schedule; for a GPU
+        "model_kwargs": {}, "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0],
+        "batch_size": 128, "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01,
+        "max_epochs": 200, "measure_early": None, "early_iters": 1_000, "early_plot_iters": 2_000,
+        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
+    },
+}
+for _name, _sec in _BATCHNORM.items():
+    PROFILES[_name]["batchnorm"] = _sec
+
+# ----------------------------------------------------------------------------- walk (notebook 4)
+# A Walk with SGD (Xing et al. 2018): see breakeven_utils/papers/walk for what each
+# experiment runs. Families: the model/data pairs the experiments refer to by name.
+_WALK = {
+    "smoke": {
+        "seeds": [0], "hessian_n": 64, "hessian_tol": 1e-2,
+        "families": {
+            "mlp": {"dataset": "synthetic", "normalize": "unit", "model": "mlp",
+                    "model_kwargs": {"hidden": [32, 16]}, "n_train": 256, "n_val": 128,
+                    "n_test": 128, "batch_size": 32, "label": "MLP"},
+            "conv": {"dataset": "synthetic", "normalize": "standard", "model": "simple_cnn_bn",
+                     "model_kwargs": {"width": [4, 4, 8, 8], "hidden": 16}, "n_train": 128,
+                     "n_val": 64, "n_test": 64, "batch_size": 16, "label": "SimpleCNN-BN"},
+        },
+        "trajectory": {"families": ["mlp", "conv"], "lr": 0.1, "iterations": 8,
+                       "sgd_epochs": [1, 2], "max_epochs": 2},
+        "tables": {"family": "mlp", "lrs": [0.1, 0.05], "epochs": [1, 2, 4], "barrier_epochs": [3],
+                   "max_epochs": 4, "curve_every": 1},
+        "cosine": {"family": "mlp", "lr": 0.1, "batch_sizes": [8, 32, 128], "batch_size": 32,
+                   "lrs": [0.05, 0.1, 0.2], "iterations": 40, "transient": 10},
+        "noise": {"family": "mlp", "lr": 0.1, "factors": [0.1, 0.05], "iterations": 30,
+                  "measure_every": 5, "noise_batch_size": 32, "n_batches": 8},
+        "schedules": {"family": "mlp", "epochs": 4, "lrs": [0.1], "seeds": [0],
+                      "warmup_frac": 0.25, "flat_frac": 0.35, "step_at": [0.5, 0.75]},
+        "quadratic": {"lambdas": [4.0, 1.0, 0.25], "eta": 0.35, "steps": 25},
+    },
+    "cpu": {
+        # ~15 minutes on 2 cores from an empty run store (measured: see the README)
+        "seeds": [0], "hessian_n": 500, "hessian_tol": 1e-2,
+        "families": {
+            # Fashion-MNIST stands in for MNIST (the offline copy); 4,000 training images
+            "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model": "mlp",
+                    "model_kwargs": {}, "n_train": 4_000, "n_val": 1_000, "n_test": 2_000,
+                    "batch_size": 100, "label": "MLP 784-300-100-10"},
+            "mlp_gd": {"dataset": "fashion_mnist", "normalize": "unit", "model": "mlp",
+                       "model_kwargs": {}, "n_train": 2_000, "n_val": 1_000, "n_test": 2_000,
+                       "batch_size": 100, "label": "MLP 784-300-100-10"},
+            # a narrow SimpleCNN with BatchNorm on 480 CIFAR-10 images, batch 12: 40 steps/epoch
+            # (each interpolated step costs 11 forward passes over the training set)
+            "conv": {"dataset": "cifar10", "normalize": "standard", "model": "simple_cnn_bn",
+                     "model_kwargs": {"width": [8, 8, 16, 16], "hidden": 32}, "n_train": 480,
+                     "n_val": 1_000, "n_test": 1_000, "batch_size": 12,
+                     "label": "SimpleCNN-BN (8,8,16,16)"},
+        },
+        "trajectory": {"families": ["conv", "mlp"], "lr": 0.1, "iterations": 40,
+                       "sgd_epochs": [1], "max_epochs": 1},
+        # MLP: every step of epochs 1, 2, 10, 25, 100; Fig. 8: every 3rd epoch of 1-40 (lr 0.1)
+        "tables": {"family": "mlp", "lrs": [0.1, 0.05], "epochs": [1, 10, 25, 100],
+                   "extra_epochs": [2], "barrier_epochs": list(range(1, 41, 3)),
+                   "max_epochs": 100, "curve_every": 5},
+        "cosine": {"family": "mlp", "lr": 0.1, "batch_sizes": [25, 100, 500], "batch_size": 100,
+                   "lrs": [0.05, 0.1, 0.2], "iterations": 400, "transient": 50},
+        "noise": {"family": "mlp_gd", "lr": 0.1, "factors": [0.1, 0.05], "iterations": 500,
+                  "measure_every": 10, "noise_batch_size": 100, "n_batches": 20},
+        "schedules": {"family": "mlp", "epochs": 30, "lrs": [0.1, 0.2], "seeds": [0, 1],
+                      "warmup_frac": 0.2, "flat_frac": 0.4, "step_at": [0.5, 0.75]},
+        "quadratic": {"lambdas": [4.0, 1.0, 0.25], "eta": 0.35, "steps": 25},
+    },
+    "paper": {
+        # Sec. 3, App. A: VGG-11 (lr 0.1) and ResNet-56 (lr 0.3 in Fig. 7 / Table 2; 0.1 in
+        # App. A: set resnet56 "lr" to choose) on CIFAR-10 (45k/5k), MLP on MNIST, batch 100,
+        # no momentum, 100 epochs
+        "seeds": [0], "hessian_n": 2_250, "hessian_tol": 1e-3,
+        "families": {
+            "vgg11": {"dataset": "cifar10", "normalize": "standard", "model": "vgg11",
+                      "model_kwargs": {}, "n_train": 45_000, "n_val": 5_000, "n_test": None,
+                      "batch_size": 100, "label": "VGG-11"},
+            "resnet56": {"dataset": "cifar10", "normalize": "standard", "model": "resnet56",
+                         "model_kwargs": {}, "n_train": 45_000, "n_val": 5_000, "n_test": None,
+                         "batch_size": 100, "label": "ResNet-56"},
+            "mlp": {"dataset": "mnist", "normalize": "unit", "model": "mlp", "model_kwargs": {},
+                    "n_train": 55_000, "n_val": 5_000, "n_test": None, "batch_size": 100,
+                    "label": "MLP 784-300-100-10"},
+        },
+        "trajectory": {"families": ["vgg11", "resnet56", "mlp"], "lr": 0.1, "iterations": 40,
+                       "sgd_epochs": [1, 2, 25, 100], "max_epochs": 100},
+        "tables": {"family": "vgg11", "lrs": [0.1, 0.05], "epochs": [1, 10, 25, 100],
+                   "extra_epochs": [2], "barrier_epochs": list(range(1, 41)),
+                   "max_epochs": 100, "curve_every": 1},
+        "cosine": {"family": "vgg11", "lr": 0.1, "batch_sizes": [100, 500, 1000],
+                   "batch_size": 100, "lrs": [0.1, 0.2, 0.3], "iterations": 4_500, "transient": 200},
+        "noise": {"family": "vgg11", "lr": 0.1, "factors": [0.1, 0.05], "iterations": 3_000,
+                  "measure_every": 10, "noise_batch_size": 100, "n_batches": 50},
+        "schedules": {"family": "vgg11", "epochs": 100, "lrs": [0.05, 0.1, 0.2], "seeds": [0, 1],
+                      "warmup_frac": 0.2, "flat_frac": 0.4, "step_at": [0.5, 0.75]},
+        "quadratic": {"lambdas": [4.0, 1.0, 0.25], "eta": 0.35, "steps": 25},
+    },
+}
+for _name, _sec in _WALK.items():
+    PROFILES[_name]["walk"] = _sec
+
+# ----------------------------------------------------------------------------- notebook 5 (nsgd)
+# Sharpest directions and Nudged SGD (Jastrzebski et al. 2018). Eigenpairs by magnitude
+# ('LM', the authors' eigsh default) on hessian_n examples; the paper: 2,250 = 5% of 45k.
+# models: families {name: model, model_kwargs, L2, probe_lrs (Fig. 4 probes), "fig3": False
+# (no eta / S sweeps), "figure" (the probe figure's number), "max_epochs" / "top_k" (of its
+# Fig. 2/3 trajectories, default the trajectory block's / top_k), "skip": reason}; schedules /
+# momentum: "models" (default ["simplecnn"]) with per-model overrides under the model name;
+# schedules "kinds" (default all: constant, step, one cycle).
+_TINY = {"model": "simple_cnn", "model_kwargs": {"image_size": 8, "width": [4, 4, 8, 8], "hidden": 16}}
+_NSGD = {
+    "smoke": {
+        "n_train": 512, "n_val": 128, "n_test": 128, "n_measure": 64, "hessian_n": 64,
+        "hessian_tol": 1e-2, "top_k": 3,
+        "models": {
+            "simplecnn": dict(_TINY, probe_lrs=[0.05]),
+            "resnet32": {"skip": "ResNet-32 takes minutes per run on a CPU; run the cpu or paper profile"},
+        },
+        "trajectory": {"lr": 0.1, "batch_size": 32, "max_epochs": 2, "measure_every": 4,
+                       "measure_dense_until": 16, "fig3_lrs": [0.1, 0.02], "fig3_batch_sizes": [16, 64]},
+        "probe": {"batch_size": 32, "max_epochs": 2, "measure_every": 8, "hessian_k": 5},
+        "variants": {"parent_lr": 0.05, "restart_epoch": 1, "iters": 6, "measure_every": 2,
+                     "gammas": [0.1, 10], "hessian_n": 32, "tol": 1e-2},
+        "table": {"models": ["simplecnn"], "lr": 0.05, "batch_size": 32, "k": 3, "max_epochs": 3,
+                  "patience": 1, "gammas": [0.01, 0.1, 1, 10], "sgd_lrs": [0.1, 0.02, 0.01],
+                  "momentum": 0.9, "momentum_gammas": [0.01, 1, 5], "train_eval_on": "measure",
+                  "simplecnn": {}},
+        "schedules": {"lr": 0.1, "max_epochs": 2, "milestones": [1]},
+        "momentum": {"lr": 0.02, "betas": [0.0, 0.9]},
+        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data); paper profile",
+                        "vgg11": "VGG-11 (Fig. 3, 15, 16): paper profile only; SimpleCNN here",
+                        "resnet32_bn": "Fig. 12 (ResNet-32 with BatchNorm): paper profile only"},
+    },
+    "cpu": {
+        # CIFAR-10 subset of 5,000; Hessian set 100 examples (2%; the paper: 5%), Lanczos tol
+        # 0.1 (residual; eigenvalues ~1% accurate), top-3 instead of top-10; measured here
+        # (2 cores, shared): a step 0.6 s, an HVP on 100 examples ~1.4 s, a warm top-5 ~12 HVPs
+        "n_train": 5_000, "n_val": 1_000, "n_test": 1_000, "n_measure": 250, "hessian_n": 100,
+        "hessian_tol": 1e-1, "top_k": 3, "seeds": [0],
+        "models": {
+            "simplecnn": {"model": "simple_cnn", "model_kwargs": {}, "probe_lrs": [0.005]},
+            # Fig. 2/3 only (no probes, tables or schedules), shortened to the first 2 epochs
+            # (the paper's Fig. 3 marks the end of epoch 2) and the two largest eigenvalues: a
+            # step costs ~3.5x a SimpleCNN step and an HVP ~4x, about 6 min on 2 cores
+            "resnet32": {"model": "resnet32", "model_kwargs": {"bn": False}, "weight_decay": 0.005,
+                         "weight_decay_on": "kernels", "probe_lrs": [], "max_epochs": 2, "top_k": 2},
+        },
+        "trajectory": {"lr": 0.1, "batch_size": 128, "max_epochs": 4, "measure_every": 13,
+                       "measure_dense_until": 52, "fig3_lrs": [0.1, 0.02], "fig3_batch_sizes": [128, 512]},
+        "probe": {"batch_size": 128, "max_epochs": 4, "measure_every": 26, "hessian_k": 3},
+        "variants": {"parent_lr": 0.005, "restart_epoch": 4, "iters": 15, "measure_every": 1,
+                     "gammas": [0.1, 10], "hessian_n": 64, "tol": 1e-1},
+        "table": {"models": ["simplecnn"], "lr": 0.01, "batch_size": 128, "k": 3, "max_epochs": 3,
+                  "patience": 1, "gammas": [0.01, 0.1, 1, 10], "sgd_lrs": [0.1, 0.005],
+                  "momentum": 0.9, "momentum_gammas": [0.01, 1, 5], "train_eval_on": "measure",
+                  "simplecnn": {}},
+        "schedules": {"lr": 0.1, "max_epochs": 4, "milestones": [2],
+                      "kinds": ["constant", "step", "one cycle"]},
+        "momentum": {"lr": 0.02, "betas": [0.0, 0.9]},
+        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data); paper profile",
+                        "vgg11": "VGG-11 (Fig. 3, 15, 16): paper profile only; SimpleCNN here",
+                        "resnet32_bn": "Fig. 12 (ResNet-32 with BatchNorm): paper profile only (budget)",
+                        "sgd_0.0025": "the SGD(0.0025) row of Table 1: paper profile only (budget)"},
+    },
+    "paper": {
+        "hessian_n": 2_250, "n_measure": 2_250, "hessian_tol": 1e-3, "top_k": 10, "augment": True,
+        "models": {
+            "simplecnn": {"model": "simple_cnn", "model_kwargs": {}, "probe_lrs": [0.005, 0.01]},
+            "resnet32": {"model": "resnet32", "model_kwargs": {"bn": False}, "weight_decay": 0.005,
+                         "weight_decay_on": "kernels", "probe_lrs": [0.025, 0.01]},
+            "resnet32_nol2": {"model": "resnet32", "model_kwargs": {"bn": False}, "probe_lrs": []},
+            # Fig. 12: the Fig. 4 probes for ResNet-32 with BatchNorm (L2 as ResNet-32), no sweeps
+            "resnet32_bn": {"model": "resnet32", "model_kwargs": {"bn": True}, "weight_decay": 0.005,
+                            "weight_decay_on": "kernels", "probe_lrs": [0.0025], "fig3": False,
+                            "figure": "12"},
+            # Fig. 3, 15, 16: VGG-11 (the model's default He init), final layer for 10 classes
+            "vgg11": {"model": "vgg11", "model_kwargs": {}, "probe_lrs": []},
+        },
+        "trajectory": {"lr": 0.1, "batch_size": 128, "max_epochs": 100, "measure_every": 10,
+                       "measure_dense_until": 1_000, "fig3_lrs": [0.1, 0.05, 0.01],
+                       "fig3_batch_sizes": [32, 128, 512]},
+        "probe": {"batch_size": 128, "max_epochs": 8, "measure_every": 5},
+        "variants": {"parent_lr": 0.005, "restart_epoch": 4, "iters": 500, "measure_every": 5,
+                     "gammas": [0.01, 0.1, 5, 10], "hessian_n": 2_250, "tol": 1e-3},
+        "table": {"models": ["simplecnn", "resnet32"], "lr": 0.01, "batch_size": 128, "k": 5,
+                  "max_epochs": 100, "patience": 5, "gammas": [0.01, 0.1, 1, 10],
+                  "sgd_lrs": [0.1, 0.005, 0.0025], "momentum": 0.9, "momentum_gammas": [0.01, 1, 5],
+                  "simplecnn": {"model": "simple_cnn_wide"}},  # footnote 10: 100 filters, 5x5
+        # Fig. 15 / 16 are VGG-11's (Fig. 16: eta = 0.1, S = 128); SimpleCNN's runs beside them
+        "schedules": {"lr": 0.1, "max_epochs": 100, "milestones": [50, 75],
+                      "models": ["simplecnn", "vgg11"]},
+        "momentum": {"lr": 0.01, "betas": [0.0, 0.5, 0.9], "models": ["simplecnn", "vgg11"],
+                     "vgg11": {"lr": 0.1}},
+        "unavailable": {"cifar100": "Table 2 needs CIFAR-100 (not in the offline data)"},
+    },
+}
+for _name, _sec in _NSGD.items():
+    PROFILES[_name]["nsgd"] = _sec

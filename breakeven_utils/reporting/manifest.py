@@ -1,0 +1,114 @@
+"""Where a notebook writes and what it records: the output folders of a notebook,
+and ``manifest.json`` (profile, data, seeds, wall time, package version, git commit
+of every notebook run), written atomically."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+from breakeven_utils import __version__
+from breakeven_utils.core.io import atomic_write_text
+
+__all__ = ["default_output_root", "output_dir", "notebook_paths", "git_commit", "write_manifest"]
+
+
+def default_output_root(profile: str) -> str:
+    """Output root, relative to the notebooks folder, for a profile: ``../figures``, or
+    ``../runs/smoke_figures`` for ``smoke`` so that tests never overwrite the committed
+    figures (the notebooks and ``scripts/reproduce.py`` share this rule)."""
+    return "../runs/smoke_figures" if profile == "smoke" else "../figures"
+
+
+def output_dir(folder: str, root: str | os.PathLike = "figures") -> Path:
+    """Create and return ``root/<folder>`` (e.g. figures/break_even)."""
+    path = Path(root) / folder
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def notebook_paths(folder: str, profile: str, output_root=None, run_store=None):
+    """Resolve a notebook's parameters cell: ``(out_dir, output_root, run_store)``.
+
+    Relative to the notebooks folder (where papermill and nbval run them):
+    ``output_root`` defaults to ``../figures``, except for the ``smoke`` profile,
+    whose outputs go to ``../runs/smoke_figures`` so that tests never overwrite
+    the committed figures; ``run_store`` defaults to ``$BREAKEVEN_RUNS``, else
+    ``../runs``.
+    """
+    if output_root is None:
+        output_root = default_output_root(profile)
+    if run_store is None:
+        run_store = os.environ.get("BREAKEVEN_RUNS", "../runs")
+    return output_dir(folder, output_root), output_root, run_store
+
+
+def git_commit(repo_dir: str | os.PathLike | None = None) -> str:
+    """`git rev-parse HEAD` of the project (default: the repo holding this package), else 'unknown'."""
+    repo_dir = Path(repo_dir) if repo_dir is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else "unknown"
+
+
+def _jsonable(v):
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 0) == 0:  # numpy/torch scalar
+        return _jsonable(v.item())
+    if hasattr(v, "tolist"):
+        return _jsonable(v.tolist())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # strict JSON has no NaN/inf
+    return v
+
+
+def write_manifest(path: str | os.PathLike, entries: Mapping[str, Mapping[str, Any]]) -> dict:
+    """Merge per-notebook entries into the manifest JSON at ``path`` (atomically).
+
+    entries: {notebook_name: {"profile": ..., "data": <data label>, "seeds": [...],
+    "wall_time_s": ..., ...}}. Keys of an existing entry are updated, not
+    dropped, so the notebook (data label, seeds) and scripts/reproduce.py
+    (wall time, status) can each contribute. Every entry written gets
+    ``version`` (breakeven_utils.__version__), ``git_commit`` and ``timestamp``
+    (UTC, ISO 8601). Returns the whole manifest.
+    """
+    if not isinstance(entries, Mapping):
+        raise ValueError("entries must be a mapping {notebook_name: {key: value}}")
+    path = Path(path)
+    manifest: dict = {"notebooks": {}}
+    if path.exists():
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); fix or delete it") from e
+        manifest.setdefault("notebooks", {})
+    stamp = {
+        "version": __version__,
+        "git_commit": git_commit(),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    for name, entry in entries.items():
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"manifest entry for {name!r} must be a mapping, got {type(entry).__name__}")
+        merged = dict(manifest["notebooks"].get(str(name), {}))
+        merged.update(_jsonable(entry))
+        merged.update(stamp)
+        manifest["notebooks"][str(name)] = merged
+    manifest["notebooks"] = dict(sorted(manifest["notebooks"].items()))
+    text = json.dumps(_jsonable(manifest), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+    return manifest

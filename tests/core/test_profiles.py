@@ -1,0 +1,28 @@
+import pytest
+
+from breakeven_utils.core.profiles import PROFILES, get_profile
+
+
+def test_profiles_exist_with_shared_keys():
+    assert set(PROFILES) == {"smoke", "cpu", "paper"}
+    keys = {k for k, v in PROFILES["paper"].items() if not isinstance(v, dict)}
+    for name in PROFILES:
+        p = get_profile(name)
+        assert keys <= set(p) and p["profile"] == name
+
+
+def test_paper_profile_matches_the_papers():
+    p = get_profile("paper")
+    assert (p["n_train"], p["n_val"], p["n_measure"]) == (45_000, 5_000, 2_250)
+    assert (p["K_L"], p["K_M"]) == (25, 128) and len(p["seeds"]) == 5
+
+
+def test_overrides_and_errors():
+    assert get_profile("cpu", n_train=123)["n_train"] == 123
+    assert get_profile("cpu")["n_train"] != 123  # no mutation of the stored profile
+    with pytest.raises(ValueError, match="valid"):
+        get_profile("gpu")
+    with pytest.raises(ValueError, match="n_trian"):
+        get_profile("cpu", n_trian=5)
+    with pytest.raises(ValueError, match="section"):
+        get_profile("cpu", section="nope")

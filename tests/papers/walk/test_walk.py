@@ -1,0 +1,421 @@
+"""A Walk with SGD: barrier and height definitions, interpolation against a plain loop of
+forward passes, BatchNorm handling, the recorder metrics, the noise rule, the quadratic."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from problems import F64, cnn_problem
+from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from breakeven_utils.core.models import build_model
+from breakeven_utils.papers.walk import analysis as walk_analysis
+from breakeven_utils.papers.walk import claims as wc
+from breakeven_utils.papers.walk import measures as walk
+from breakeven_utils.papers.walk import runs as walk_runs
+from breakeven_utils.papers.walk import settings as walk_settings
+from breakeven_utils.recorder import RunConfig, load_run_data, train
+from breakeven_utils.store import runs as records
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ----------------------------------------------------------------------------- definitions
+
+
+def test_barrier_on_hand_made_curves():
+    assert not walk.barrier_crossed([1.0, 0.8, 0.6, 0.7, 0.9])  # valley: min inside, no barrier
+    assert not walk.barrier_crossed([1.0, 0.9, 0.8, 0.7])  # monotone down
+    assert not walk.barrier_crossed([0.5, 0.6, 0.7, 0.8])  # monotone up
+    assert walk.barrier_crossed([0.5, 0.9, 0.6])  # bump above both ends
+    assert walk.barrier_crossed([0.5, 0.4, 0.55, 0.6, 0.52])  # 0.6 > both 0.5 and 0.52
+    assert not walk.barrier_crossed([0.5, 0.5, 0.5])  # equal is not higher
+    assert not walk.barrier_crossed([0.5, 0.7, 0.7])  # only equal to the higher end
+    assert not walk.barrier_crossed([0.5, 0.6])  # no interior point
+
+
+def test_height_on_hand_made_curves():
+    # (L_t + L_t1 - 2 L_min) / 2
+    assert walk.floor_height([1.0, 0.8, 0.6, 0.7, 0.9]) == pytest.approx((1.0 + 0.9 - 1.2) / 2)
+    assert walk.floor_height([1.0, 0.9, 0.8, 0.7]) == pytest.approx((1.0 - 0.7) / 2)  # monotone
+    assert walk.floor_height([0.3, 0.3, 0.3]) == 0.0
+    assert walk.floor_height([0.5, 0.9, 0.6]) == pytest.approx(0.05)  # barrier step: min at an end
+    assert walk.valley_floor([1.0, 0.8, 0.6, 0.7, 0.9], [0, 0.25, 0.5, 0.75, 1]) == (0.5, 0.6)
+
+
+@pytest.mark.parametrize("bad", [[1.0], [[1.0, 2.0]], [1.0, float("nan"), 2.0], [1.0, math.inf]])
+def test_definitions_reject_bad_losses(bad):
+    with pytest.raises(ValueError):
+        walk.barrier_crossed(bad)
+    with pytest.raises(ValueError):
+        walk.floor_height(bad)
+
+
+def test_alphas_are_the_papers_grid_plus_one():
+    assert walk.ALPHAS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+# ----------------------------------------------------------------------------- interpolation
+
+
+def _plain_loop(model, loss_fn, x, y, ta, tb, alphas, chunk, bn_train=True):
+    """Reference: write each interpolated vector into a copy of the model and run forward passes."""
+    import copy
+    m = copy.deepcopy(model)
+    m.eval()
+    if bn_train:
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.train()
+    out = []
+    with torch.no_grad():
+        for a in alphas:
+            m.load_state_dict(model.state_dict())  # fresh running stats per point
+            vector_to_parameters((1 - a) * ta + a * tb, m.parameters())
+            tot = sum(float(loss_fn(m(xs), ys)) * len(ys) for xs, ys in zip(x.split(chunk), y.split(chunk)))
+            out.append(tot / len(y))
+    return np.array(out)
+
+
+def _two_points(model):
+    ta = parameters_to_vector(model.parameters()).detach().clone()
+    g = torch.Generator().manual_seed(3)
+    tb = ta + 0.3 * torch.randn(ta.shape, generator=g, dtype=ta.dtype)
+    return ta, tb
+
+
+@pytest.mark.parametrize("bn", [False, True])
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+@pytest.mark.parametrize("share_first", [True, False])
+def test_interpolation_matches_plain_loop(bn, method, share_first):
+    model, loss_fn, x, y = cnn_problem(n=50, bn=bn)
+    ta, tb = _two_points(model)
+    # chunks of 16: 16, 16, 16, 2 examples (BN statistics per chunk, the last one small)
+    got = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, walk.ALPHAS, chunk_size=16,
+                                    method=method, share_first=share_first)
+    ref = _plain_loop(model, loss_fn, x, y, ta, tb, walk.ALPHAS, 16)
+    assert got.shape == (11,)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+    # ends are the two iterates' exact losses
+    vector_to_parameters(tb, model.parameters())
+    assert got[-1] == pytest.approx(_plain_loop(model, loss_fn, x, y, tb, tb, [0.0], 16)[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_shared_first_layer_off_grid_alphas_and_ineligible_models(method):
+    # alphas without the ends: the first layer's outputs still come from theta_a / theta_b
+    model, loss_fn, x, y = cnn_problem(n=20, bn=True)
+    ta, tb = _two_points(model)
+    al = [0.25, 0.6, 0.95]
+    got = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, al, chunk_size=8, method=method)
+    np.testing.assert_allclose(got, _plain_loop(model, loss_fn, x, y, ta, tb, al, 8), rtol=1e-10)
+    assert "forward" not in model[0].__dict__  # the patched forward is removed
+
+    class Twice(nn.Module):  # the first layer is called twice: not shareable, must still be right
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4).double()
+            self.b = nn.Linear(4, 3).double()
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(torch.tanh(self.a(x)))))
+
+    torch.manual_seed(0)
+    m2 = Twice()
+    x2, y2 = torch.randn(30, 4, dtype=F64), torch.randint(0, 3, (30,))
+    ta2, tb2 = _two_points(m2)
+    got = walk.interpolation_losses(m2, loss_fn, (x2, y2), ta2, tb2, walk.ALPHAS, method=method)
+    np.testing.assert_allclose(got, _plain_loop(m2, loss_fn, x2, y2, ta2, tb2, walk.ALPHAS, 1000),
+                               rtol=1e-10)
+
+
+def test_bn_chunks_matter_and_running_stats_untouched():
+    model, loss_fn, x, y = cnn_problem(n=48, bn=True)
+    model.train()
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.fill_(0.3)
+        bn.running_var.fill_(2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ta, tb = _two_points(model)
+    a16 = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, chunk_size=16)
+    a48 = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, chunk_size=48)
+    ev = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, chunk_size=16, bn_mode="eval")
+    # batch statistics per chunk: the chunking changes the value; eval mode differs from both
+    assert np.abs(a16 - a48).max() > 1e-6
+    assert np.abs(a16 - ev).max() > 1e-6
+    np.testing.assert_allclose(ev, _plain_loop(model, loss_fn, x, y, ta, tb, walk.ALPHAS, 16,
+                                               bn_train=False), rtol=1e-10)
+    # the same data as an iterable of batches gives the chunked result
+    batches = list(zip(x.split(16), y.split(16)))
+    np.testing.assert_allclose(walk.interpolation_losses(model, loss_fn, batches, ta, tb), a16,
+                               rtol=1e-12)
+    after = model.state_dict()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    assert model.training and bn.training
+
+
+def test_interpolation_on_a_quadratic_is_the_closed_form_parabola():
+    # linear regression + MSE: L(theta) is quadratic, so along the segment
+    # L(alpha) = L_a + alpha * (grad_a . d) + alpha^2 / 2 d^T H d exactly
+    torch.manual_seed(0)
+    X, Y = torch.randn(40, 3, dtype=F64), torch.randn(40, 1, dtype=F64)
+    model = nn.Linear(3, 1, bias=False).double()
+    loss_fn = nn.MSELoss()
+    ta, tb = torch.tensor([0.5, -1.0, 2.0], dtype=F64), torch.tensor([-0.3, 0.4, 1.0], dtype=F64)
+    alphas = np.linspace(0, 1, 11)
+    got = walk.interpolation_losses(model, loss_fn, (X, Y), ta, tb, alphas, chunk_size=7)
+    Xn, Yn = X.numpy(), Y.numpy()[:, 0]
+    H = 2 * Xn.T @ Xn / len(Xn)
+    d = (tb - ta).numpy()
+    La = np.mean((Xn @ ta.numpy() - Yn) ** 2)
+    ga = 2 * Xn.T @ (Xn @ ta.numpy() - Yn) / len(Xn)
+    np.testing.assert_allclose(got, La + alphas * (ga @ d) + alphas ** 2 / 2 * (d @ H @ d), rtol=1e-12)
+
+
+def test_interpolation_rejects_bad_input():
+    model, loss_fn, x, y = cnn_problem(n=8)
+    ta, tb = _two_points(model)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, [0.0, 1.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, [-0.1, 0.5])
+    with pytest.raises(ValueError, match="flat vector"):
+        walk.interpolation_losses(model, loss_fn, (x, y), ta[:-1], tb)
+    with pytest.raises(ValueError, match="method"):
+        walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, method="fast")
+    with pytest.raises(ValueError, match="empty"):
+        walk.interpolation_losses(model, loss_fn, (x[:0], y[:0]), ta, tb)
+
+
+# ----------------------------------------------------------------------------- recorder metrics
+
+TINY = dict(dataset="synthetic", n_train=128, n_val=32, n_test=32, n_measure=32, model="mlp",
+            model_kwargs={"hidden": (16,)}, batch_size=32, lr=0.1, max_epochs=3)
+
+
+def test_walk_metrics_in_the_recorder_match_direct_computation():
+    # epoch 2 (iterations 4..8): 4 interpolated steps, cosines from the 2nd step on
+    cfg = RunConfig(**TINY, measure_at=tuple(range(4, 9)), metrics=("walk_interp", "walk_step",
+                                                                       "dist_init"))
+    data = load_run_data(cfg)
+    thetas = {}
+
+    def hook(info):
+        thetas[info["iteration"]] = parameters_to_vector(info["model"].parameters()).detach().clone()
+
+    out = train(cfg, data=data, progress=False, hooks=[hook])
+    rows = {r["iteration"]: r for r in out.rows}
+    assert "barrier" not in rows[4] and "step_cos" not in rows[4] and "step_cos" not in rows[5]
+    model = build_model("mlp", num_classes=10, in_channels=3, image_size=8, hidden=(16,), seed=0)
+    L = np.stack(out.arrays["walk_losses"])
+    assert L.shape == (4, 11) and out.arrays["walk_losses_iteration"] == [5, 6, 7, 8]
+    for i, t in enumerate(range(5, 9)):
+        ref = _plain_loop(model, torch.nn.CrossEntropyLoss(), data.train.x, data.train.y,
+                          thetas[t - 1], thetas[t], walk.ALPHAS, walk.WALK_CHUNK)
+        np.testing.assert_allclose(L[i], ref, rtol=1e-5)
+        r = rows[t]
+        assert r["walk_step"] == t - 1
+        assert r["barrier"] == float(walk.barrier_crossed(L[i]))
+        assert r["height"] == pytest.approx(walk.floor_height(L[i]))
+        d1 = thetas[t] - thetas[t - 1]
+        assert r["step_norm"] == pytest.approx(float(d1.norm()), rel=1e-6)
+        if t >= 6:
+            d0 = thetas[t - 1] - thetas[t - 2]
+            assert r["step_cos"] == pytest.approx(float(d0 @ d1 / (d0.norm() * d1.norm())), abs=1e-5)
+
+
+def test_walk_metric_resumes_exactly(tmp_path):
+    cfg = RunConfig(**TINY, measure_at=tuple(range(2, 10)), metrics=("walk_interp", "walk_step"))
+    ref = train(cfg, progress=False)
+
+    def killer(info):
+        if info["iteration"] == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        records.run(cfg, tmp_path, hooks=[killer], progress=False, checkpoint_every=1)
+    res = records.run(cfg, tmp_path, progress=False)
+    assert res.info["resumed_from"] is not None
+    np.testing.assert_array_equal(res.metrics["height"].to_numpy(),
+                                  np.array([r.get("height", np.nan) for r in ref.rows]))
+    np.testing.assert_array_equal(res.arrays["walk_losses"], np.stack(ref.arrays["walk_losses"]))
+
+
+# ----------------------------------------------------------------------------- isotropic noise
+
+
+def test_max_minibatch_gradient_variance_against_dense():
+    model, loss_fn, x, y = cnn_problem(n=40, bn=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    v = walk.max_minibatch_gradient_variance(model, loss_fn, (x, y), 8, 5, seed=2)
+    for k, b in model.state_dict().items():  # BN running statistics restored after the probe
+        assert torch.equal(b, before[k]), k
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(2))
+    G = []
+    for b in range(5):
+        idx = perm[b * 8:(b + 1) * 8]
+        model.zero_grad()
+        model.train()
+        loss_fn(model(x[idx]), y[idx]).backward()
+        G.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    assert v == pytest.approx(float(torch.stack(G).var(0, unbiased=True).max()), rel=1e-10)
+    with pytest.raises(ValueError, match="exceeds"):
+        walk.max_minibatch_gradient_variance(model, loss_fn, (x, y), 10, 5)
+
+
+def test_noise_rule_uses_minibatch_variance():
+    cfg = RunConfig(**{**TINY, "max_epochs": 2}, optimizer="gd_noise", noise_factor=0.1,
+                    update_rule="gd_noise_minibatch", rule_kwargs={"noise_batch_size": 16,
+                                                                    "n_batches": 8},
+                    metrics=("train",))
+    out = train(cfg, progress=False)
+    assert out.info["sigma2"] == pytest.approx(0.1 * out.info["v_max"])
+    data = load_run_data(cfg)
+    m = build_model("mlp", num_classes=10, in_channels=3, image_size=8, hidden=(16,), seed=0)
+    v = walk.max_minibatch_gradient_variance(m, nn.CrossEntropyLoss(), (data.train.x, data.train.y),
+                                             16, 8, seed=0)
+    assert out.info["v_max"] == pytest.approx(v, rel=1e-6)
+    with pytest.raises(ValueError, match="noise_factor"):
+        RunConfig(**TINY, optimizer="gd_noise", noise_factor=-0.1, update_rule="gd_noise_minibatch")
+
+
+# ----------------------------------------------------------------------------- quadratic (Fig. 28)
+
+
+def test_quadratic_gd_against_closed_form():
+    lam = np.array([4.0, 1.0, 0.1])
+    Q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+    H = Q @ np.diag(lam) @ Q.T
+    th0 = np.array([1.0, -2.0, 0.5])
+    eta = 0.35  # 1/4 < eta < 2/4: underdamped along lambda=4, overdamped along 1 and 0.1
+    traj = walk.quadratic_gd(H, th0, eta, 30)
+    c0 = Q.T @ th0
+    closed = np.stack([Q @ ((1 - eta * lam) ** t * c0) for t in range(31)])
+    np.testing.assert_allclose(traj, closed, atol=1e-12)
+    coords = traj @ Q
+    assert np.all(np.diff(np.sign(coords[:10, 0])) != 0)  # oscillates along the top direction
+    assert np.all(np.diff(np.abs(coords[:, 2])) < 0) and np.all(np.sign(coords[:, 2]) == np.sign(c0[2]))
+    assert walk.damping(eta, lam) == pytest.approx(np.abs(1 - eta * lam))
+    assert [walk.damping_regime(eta, v) for v in lam] == ["underdamped", "overdamped", "overdamped"]
+    assert walk.damping_regime(0.6, 4.0) == "divergent"
+    assert walk.damping_regime(0.25, 4.0) == "critical"
+    np.testing.assert_allclose(walk.quadratic_loss(traj[:2], H), [0.5 * th0 @ H @ th0,
+                                                                 0.5 * traj[1] @ H @ traj[1]])
+    with pytest.raises(ValueError):
+        walk.quadratic_gd(H, th0, -0.1, 3)
+    with pytest.raises(ValueError):
+        walk.quadratic_gd(np.ones((2, 3)), th0, 0.1, 3)
+
+
+# ----------------------------------------------------------------------------- settings and claims
+
+
+def test_run_configs_every_profile_validates():
+    for p in ("smoke", "cpu", "paper"):
+        cs = walk_runs.run_configs(p)
+        assert cs and len({c.key() for c in cs}) == len(cs)
+        rs = walk_runs.runs(walk_settings.settings(p))
+        names = [r.name for r in rs]
+        assert len(names) == len(set(names))
+    # the cpu tables run interpolates every step of epochs 1, 2, 10, 25, 100 (40 steps each)
+    r = next(r for r in walk_runs.runs(walk_settings.settings("cpu")) if r.name == "mlp_lr0.05")
+    assert set(walk_runs.interp_iterations([1, 2, 10, 25, 100], 40)) <= set(r.config.measure_at) or \
+        set(walk_runs.interp_iterations([1, 10, 25, 100], 40)) == set(r.config.measure_at)
+
+
+def test_interp_iterations():
+    assert walk_runs.interp_iterations([1], 5) == [0, 1, 2, 3, 4, 5]
+    assert walk_runs.interp_iterations([2], 5, 3) == [5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(tables={"family": "mlp", "lrs": [0.1], "epochs": [1, 9], "max_epochs": 4, "curve_every": 1}),
+     "beyond the run's budget"),
+    (dict(trajectory={"families": ["mlp"], "lr": 0.1, "iterations": 4, "sgd_epochs": [3],
+                      "max_epochs": 2}), "beyond the run's budget"),
+    (dict(noise={"family": "mlp", "lr": 0.1, "factors": [0.1, -0.05], "iterations": 4,
+                 "measure_every": 1, "noise_batch_size": 8, "n_batches": 4}), "positive"),
+    (dict(cosine={"family": "nope", "lr": 0.1, "batch_sizes": [8], "batch_size": 8, "lrs": [0.1],
+                  "iterations": 4, "transient": 1}), "unknown walk model family"),
+])
+def test_bad_settings_fail_before_training(bad, match):
+    with pytest.raises(ValueError, match=match):
+        walk_settings.settings("smoke", **bad)
+
+
+def test_claims_on_hand_made_summaries():
+    t_hi = pd.DataFrame(dict(epoch=[1, 10, 25], barriers=[0, 2, 4], height=[0.06, 0.02, 0.01],
+                             height_se=[0.002, 0.001, 0.001], interior_floor=[0.9, 0.8, 0.7]))
+    t_lo = t_hi.assign(height=[0.01, 0.005, 0.001], height_se=[0.001, 0.0005, 0.0005])
+    out = wc.claims({"dist40": {"m": (1.7, 1.4)}, "gd_cos": {"m": -0.97},
+                     "tables": {0.1: t_hi, 0.05: t_lo}, "table_epochs": [1, 10, 25],
+                     "cos_bs": ([25, 100, 500], [-0.1, -0.3, -0.6], [0.02, 0.02, 0.02]),
+                     "cos_lr": ([0.05, 0.1, 0.2], [-0.3, -0.31, -0.3], [0.02, 0.02, 0.02])})
+    v = {c.claim: c.verdict for c in out}
+    assert all(x == "holds" for x in v.values()), v
+    # reversed heights over epochs: does not hold; overlapping lrs: within noise
+    t_rev = t_hi.assign(height=[0.01, 0.02, 0.06])
+    out = wc.claims({"tables": {0.1: t_rev, 0.05: t_hi.assign(height_se=[0.05, 0.05, 0.05])},
+                     "table_epochs": [1, 10, 25]})
+    v = {(c.claim, c.setting): c.verdict for c in out}
+    falls = [vv for (cl, st), vv in v.items() if "falls" in cl]
+    assert "does not hold" in falls
+    lr_claim = [vv for (cl, _), vv in v.items() if "larger learning rate" in cl]
+    assert lr_claim == ["not testable at this scale"]
+
+
+def test_epoch_summary_counts_barriers_and_heights():
+    from types import SimpleNamespace
+    losses = np.array([[1.0, 0.8, 0.9], [0.9, 1.2, 0.8], [0.8, 0.7, 0.75], [0.7, 0.6, 0.5]])
+    its = [1, 2, 3, 4]
+    rows = [dict(iteration=0)]
+    for t, L in zip(its, losses):
+        rows.append(dict(iteration=t, walk_step=t - 1, barrier=float(walk.barrier_crossed(L)),
+                         height=walk.floor_height(L), floor_alpha=0.5, floor_loss=L.min(),
+                         dist_init=0.1 * t, step_cos=np.nan))
+    res = SimpleNamespace(metrics=pd.DataFrame(rows), arrays={"walk_losses": losses,
+                                                              "walk_losses_iteration": its},
+                          config=RunConfig(**{**TINY, "n_train": 128, "batch_size": 64},
+                                           metrics=("walk_interp",)))
+    t = walk_analysis.epoch_summary(res)  # 2 steps per epoch
+    assert t["epoch"].tolist() == [1, 2] and t["barriers"].tolist() == [1, 0]
+    assert t["height"].iloc[0] == pytest.approx(np.mean([walk.floor_height(losses[0]),
+                                                         walk.floor_height(losses[1])]))
+
+
+def test_diverging_run_is_recorded_and_summarised(tmp_path):
+    cfg = RunConfig(**{**TINY, "lr": 1e6}, measure_at=tuple(range(0, 20)),
+                    metrics=("walk_interp", "walk_step", "dist_init"))
+    res = records.run(cfg, tmp_path, progress=False)
+    assert res.status == "diverged" and res.diverged_at is not None
+    st = walk_analysis.steps_of(res)  # the steps measured before the divergence, drawable
+    assert len(st) >= 1 and (st["step"] < res.diverged_at).all()
+    walk_analysis.epoch_summary(res)  # incomplete epochs are left out, no exception
+
+
+def test_noise_claims_need_saturation():
+
+    def frame(drop):
+        return pd.DataFrame(dict(method=["GD", "GD + noise", "SGD"], factor=[0.0, 0.1, np.nan],
+                                 iteration=[500] * 3, train_loss=[0.30, 0.28, 0.32],
+                                 val_acc=[0.80, 0.82, 0.80], param_norm=[25.0, 28.0, 24.0],
+                                 loss_drop_last_fifth=[drop, drop, drop]))
+
+    v = {c.claim: (c.verdict, c.reason) for c in wc.claims({"noise": frame(0.2)})}
+    plateau = v["GD + isotropic noise plateaus at a higher training loss than GD"]
+    assert plateau[0] == "not testable at this scale" and "saturation" in plateau[1]
+    assert v["SGD ends with a smaller parameter norm than GD"][0] == "not testable at this scale"
+    v = {c.claim: c.verdict for c in wc.claims({"noise": frame(0.01)})}
+    assert v["SGD ends with a smaller parameter norm than GD"] == "holds"
+    assert v["GD + isotropic noise plateaus at a higher training loss than GD"] == "does not hold"
+
+
+def test_cosine_grids_share_the_common_setting():
+    rs = [r for r in walk_runs.runs(walk_settings.settings("cpu")) if r.experiment == "cosine"]
+    by = {v: sorted(r.meta[v] for r in rs if r.meta["varied"] == v) for v in ("batch_size", "lr")}
+    assert by == {"batch_size": [25, 100, 500], "lr": [0.05, 0.1, 0.2]}
+    assert len({r.config.key() for r in rs}) == 5  # (0.1, 100) is one run in both grids

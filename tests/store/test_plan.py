@@ -1,0 +1,176 @@
+"""The cost plan: the cost model's arithmetic, the calibration cache, the tables,
+cached runs, and scripts/reproduce.py --plan with its input checks."""
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from breakeven_utils.papers import registry
+from breakeven_utils.recorder import RunConfig
+from breakeven_utils.store import plan
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import reproduce  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+C = RunConfig(dataset="synthetic", n_train=512, n_val=64, n_test=128, n_measure=64, model="mlp",
+              model_kwargs={"hidden": (8,)}, batch_size=32, max_epochs=2, measure_every=4,
+              measure_dense_until=8, K_L=4, K_M=16, hessian_n=32, hessian_k=2,
+              metrics=("train", "val", "test", "lambda_H", "K", "grad_cos"))
+
+
+def fake_calibration(c):
+    s = plan.sizes(c)
+    sk = plan._shape_key(c, s)
+    rk = plan._rule_key(c, sk)
+    return {"shapes": {sk: {"fb_a": 0.01, "fb_b": 0.001, "eval_b": 1e-4, "hvp_a": 0.02,
+                            "hvp_b": 0.002, "n_params": 1000}},
+            "lanczos": {json.dumps([c.hessian_k, c.hessian_tol, c.hessian_which]): 12},
+            "rules": {rk: {"update": 0.001, "on_start_per_example": 0.0, "epoch_per_example": 0.0}},
+            "metrics": {}, "device": {"gram_flops": 1e9, "eigh_c": 1e-9}}
+
+
+def test_cost_model_arithmetic():
+    s = plan.sizes(C)
+    assert (s["bpe"], s["iterations"]) == (16, 32)
+    assert s["n_measurements"] == 4  # 0, 4 (every 4 below 8), 16 and 32 (epoch ends)
+    cost = plan.run_cost(C, fake_calibration(C))
+    assert cost["train"] == pytest.approx(32 * (0.01 + 0.001 * 32 + 0.001))
+    per = cost["per_measurement"]
+    assert per["train"] == pytest.approx(1e-4 * 64) and per["val"] == pytest.approx(1e-4 * 64)
+    assert per["test"] == pytest.approx(1e-4 * 128)
+    # 12 HVPs on 32 examples + the graph the 'cached' HVPs build
+    assert per["lambda_H"] == pytest.approx(12 * (0.02 + 0.002 * 32) + (0.01 + 0.001 * 32))
+    assert per["K"] == pytest.approx(4 * (0.01 + 0.001 * 16)) and per["grad_cos"] == 0
+    assert cost["measure"] == pytest.approx(4 * sum(per.values()))
+    assert cost["total"] == pytest.approx(cost["train"] + cost["measure"] + cost["once"])
+
+
+def test_lanczos_solves_cost_hvp_counts_times_one_hvp():
+    """hessian_top and an NSGD-type rule's eigenvector refreshes: the proxy's cold HVP
+    count times one HVP on their examples (not timed as plugins); the Fig. 4 probes from
+    passes and evaluations; NSGD steps as SGD (one shared rule timing)."""
+    c = C.replace(metrics=("train", "hessian_top", "sharpest_probe"), hessian_k=5, hessian_which="LM",
+                  update_rule="nsgd", rule_kwargs={"gamma": 0.1, "k": 2, "refresh": "epoch",
+                                                   "hessian_n": 32})
+    cal = fake_calibration(C)
+    s = plan.sizes(c)
+    assert plan._rule_key(c, plan._shape_key(c, s)) == plan._rule_key(C, plan._shape_key(C, s))
+    cal["rules"] = {plan._rule_key(c, plan._shape_key(c, s)): cal["rules"].popitem()[1]}
+    cal["lanczos"].update({json.dumps([5, C.hessian_tol, "LM"]): 20,
+                           json.dumps([2, C.hessian_tol, "LM"]): 11})
+    assert plan._rule_solves(c, s) == [(2, C.hessian_tol, "LM", 32, 2)]  # refreshed at 2 epoch starts
+    cost = plan.run_cost(c, cal)
+    hvp, fb, ev = (lambda n: 0.02 + 0.002 * n), (lambda n: 0.01 + 0.001 * n), 1e-4
+    assert cost["per_measurement"]["hessian_top"] == pytest.approx(20 * hvp(32) + fb(32))
+    # 10 gradients at S, e_1/e_3/e_5 lines of 33 points, 5 x 10 + 1 alpha points on 32 examples
+    assert cost["per_measurement"]["sharpest_probe"] == pytest.approx(10 * fb(32) + ev * 32 * (33 * 3 + 51))
+    assert cost["train"] == pytest.approx(32 * (fb(32) + 0.001) + 2 * 11 * hvp(32))
+    with pytest.raises(KeyError):  # the plugin timing table is not used for them
+        cal["metrics"][json.dumps([plan._shape_key(c, s), "hessian_top"])]
+
+
+def test_stale_calibration_entries_are_redone(tmp_path, monkeypatch):
+    """A cached entry of an older calibration layout (no version) is measured again,
+    not read with missing fields."""
+    c = C.replace(metrics=("train",))
+    path = tmp_path / "_plan" / "calibration.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({plan._device_key("cpu"): {"created": 1e12, "shapes": {}, "rules": {},
+                                                          "metrics": {}, "lanczos": {}}}))
+    assert plan.calibrate([c], "cpu", tmp_path, progress=False, cached_only=True) is None
+    monkeypatch.setattr(plan, "_calibrate_shape",
+                        lambda *a, **k: {"fb_sizes": [8, 32], "hessian_chunked": False})
+    monkeypatch.setattr(plan, "_calibrate_rule", lambda *a, **k: {"update": 0.0})
+    monkeypatch.setattr(plan, "_calibrate_device", lambda *a, **k: {})
+    cal = plan.calibrate([c], "cpu", tmp_path, progress=False)
+    assert cal["version"] == plan.CAL_VERSION and cal["calibrated_now"] == 3
+    again = plan.calibrate([c], "cpu", tmp_path, progress=False, cached_only=True)
+    assert again is not None and again["calibrated_now"] == 0
+
+
+def test_measurement_count_matches_the_loop():
+    from breakeven_utils.core.data import load_data
+    from breakeven_utils.recorder import train
+
+    c = C.replace(metrics=("train",))
+    out = train(c, data=load_data("synthetic", n_train=512, n_val=64, n_test=128, n_measure=64),
+                progress=False)
+    assert len(out.rows) == plan.sizes(c)["n_measurements"] and out.iterations == 32
+
+
+def test_plan_smoke_tables_cache_and_cached_runs(tmp_path):
+    runs = registry.notebook_runs("smoke", ["01_break_even"])
+    p = plan.plan(runs, "smoke", device="cpu", store=tmp_path, progress=False)
+    df = p["runs"]
+    assert len(df) == 3 and (df["cost_s"] > 0).all() and set(df["cached"]) == {"no"}
+    assert (tmp_path / "_plan" / "calibration.json").exists() and p["calibration"]["calibrated_now"]
+    # a stored run is marked cached and left out of the totals to compute
+    key = next(c.key() for c in runs["01_break_even"])
+    (tmp_path / key).mkdir()
+    (tmp_path / key / "status.json").write_text(json.dumps({"status": "done"}))
+    again = plan.plan(runs, "smoke", device="cpu", store=tmp_path, progress=False)
+    assert again["calibration"]["calibrated_now"] == 0  # the cached calibration
+    assert again["runs"]["cached"].tolist().count("yes") == 1
+    text = plan.plan_tables(again, jobs=2)
+    assert "## 01_break_even: 3 runs" in text and "all (distinct runs)" in text
+    assert "| 01_break_even       |    3 |      1 |      2 |" in text
+
+
+ENV = ("BREAKEVEN_EXECUTOR", "BREAKEVEN_SCHEDULER", "BREAKEVEN_DEVICE", "BREAKEVEN_RUNS",
+       "BREAKEVEN_THREADS", "BREAKEVEN_SLURM_CONFIG")
+
+
+def test_reproduce_plan_prints_every_notebook(tmp_path, capsys, monkeypatch):
+    for var in ENV:  # reproduce.main sets them for the notebooks; restored afterwards
+        monkeypatch.delenv(var, raising=False)
+    assert reproduce.main(["--plan", "--profile", "smoke", "--run-store", str(tmp_path),
+                           "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for sec in registry.SECTIONS:
+        assert f"## {sec.notebook}:" in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--executor", "slrum"], "unknown executor 'slrum'"),
+    (["--executor", "dask"], "run store to a path on a file system every worker"),
+    (["--executor", "dask", "--run-store", "/shared/runs"], "SCHEDULER=host:port"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--profile", "papr"], "unknown profile 'papr'"),
+    (["--jobs", "0"], "--jobs must be a positive integer"),
+])
+def test_reproduce_rejects_bad_settings_before_running(argv, match, monkeypatch, tmp_path):
+    for var in ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(reproduce, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    with pytest.raises(SystemExit, match=match):
+        reproduce.main(argv + ["--notebook-dir", str(tmp_path)])
+
+
+def test_rule_hooks_that_need_more_than_the_calibration_data_do_not_stop_the_plan():
+    """The walk's noise rule draws 50 mini-batches of 100 at theta_0 (on_start): more than
+    the 256 calibration examples. Its hook costs NaN (zero in the run's cost), the step is
+    timed as a plain SGD step, and the run's cost stays finite."""
+    c = RunConfig(dataset="synthetic", model="mlp", model_kwargs={"hidden": [16]}, optimizer="gd_noise",
+                  noise_factor=0.1, update_rule="gd_noise_minibatch",
+                  rule_kwargs={"noise_batch_size": 100, "n_batches": 50}, max_epochs=1,
+                  metrics=("train",))
+    r = plan._calibrate_rule(c, plan.sizes(c), "cpu")
+    assert math.isnan(r["on_start_per_example"]) and r["update"] > 0
+
+
+def test_plugin_metric_costs_scale_with_the_measurement_set_unless_per_call():
+    """walk_interp's cost grows with the examples it evaluates; rho_W (the weights'
+    spectral norms) costs the same per call whatever the measurement set."""
+    from breakeven_utils.papers.walk import measures as walk  # noqa: F401  (register the metrics)
+
+    c = C.replace(metrics=("walk_interp", "rho_W"), n_measure=64)
+    cal = fake_calibration(c)
+    sk = plan._shape_key(c, plan.sizes(c))
+    cal["metrics"] = {json.dumps([sk, "walk_interp"]): 0.001, json.dumps([sk, "rho_W"]): 0.05}
+    per = plan.run_cost(c, cal)["per_measurement"]
+    assert per["walk_interp"] == pytest.approx(0.001 * 64) and per["rho_W"] == pytest.approx(0.05)
