@@ -30,7 +30,9 @@ import math
 import socket
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -62,7 +64,8 @@ from breakeven_utils.recorder.metrics import (
 from breakeven_utils.recorder.rules import UPDATE_RULES, RuleContext, SGDRule, weight_decay_mask
 from breakeven_utils.store.runs import read_status, store_root
 
-__all__ = ["sizes", "check_config", "calibrate", "run_cost", "plan", "plan_tables", "format_seconds"]
+__all__ = ["sizes", "check_config", "calibrate", "run_cost", "plan", "plan_tables", "format_seconds",
+           "CostPrimitives", "metric_hooks", "lanczos_cost"]
 
 # input shape and test-set size of each data set (the loader's; no file is read)
 INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "fashion_mnist": (1, 28, 28),
@@ -75,10 +78,6 @@ CAL_VERSION = 3  # bump when the calibration's fields change: older cached entri
 # recorder for up to 512 examples), 64 in two batches of 32 (forward-over-reverse, as for more)
 HVP_N = {"cached": 32, "chunked": 64}
 TIME_BUDGET = 0.3  # seconds: a timing repeats (up to its reps) while the total is below this
-# metrics costed from the calibrated primitives, not timed as plugins
-_MODELLED = ("hessian_top", "sharpest_probe")
-# plugin metrics whose cost does not grow with the measurement set (seconds per call)
-_PER_CALL = ("rho_W",)
 _FREE = ("grad_cos", "grad_norm", "dist_init", "param_norm", "gamma_norm", "g_over_g5", "H_spectrum")
 
 
@@ -351,10 +350,34 @@ def _calibrate_rule(c, s, device: str) -> dict:
     return {"update": t_upd, "on_start_per_example": t_start / n, "epoch_per_example": t_epoch / n}
 
 
+@dataclass(frozen=True)
+class CostPrimitives:
+    """The calibrated costs (seconds) a registered metric's ``plan_cost`` hook composes:
+    ``fb(n)`` a forward+backward pass on n examples, ``hvp(n)`` one Hessian-vector product
+    on n examples, ``ev`` an evaluation pass per example, ``lanczos(k, tol, which)`` the HVP
+    count of a cold Lanczos solve."""
+
+    fb: Callable[[int], float]
+    hvp: Callable[[int], float]
+    ev: float
+    lanczos: Callable[..., float]
+
+
+def metric_hooks(name: str) -> tuple:
+    """(plan_cost, plan_solves, per_call) of a registered (plugin) metric: a metric function
+    may declare ``plan_cost(config, sizes, CostPrimitives) -> seconds per measurement`` and
+    ``plan_solves(config, sizes) -> [(k, tol, which, n_examples)]`` (the Lanczos solves the
+    calibration must count), and ``plan_per_call = True`` when its cost does not grow with
+    the measurement set; one without ``plan_cost`` is timed on the calibration data."""
+    fn = USER_METRICS.get(name)
+    return (getattr(fn, "plan_cost", None), getattr(fn, "plan_solves", None),
+            bool(getattr(fn, "plan_per_call", False)))
+
+
 def _calibrate_metric(name, c, s, device: str) -> float:
     """Seconds per example of the measurement set for a plugin metric (one timed call
-    on a 64-example calibration measurement set; seconds per call for :data:`_PER_CALL`);
-    NaN if it cannot run there."""
+    on a 64-example calibration measurement set; seconds per call for a metric declaring
+    ``plan_per_call``); NaN if it cannot run there."""
 
     data = _fake_data(s["shape"], s["num_classes"], 256, device)
     model = build_run_model(c, data, device)
@@ -365,7 +388,7 @@ def _calibrate_metric(name, c, s, device: str) -> float:
                    sync=torch.cuda.synchronize if device.startswith("cuda") else None)
     except Exception:  # noqa: BLE001 -- needs more than the calibration data: unknown cost
         return float("nan")
-    return t if name in _PER_CALL else t / len(data.measure)
+    return t if metric_hooks(name)[2] else t / len(data.measure)
 
 
 def _device_key(device: str) -> str:
@@ -413,9 +436,11 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
             need["lanczos"].add(json.dumps([c.spectrum_k, c.hessian_tol, c.hessian_which]))
         need["pe_grad"] |= "K1" in c.metrics
         need["pe_curv"] |= "breakeven_lhs" in c.metrics
-        if "hessian_top" in c.metrics:
-            need["lanczos"].add(json.dumps([c.hessian_k, c.hessian_tol, c.hessian_which]))
-            need["hessian_chunked"] |= s["hessian_n"] > 512
+        for m in c.metrics:  # the Lanczos solves registered metrics declare (plan_solves)
+            solves = metric_hooks(m)[1]
+            for k, tol, which, n in (solves(c, s) if solves else []):
+                need["lanczos"].add(json.dumps([k, tol, which]))
+                need["hessian_chunked"] |= n > 512
         for k, tol, which, n, _ in _rule_solves(c, s):
             need["lanczos"].add(json.dumps([k, tol, which]))
             need["hessian_chunked"] |= n > 512
@@ -424,7 +449,7 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
             todo_rules.setdefault(rk, (c, s))
         for m in c.metrics:
             mk = json.dumps([sk, m])
-            if m in USER_METRICS and m not in _MODELLED and mk not in entry["metrics"]:
+            if m in USER_METRICS and metric_hooks(m)[0] is None and mk not in entry["metrics"]:
                 todo_metrics.setdefault(mk, (m, c, s))
 
     def covered(k, need):
@@ -467,6 +492,13 @@ def calibrate(configs, device: str = "auto", store=None, *, recalibrate: bool = 
 # ----------------------------------------------------------------------------- cost model
 
 
+def lanczos_cost(n_hvp: float, hvp, fb, n: int) -> float:
+    """Seconds of a Lanczos solve of ``n_hvp`` products on ``n`` examples: the products,
+    plus building the gradient's graph once (a forward+backward) when ``n <= 512`` (one
+    batch: 'cached' HVPs, as ``curvature.hessian_eigs`` does)."""
+    return n_hvp * hvp(n) + (fb(n) if n <= 512 else 0.0)
+
+
 def run_cost(c, cal: dict) -> dict:
     """Estimated seconds of one run: ``train`` (steps), ``measure`` (all measurements),
     ``once`` (per-run extras) and ``total``, from the calibration ``cal``."""
@@ -492,14 +524,9 @@ def run_cost(c, cal: dict) -> dict:
             per[name] = ev * (s["n_test"] or 0) / c.softmax_every
         elif name == "delta_loss":
             per[name] = ev * n_train_eval * (1 if "train" in c.metrics else 2)
-        elif name in ("lambda_H", "hessian_top"):  # hessian_eigs / sharpest.top_eigs: batches of
-            # 512, 'cached' HVPs for one, whose graph costs a forward+backward to build
-            per[name] = lanczos(c.hessian_k) * hvp(s["hessian_n"]) + (
-                fb(s["hessian_n"]) if s["hessian_n"] <= 512 else 0.0)
-        elif name == "sharpest_probe":  # sharpest.probe: 10 mini-batch gradients at S, the
-            # loss along e_1, e_3, e_5 (33 points each, those <= k) and 5 x 10 + 1 alpha points
-            dirs = sum(i <= c.hessian_k for i in (1, 3, 5))
-            per[name] = 10 * fb(c.batch_size) + ev * s["hessian_n"] * (33 * dirs + 51)
+        elif name == "lambda_H":  # hessian_eigs: batches of 512, 'cached' HVPs for one,
+            # whose graph costs a forward+backward to build
+            per[name] = lanczos_cost(lanczos(c.hessian_k), hvp, fb, s["hessian_n"])
         elif name == "breakeven_lhs":
             per[name] = p["pe_curv_b"] * s["hessian_n"]
         elif name == "K":
@@ -509,8 +536,12 @@ def run_cost(c, cal: dict) -> dict:
             per[name] = (L * p["pe_grad_b"] + 2 * L * L * p["n_params"] / dev["gram_flops"]
                          + dev["eigh_c"] * L ** 3)
         elif name in USER_METRICS:
-            per[name] = cal["metrics"].get(json.dumps([sk, name]), float("nan")) * (
-                1 if name in _PER_CALL else m)
+            cost, _, per_call = metric_hooks(name)
+            if cost is not None:  # the metric's own model from the calibrated primitives
+                per[name] = cost(c, s, CostPrimitives(fb=fb, hvp=hvp, ev=ev, lanczos=lanczos))
+            else:
+                per[name] = cal["metrics"].get(json.dumps([sk, name]), float("nan")) * (
+                    1 if per_call else m)
         else:  # vector norms and cosines of the step: negligible
             per[name] = 0.0
     # a rule hook that could not run on the calibration data (NaN) is costed at zero
