@@ -186,12 +186,20 @@ def dask_cluster():
     pytest.importorskip("distributed", reason="needs the optional extra '.[cluster]'")
     from distributed import Client, LocalCluster
 
+    # distributed puts its workers' settings (OMP_NUM_THREADS=1, ...) into this process's
+    # environment when it spawns them; a module fixture outlives the per-test restore of
+    # conftest, and nbval's notebook kernels (started after the unit tests) would inherit
+    # one torch thread: restore the environment when the cluster goes
+    saved = dict(os.environ)
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                            dashboard_address=None, silence_logs=40)
     client = Client(cluster)
     yield client
     client.close()
     cluster.close()
+    for k in set(os.environ) - set(saved):
+        del os.environ[k]
+    os.environ.update(saved)
 
 
 def test_dask_sweep_equals_serial_sweep(tmp_path, dask_cluster):

@@ -4,6 +4,7 @@ linear algebra on small models, and through the recorder (bit-exact SGD, resume,
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -371,13 +372,12 @@ def test_save_state_hook_keeps_the_state_so_no_replay_is_needed(tmp_path):
     path = tmp_path / parent.key() / "states" / "iter_4.pt"
     assert path.exists()
     calls = []
-    import breakeven_utils.store.runs as rec
-    orig = rec.train
-    rec.train = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    orig = records.train
+    records.train = lambda *a, **k: calls.append(1) or orig(*a, **k)
     try:
         records.state_at(parent, 4, tmp_path)
     finally:
-        rec.train = orig
+        records.train = orig
     assert calls == []
 
 
@@ -413,7 +413,6 @@ def test_hessian_top_reuses_the_nsgd_refresh_at_epoch_starts():
 
 
 def test_table_claims_on_a_hand_made_table():
-    import pandas as pd
     t = pd.DataFrame({"run": ["nsgd 0.01", "nsgd 0.1", "nsgd 1", "nsgd 10", "sgd 0.1"],
                       "status": ["done"] * 5, "frob_best": [300.0, 120.0, 8.0, 2.0, 1.0],
                       "test_acc": [0.87, 0.872, 0.864, 0.80, 0.88]})

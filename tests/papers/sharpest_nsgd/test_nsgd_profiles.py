@@ -3,6 +3,7 @@ profile (Fig. 3, 15, 16), ResNet-32 with BatchNorm probed in inference mode (Fig
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -158,8 +159,6 @@ def test_first_decrease_of_the_schedules():
 
 
 def _rho_run(values, every=10):
-    import pandas as pd
-
     return pd.DataFrame({"iteration": np.arange(len(values)) * every, "rho_H": values})
 
 

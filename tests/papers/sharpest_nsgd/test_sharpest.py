@@ -4,6 +4,7 @@ against direct computation on a small model."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -117,7 +118,6 @@ def test_mean_weight_spectral_norm_reshapes_conv_kernels():
 
 
 def _m(rho, epochs=None):
-    import pandas as pd
     rho = np.asarray(rho, float)
     ep = np.arange(len(rho)) * 0.5 if epochs is None else epochs
     return pd.DataFrame({"iteration": np.arange(len(rho)) * 10, "epoch": ep, "rho_H": rho})

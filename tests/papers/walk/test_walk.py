@@ -1,6 +1,8 @@
 """A Walk with SGD: barrier and height definitions, interpolation against a plain loop of
 forward passes, BatchNorm handling, the recorder metrics, the noise rule, the quadratic."""
+import copy
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -62,7 +64,6 @@ def test_alphas_are_the_papers_grid_plus_one():
 
 def _plain_loop(model, loss_fn, x, y, ta, tb, alphas, chunk, bn_train=True):
     """Reference: write each interpolated vector into a copy of the model and run forward passes."""
-    import copy
     m = copy.deepcopy(model)
     m.eval()
     if bn_train:
@@ -369,7 +370,6 @@ def test_claims_on_hand_made_summaries():
 
 
 def test_epoch_summary_counts_barriers_and_heights():
-    from types import SimpleNamespace
     losses = np.array([[1.0, 0.8, 0.9], [0.9, 1.2, 0.8], [0.8, 0.7, 0.75], [0.7, 0.6, 0.5]])
     its = [1, 2, 3, 4]
     rows = [dict(iteration=0)]
