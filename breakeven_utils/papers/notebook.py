@@ -46,8 +46,7 @@ class Notebook:
         executor/device/jobs/threads of the environment (``sweep_env``); ``progress``
         defaults to on except at ``smoke``; other keywords pass through."""
         kw.setdefault("progress", self.profile != "smoke")
-        return sweep(configs, store=self.run_store, **sweep_env(self.run_store, jobs=self.jobs,
-                                                                  profile=self.profile), **kw)
+        return sweep(configs, store=self.run_store, **self.sweep_env(), **kw)
 
     def sweep_env(self) -> dict:
         """The executor, device, jobs and threads per run this notebook's sweeps use."""

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from breakeven_utils.reporting.tables import PLAIN_NAME
 from breakeven_utils.store.plan import check_config
 
 __all__ = ["Section", "SECTIONS", "section", "folder_of", "notebook_order", "NotBuilt", "notebook_runs"]
@@ -79,7 +80,7 @@ def folder_of(notebook: str) -> str:
         pass
     stem = Path(str(notebook)).name.removesuffix(".ipynb")
     folder = re.sub(r"^\d+[_\-]", "", stem)
-    if not folder or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", folder):
+    if not folder or not PLAIN_NAME.match(folder):
         raise ValueError(f"cannot derive a figure folder from notebook name {notebook!r}")
     return folder
 

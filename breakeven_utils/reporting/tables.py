@@ -15,9 +15,10 @@ import pandas as pd
 from breakeven_utils.core.io import atomic_write, atomic_write_text
 from breakeven_utils.core.tables import to_markdown
 
-__all__ = ["check_name", "save_table", "to_markdown"]
+__all__ = ["PLAIN_NAME", "check_name", "save_table", "to_markdown"]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: a file or folder name the outputs accept: letters, digits, _ . - (no directories)
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 def check_name(name: str, suffixes: tuple[str, ...]) -> str:
@@ -26,7 +27,7 @@ def check_name(name: str, suffixes: tuple[str, ...]) -> str:
     for suf in suffixes:  # tolerate 'fig1.png' -> 'fig1'
         if name.lower().endswith(suf):
             name = name[: -len(suf)]
-    if not _NAME_RE.match(name):
+    if not PLAIN_NAME.match(name):
         raise ValueError(f"file name {name!r} must be a plain name (letters, digits, _ . -), no directories")
     return name
 

@@ -27,20 +27,15 @@ Experiments (the paper's figures and tables):
 from __future__ import annotations
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-import torch
-
-from breakeven_utils.papers.walk import plugins
 from breakeven_utils.papers.walk.settings import batches_per_epoch, settings, validate
 from breakeven_utils.recorder.config import RunConfig
 from breakeven_utils.store.runs import load
 from breakeven_utils.store.sweeps import sweep, sweep_env
 
 __all__ = ["WALK_METRICS", "WalkRun", "interp_iterations", "runs", "sgd_trajectory_run",
-           "run_configs", "init_worker", "run_all"]
+           "run_configs", "run_all"]
 
 
 def interp_iterations(epochs, bpe: int, n_steps: int | None = None) -> list[int]:
@@ -220,37 +215,17 @@ def run_configs(profile: str, **overrides) -> list:
     return out
 
 
-def init_worker(threads: int = 1) -> None:
-    """Process-pool initializer: one torch thread and the walk metrics/rule registered
-    (a spawned worker rebuilding a RunConfig must know ``walk_interp``)."""
-    plugins.register()  # a spawned worker has imported this module: the rule and metrics exist
-    torch.set_num_threads(threads)
-
-
 def run_all(rs: list, store=None, jobs: int | None = None, checkpoint_every: int = 200,
             profile: str | None = None) -> tuple[dict, list]:
     """Run (or load) every WalkRun through the run store; ``({name: RunResult}, failed)``.
-    ``jobs`` (None: sweep_env's default for ``profile``) > 1: a spawn process pool
-    whose workers import the walk metrics first. A
+    ``jobs`` (None: sweep_env's default for ``profile``) > 1: the sweep's spawn process
+    pool (its workers find the walk metrics and rule through the plugin entry points). A
     failed run is reported in ``failed`` (name, error) and left out; a diverged run is
     returned with status 'diverged'."""
-    configs = [r.config for r in rs]
-    # EXECUTOR=/DEVICE=/THREADS= (environment variables, store.sweeps.sweep_env): a SLURM or
-    # Dask executor takes the runs; else a local spawn pool of ``jobs`` processes
-    kw = sweep_env(store, jobs=jobs, profile=profile)
-    jobs = kw.pop("jobs")
-    own = kw["executor"] is None and jobs > 1
-    if own:
-        kw["executor"] = ProcessPoolExecutor(max_workers=jobs,
-                                             mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=init_worker,
-                                             initargs=(kw["threads_per_job"] or 1,))
-    try:
-        df = sweep(configs, store=store, checkpoint_every=checkpoint_every,
-                   errors="record", progress=True, **kw)
-    finally:
-        if own:
-            kw["executor"].shutdown()
+    # EXECUTOR=/DEVICE=/JOBS=/THREADS= (environment variables, store.sweeps.sweep_env): a
+    # SLURM or Dask executor takes the runs; else a local pool of ``jobs`` processes
+    df = sweep([r.config for r in rs], store=store, checkpoint_every=checkpoint_every,
+               errors="record", progress=True, **sweep_env(store, jobs=jobs, profile=profile))
     bad = {f["key"]: f["error"] for f in df.attrs.get("failed", [])}
     out, failed = {}, []
     for r in rs:
