@@ -42,14 +42,14 @@ BEFORE = "ca77c71"
 
 
 def old_curvature(commit: str = BEFORE):
-    """breakeven_utils/curvature.py as of ``commit``, imported as a module of
-    the current package (its relative imports resolve to the current params.py,
-    unchanged since)."""
+    """breakeven_utils/curvature.py as of ``commit``, imported as a module of the current
+    ``core`` package (its one relative import, ``.params``, resolves to today's
+    ``core/params.py``, unchanged since)."""
     src = subprocess.run(["git", "show", f"{commit}:breakeven_utils/curvature.py"], cwd=ROOT,
                          check=True, capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / f"curvature_{commit}.py"
     path.write_text(src)
-    name = f"breakeven_utils._curvature_{commit}"
+    name = f"breakeven_utils.core._curvature_{commit}"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
