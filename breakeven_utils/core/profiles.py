@@ -91,19 +91,18 @@ PROFILES: dict[str, dict] = {
         },
         "conjectures": {
             # CIFAR-10 subset, 8 epochs, K about once per epoch, one seed; lambda_H only for
-            # the SimpleCNN sweeps; ResNet-32 shrunk (3,500 images, 5 epochs, K only), K also at
-            # iterations 7, 14, 21 (the first epoch at S=128) to resolve its initial transient
-            # (about +15 K measurements, ~3 min on 2 cores)
+            # the SimpleCNN sweeps
             "n_train": 5_000, "n_val": 1_000, "n_test": 1_000, "n_measure": 500, "hessian_n": 250,
             "hessian_tol": 1e-2, "seeds": [0], "acc_threshold": 0.4, "max_epochs": 8,
             "measure_every": 50, "measure_dense_until": 100,
             "simple_cnn": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
                            "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": True},
-            "resnet32": {"model_kwargs": {}, "lrs": [0.1, 0.05, 0.01], "batch_sizes": [32, 128, 512],
-                         "batch_for_eta": 128, "lr_for_S": 0.05, "lambda_H": False,
-                         "weight_decay": 1e-4, "weight_decay_on": "conv_kernels", "augment": True,
-                         "n_train": 3_500, "max_epochs": 5,  # K needs L*M=3200
-                         "measure_every": 7, "measure_dense_until": 28},
+            # ResNet-32 skipped: shrunk to 3,500 images and 5 epochs it cost 56 of the notebook's
+            # 64 cpu minutes (K at 52 s a measurement) and gave 8 claims, all not testable (every
+            # maximum at the first measurement after its transient, training accuracy <= 37%)
+            "resnet32": {"skip": "ResNet-32 does not reach its lambda_K^1 peak within a cpu budget "
+                                 "(3,500 images, 5 epochs: training accuracy <= 37%, 56 of 64 minutes); "
+                                 "run the paper profile"},
             "mlp": {"dataset": "fashion_mnist", "normalize": "unit", "model_kwargs": {},
                     "n_train": 10_000, "lrs": [0.1, 0.05, 0.01], "batch_size": 64, "lambda_H": True},
             "momentum": {"betas": [0.1, 0.5, 0.9], "lr": 0.01, "fixed_beta": 0.9, "fixed_lrs": [0.01, 0.001]},
