@@ -45,6 +45,7 @@ from breakeven_utils.reporting.tables import check_name
 
 __all__ = [
     "VERDICTS", "HOLDS", "FAILS", "UNTESTABLE", "PAPERS", "PAPER_TITLES", "Claim", "FIELDS", "COMPACT",
+    "cite", "Absence", "Peak", "scatter_se", "compare_peaks", "peaks_text",
     "claims_frame", "compact_table", "save_claims", "load_claims", "verdict_counts",
     "DEFAULT_WINDOW", "smooth", "SmoothedMax", "smoothed_max", "transient_end",
     "Z", "FALLBACK_RTOL", "Ordering", "ordering_steps", "ordering_verdict", "mean_se",
@@ -63,6 +64,37 @@ PAPER_TITLES = {
     "walk": "A Walk with SGD (Xing et al., 2018)",
 }
 PAPERS = tuple(PAPER_TITLES)
+
+def cite(where: str, text: str) -> str:
+    """A paper's sentence as a claim's ``quote``: ``cite("Sec. 4.2", "...")`` ->
+    'Sec. 4.2: "..."'. ``where`` names the section (and figure or table) it stands in:
+    the papers' text files carry no page numbers."""
+    where, text = str(where).strip(), " ".join(str(text).split())
+    if not where or not text:
+        raise ValueError("a quote needs where it stands and the sentence")
+    return f'{where}: "{text}"'
+
+
+@dataclass(frozen=True)
+class Absence:
+    """A claim of a paper that no notebook tests, and why (e.g. "needs Tiny-ImageNet,
+    which is not in the offline data"): the ledger lists these after the tested rows, so
+    every claim of a paper is either a row or a stated absence."""
+
+    paper: str
+    section: str
+    figure: str
+    claim: str
+    quote: str
+    why: str
+
+    def __post_init__(self):
+        if self.paper not in PAPER_TITLES:
+            raise ValueError(f"paper must be one of {PAPERS}, got {self.paper!r}")
+        for f in ("claim", "quote", "why"):
+            if not str(getattr(self, f)).strip():
+                raise ValueError(f"an absent claim needs a non-empty {f}: {self}")
+
 
 _UNTESTABLE_RE = re.compile(r"^not testable at this scale\s*\((.*)\)\s*$", re.S)
 
@@ -110,7 +142,8 @@ class Claim:
     not testable), or "not testable at this scale (why)"; reason: required for
     "not testable at this scale", optional otherwise (e.g. the margin used);
     figure_file: the figure that shows it, relative to the claims file's
-    folder (e.g. "fig4_lambda_k_ratio.png").
+    folder (e.g. "fig4_lambda_k_ratio.png"); quote: the paper's sentence the
+    row tests, with where it stands (:func:`cite`).
     """
 
     paper: str
@@ -123,6 +156,7 @@ class Claim:
     verdict: Any
     reason: str = ""
     figure_file: str = ""
+    quote: str = ""
 
     def __post_init__(self):
         if self.paper not in PAPER_TITLES:
@@ -147,7 +181,7 @@ class Claim:
             raise ValueError(f"claim {self.claim!r}: {UNTESTABLE!r} needs a reason")
         object.__setattr__(self, "verdict", v)
         object.__setattr__(self, "reason", reason)
-        for f in ("section", "figure", "setting", "figure_file"):
+        for f in ("section", "figure", "setting", "figure_file", "quote"):
             object.__setattr__(self, f, _cell(getattr(self, f)))
         object.__setattr__(self, "paper_value", _cell(self.paper_value))
         object.__setattr__(self, "ours", _cell(self.ours))
@@ -217,7 +251,7 @@ def load_claims(path: str | os.PathLike) -> list[Claim]:
     if not path.is_file():
         raise FileNotFoundError(f"no claims file at {path}")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [f for f in FIELDS if f not in df.columns and f not in ("reason", "figure_file")]
+    missing = [f for f in FIELDS if f not in df.columns and f not in ("reason", "figure_file", "quote")]
     if missing:
         raise ValueError(f"{path} lacks the claim fields {missing}")
     return [Claim(**{f: r[f] for f in FIELDS if f in df.columns}) for _, r in df.iterrows()]
@@ -420,11 +454,13 @@ def ordering_steps(settings, values, ses=None, sign: int = +1, *, z: float = Z,
 
 class Ordering(NamedTuple):
     """Verdict of an ordering: ``verdict`` in VERDICTS, ``reason`` (why, which settings
-    were excluded, which margin), ``margin`` (the margins used, for the table)."""
+    were excluded, which margin), ``margin`` (the margins used, for the table); ``peaks``:
+    {setting: :class:`Peak`} when the ordering compares peaks (:func:`compare_peaks`)."""
 
     verdict: str
     reason: str
     margin: str
+    peaks: Mapping | None = None
 
 
 def ordering_verdict(settings, values, ses=None, sign: int = +1, *, z: float = Z,
@@ -476,6 +512,254 @@ def ordering_verdict(settings, values, ses=None, sign: int = +1, *, z: float = Z
     else:
         verdict, why = HOLDS, ""
     return Ordering(verdict, "; ".join([p for p in [why] + notes if p]), margin)
+
+
+# ----------------------------------------------------------------------------- peaks
+
+
+class Peak(NamedTuple):
+    """The peak of one setting's curve(s) as :func:`compare_peaks` reads it: the
+    ``window``-smoothed maximum ``value`` (seed mean with several seeds) and its standard
+    error ``se``, the raw maximum ``raw_value`` and ``raw_se``, their measurement indices
+    (``index``, ``raw_index``; with several seeds the first seed's), ``at_end`` /
+    ``raw_at_end``: the maximum sits at the curve's last finite measurement (in any seed),
+    so it is a lower bound; ``n_seeds``: curves averaged."""
+
+    value: float
+    se: float
+    raw_value: float
+    raw_se: float
+    index: int
+    raw_index: int
+    at_end: bool
+    raw_at_end: bool
+    n_seeds: int = 1
+
+
+def scatter_se(values, window: int = 3, *, half_width: int | None = None) -> np.ndarray:
+    """Per-point noise of a curve measured on the curve itself: the scatter of the raw points
+    about their ``window``-point moving average (:func:`smooth`), as root mean square over the
+    ``half_width`` (default ``2 * window``) neighbours of each point, scaled by
+    sqrt(w / (w - 1)) because each residual is taken against a mean that contains the point
+    (for independent noise sigma, E[(v_i - s_i)^2] = sigma^2 (1 - 1/w)). A trend inside the
+    window inflates it, so it errs on the side of "within noise". NaN where fewer than 3
+    residuals are near; the noise model for lambda_H^1 along a trajectory (issue 20: raw
+    points scatter by about 20% between neighbours, far beyond the Lanczos tolerance)."""
+    v = _as_1d(values)
+    window = _check_window(window)
+    if window < 2:
+        raise ValueError("scatter_se needs a smoothing window of at least 2 measurements")
+    h = 2 * window if half_width is None else int(half_width)
+    r2 = (v - smooth(v, window)) ** 2
+    ok = np.isfinite(r2)
+    out = np.full(v.shape, np.nan)
+    for i in np.flatnonzero(np.isfinite(v)):
+        lo, hi = max(0, i - h), min(v.size, i + h + 1)
+        near = r2[lo:hi][ok[lo:hi]]
+        if near.size >= 3:
+            out[i] = math.sqrt(near.mean() * window / (window - 1))
+    return out
+
+
+def _curve_peak(v: np.ndarray, e: np.ndarray, window: int, after_transient: bool):
+    """(smoothed max, its se, index, raw max, raw se, raw index, at_end, raw_at_end) of one
+    curve, or None when it has no point after its first (shared) measurement."""
+    fin = np.flatnonzero(np.isfinite(v))
+    if len(fin) < 2:
+        return None
+    start = int(fin[1])  # the first measurement is the state every run shares at t = 0
+    if after_transient:
+        start = max(start, transient_end(v, window))
+    s = smooth(v, window)
+    cand = fin[fin >= start]
+    cand_s = cand[np.isfinite(s[cand])]
+    i = int(cand_s[np.argmax(s[cand_s])])
+    j = int(cand[np.argmax(v[cand])])
+    w = np.arange(max(0, i - (window - 1) // 2), min(v.size, i + window // 2 + 1))
+    w = w[np.isfinite(v[w])]
+    se = float(math.sqrt(np.sum(e[w] ** 2)) / len(w))
+    last = int(fin[-1])
+    return float(s[i]), se, i, float(v[j]), float(e[j]), j, i == last, j == last
+
+
+def _as_curves(x, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=float)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise ValueError(f"{name}: a curve must be a 1-D array (one run) or 2-D (seeds x measurements), "
+                         f"got shape {np.shape(x)}")
+    return a
+
+
+def _peaks_of(curves: Mapping, ses, floor, window: int, after_transient: bool):
+    """{setting: Peak} of the settings with a peak, and the settings without one."""
+    peaks, missing = {}, []
+    for x, c in curves.items():
+        vals = _as_curves(c, f"curve of setting {x!r}")
+        if isinstance(ses, str):
+            errs = np.stack([scatter_se(row, window) for row in vals])
+        elif ses is not None and ses.get(x) is not None:
+            errs = _as_curves(ses[x], f"ses of setting {x!r}")
+            if errs.shape != vals.shape:
+                raise ValueError(f"ses of setting {x!r} has shape {errs.shape}, its curve {vals.shape}")
+        else:
+            errs = np.full(vals.shape, np.nan)
+        if floor is not None and floor.get(x) is not None:
+            errs = np.fmax(errs, np.broadcast_to(np.asarray(floor[x], dtype=float), vals.shape))
+        per_seed = [p for p in (_curve_peak(v, e, window, after_transient) for v, e in zip(vals, errs))
+                    if p is not None]
+        if not per_seed:
+            missing.append(x)
+            continue
+        a = np.array([p[:2] + p[3:5] for p in per_seed])  # value, se, raw value, raw se
+        n = len(per_seed)
+        if n > 1:
+            value, se, _ = mean_se(a[:, 0])
+            raw, raw_se, _ = mean_se(a[:, 2])
+        else:
+            value, se, raw, raw_se = a[0]
+        peaks[x] = Peak(float(value), float(se), float(raw), float(raw_se), per_seed[0][2], per_seed[0][5],
+                        any(p[6] for p in per_seed), any(p[7] for p in per_seed), n)
+    return peaks, missing
+
+
+def _bounded_outcomes(steps: pd.DataFrame, at_end: Mapping, sign: int) -> list[str]:
+    """Each step's outcome, 'undecided' where a lower-bound end (a peak at the last
+    measurement) could, by rising, move the step to another outcome."""
+    out = []
+    for r in steps.itertuples():
+        moves = set()
+        if at_end[r.setting_b]:
+            moves.add(sign)  # raising value_b changes sign * (value_b - value_a) by +sign
+        if at_end[r.setting_a]:
+            moves.add(-sign)
+        kept = {1: "as predicted", -1: "against"}
+        if moves and not (len(moves) == 1 and kept[moves.pop()] == r.outcome):
+            out.append("undecided")
+        else:
+            out.append(r.outcome)
+    return out
+
+
+def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
+                  after_transient: bool = False, symbol: str = "", z: float = Z,
+                  rtol: float = FALLBACK_RTOL, floor: Mapping | None = None, noise: str = "") -> Ordering:
+    """The one rule for "the maximum of X grows (``sign`` +1) / shrinks (-1) with the setting".
+
+    ``curves``: {setting: the quantity at a run's measurements, in order} (1-D, NaN where not
+    measured; or 2-D seeds x measurements, then each seed's peak is read and the seed
+    spread is the standard error). ``ses``: None, {setting: per-point standard errors} of
+    the same shape (e.g. K's bootstrap over its L gradients), or "scatter" (per-point noise
+    from the curve itself, :func:`scatter_se`); ``floor``: {setting: per-point lower bound
+    of the noise} (e.g. the Lanczos tolerance); ``noise``: how ``ses`` were obtained, said
+    in the reason. Rules (issue 20):
+
+    - the first measurement (the state every run from the same initialisation shares) is
+      never a peak; with ``after_transient`` neither is the initial transient
+      (:func:`transient_end`; batch normalisation, break-even paper Sec. 4.3);
+    - a peak at a curve's last finite measurement is a lower bound: a step whose outcome
+      could change if that peak rose is not testable, naming the still-rising curve; a
+      step that a rise only pushes further the way it already goes keeps its outcome;
+    - the verdict must be the same on the raw maxima and on the ``window``-smoothed
+      maxima, else not testable ("depends on the smoothing");
+    - settings without a peak (all NaN, or only the first measurement) are left out and
+      named; fewer than two left is not testable;
+    - each step must exceed z x the combined standard error of its two ends, or ``rtol`` x
+      the larger value where one end has none (said in the reason); a step against the
+      prediction beyond it is "does not hold", a step inside it "not testable".
+    """
+    if sign not in (1, -1):
+        raise ValueError(f"sign must be +1 (the peak grows with the setting) or -1, got {sign!r}")
+    window = _check_window(window)
+    if isinstance(ses, str) and ses != "scatter":
+        raise ValueError(f"ses must be None, a mapping or 'scatter', got {ses!r}")
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError("curves must be a non-empty mapping {setting: curve}")
+    peaks, missing = _peaks_of(curves, ses, floor, window, after_transient)
+    notes = []
+    if missing:
+        notes.append("excluded (no measurement after the shared first one: diverged or not measured): "
+                     + ", ".join(_name(symbol, x) for x in sorted(missing, key=float)))
+    if len(peaks) < 2:
+        return Ordering(UNTESTABLE, "; ".join([f"{len(peaks)} setting(s) with a peak, an ordering needs 2"]
+                                              + notes), "", peaks)
+    xs = sorted(peaks, key=float)
+    verdicts, whys, margin = {}, {}, ""
+    for kind in ("smoothed", "raw"):
+        val = [peaks[x].value if kind == "smoothed" else peaks[x].raw_value for x in xs]
+        se = [peaks[x].se if kind == "smoothed" else peaks[x].raw_se for x in xs]
+        at_end = {float(x): peaks[x].at_end if kind == "smoothed" else peaks[x].raw_at_end for x in xs}
+        steps = ordering_steps([float(x) for x in xs], val, se, sign, z=z, rtol=rtol)
+        steps["outcome"] = _bounded_outcomes(steps, at_end, sign)
+
+        def describe(r):
+            return (f"{_name(symbol, r.setting_a)} -> {_name(symbol, r.setting_b)}: "
+                    f"{r.value_a:.3g} -> {r.value_b:.3g}, margin {r.margin:.3g}")
+
+        against = steps[steps["outcome"] == "against"]
+        noisy = steps[steps["outcome"] == "within noise"]
+        open_ = steps[steps["outcome"] == "undecided"]
+        parts = []
+        if len(open_):
+            rising = sorted({x for r in open_.itertuples() for x in (r.setting_a, r.setting_b) if at_end[x]})
+            parts.append("still rising at the last measurement (its peak is a lower bound that could "
+                         f"change the step): {', '.join(_name(symbol, x) for x in rising)} in "
+                         + "; ".join(describe(r) for r in open_.itertuples()))
+        if len(against):
+            verdict = FAILS
+            parts.insert(0, "against the prediction beyond the noise: "
+                         + "; ".join(describe(r) for r in against.itertuples()))
+        elif len(noisy) or len(open_):
+            verdict = UNTESTABLE
+            if len(noisy):
+                parts.insert(0, "within noise: " + "; ".join(describe(r) for r in noisy.itertuples()))
+        else:
+            verdict = HOLDS
+        verdicts[kind], whys[kind] = verdict, "; ".join(parts)
+        if kind == "smoothed":
+            rel = steps["margin_kind"] == "relative"
+            if rel.any():
+                notes.append(f"no standard error for {int(rel.sum())} of {len(steps)} step(s): margin "
+                             f"{rtol:.0%} of the larger value there")
+            margin = "; ".join(f"{_name(symbol, r.setting_a)}->{_name(symbol, r.setting_b)}: {r.margin:.3g} "
+                               f"({f'{z:g} se' if r.margin_kind == 'se' else f'{rtol:.0%}'})"
+                               for r in steps.itertuples())
+    if isinstance(ses, str):
+        notes.append(noise or f"se: scatter of the raw curve about its {window}-point moving average")
+    elif noise:
+        notes.append(noise)
+    if any(p.n_seeds > 1 for p in peaks.values()):
+        notes.append("se: spread over " + ", ".join(f"{peaks[x].n_seeds}" for x in xs) + " seeds")
+    first = "the first measurement (shared initial state)" + (" and the initial transient" if after_transient
+                                                              else "")
+    notes.append(f"{first} excluded from the maxima")
+    if verdicts["smoothed"] != verdicts["raw"]:
+        why = (f"depends on the smoothing: the {window}-point smoothed maxima give '{verdicts['smoothed']}'"
+               + (f" ({whys['smoothed']})" if whys["smoothed"] else "")
+               + f", the raw maxima '{verdicts['raw']}'" + (f" ({whys['raw']})" if whys["raw"] else ""))
+        return Ordering(UNTESTABLE, "; ".join([why] + notes), margin, peaks)
+    reason = "; ".join(p for p in [whys["smoothed"]] + notes if p)
+    return Ordering(verdicts["smoothed"], reason, margin, peaks)
+
+
+def peaks_text(peaks: Mapping, symbol: str = "", digits: int = 3) -> str:
+    """The "ours" cell of a peak ordering: 'eta=0.01: 1.76 ± 0.28 (raw 2.04); eta=0.1: 0.43
+    (raw 0.49, still rising)'."""
+    def num(v):
+        return "n/a" if not np.isfinite(v) else f"{v:.{digits}g}"
+
+    parts = []
+    for x in sorted(peaks, key=float):
+        p = peaks[x]
+        extra = [f"raw {num(p.raw_value)}"]
+        if p.at_end or p.raw_at_end:
+            extra.append("still rising")
+        if p.n_seeds > 1:
+            extra.append(f"mean of {p.n_seeds} seeds")
+        se = f" ± {num(p.se)}" if np.isfinite(p.se) else ""
+        parts.append(f"{_name(symbol, x)}: {num(p.value)}{se} ({', '.join(extra)})")
+    return "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------- correlations

@@ -357,3 +357,144 @@ def test_correlation_needs_enough_points():
     r, p = stats.pearsonr(np.delete(a, 3), np.delete(b, 3))
     assert (c.n, c.r, c.p) == (11, pytest.approx(r), pytest.approx(p))
     assert not C.correlation(x, np.ones(10)).testable
+
+
+# ----------------------------------------------------------------------------- compare_peaks
+
+
+def _hump(top, n=9, at=4):
+    """A curve that starts at 1 (the shared initial state), peaks at ``top`` at index ``at``
+    and falls again."""
+    x = np.arange(n, dtype=float)
+    return 1.0 + (top - 1.0) * np.exp(-0.5 * ((x - at) / 1.5) ** 2) * (x > 0)
+
+
+def test_cite_and_absence_and_quote_field():
+    assert C.cite("Sec. 4.2, Fig. 4", "  the  maximum\n falls ") == 'Sec. 4.2, Fig. 4: "the maximum falls"'
+    with pytest.raises(ValueError):
+        C.cite("", "text")
+    a = C.Absence("walk", "5", "Fig. 9", "Tiny-ImageNet panel", C.cite("Sec. 5", "x"), "not offline")
+    assert a.why == "not offline"
+    with pytest.raises(ValueError):
+        C.Absence("walk", "5", "Fig. 9", "Tiny-ImageNet panel", C.cite("Sec. 5", "x"), " ")
+    assert _claim(quote=C.cite("Sec. 4.2", "q")).quote == 'Sec. 4.2: "q"'
+
+
+def test_compare_peaks_orders_clear_peaks_both_ways():
+    o = C.compare_peaks({0.01: _hump(10), 0.1: _hump(5)}, -1, symbol="eta")
+    assert o.verdict == C.HOLDS and o.peaks[0.01].index == 4 and not o.peaks[0.01].at_end
+    assert "eta=0.01: " in C.peaks_text(o.peaks, "eta")
+    assert C.compare_peaks({0.01: _hump(10), 0.1: _hump(5)}, +1).verdict == C.FAILS
+
+
+def test_compare_peaks_never_takes_the_shared_first_measurement():
+    # both runs start at the same high value (e.g. lambda_K^*/lambda_K^1 = 0.472 at t = 0) and
+    # fall; afterwards eta=1 sits clearly higher: the shared start must not decide (a plain
+    # maximum gives 9 = 9, "within noise")
+    a = np.array([9, 2, 2.5, 3, 2.5, 2, 1.8, 1.7])
+    b = np.array([9, 4, 5, 6, 5, 4, 3.6, 3.4])
+    o = C.compare_peaks({0.1: a, 1.0: b}, +1)
+    assert o.verdict == C.HOLDS and o.peaks[0.1].raw_index > 0 and o.peaks[1.0].raw_value == 6
+    assert "shared initial state" in o.reason
+    assert C.ordering_verdict([0.1, 1.0], [a.max(), b.max()], None, +1).verdict == C.UNTESTABLE
+
+
+def test_compare_peaks_after_transient_skips_the_initial_decay():
+    # BatchNorm (Sec. 4.3): a high start decays, then the curve grows to its peak; the
+    # transient's second point (8) would otherwise be the maximum of the first run
+    a = np.array([10, 8, 4, 2, 3, 4, 5, 4, 3, 2.5])
+    b = np.array([10, 8, 4, 2, 4, 6, 7, 6, 5, 4.5])
+    assert C.compare_peaks({0.1: a, 1.0: b}, +1).verdict != C.HOLDS
+    o = C.compare_peaks({0.1: a, 1.0: b}, +1, after_transient=True)
+    assert o.verdict == C.HOLDS and o.peaks[0.1].raw_index == 6 and "initial transient" in o.reason
+
+
+def test_compare_peaks_a_still_rising_peak_is_a_lower_bound():
+    rising = np.linspace(1, 6, 9)  # peak at the last measurement
+    # predicted: the peak shrinks with eta; eta=0.1 (larger) is still rising above eta=0.01's
+    # peak: it could only rise further -> the failure stands
+    o = C.compare_peaks({0.01: _hump(4), 0.1: rising}, -1, symbol="eta")
+    assert o.verdict == C.FAILS
+    # eta=0.1 lower than eta=0.01 but still rising: it could catch up -> not testable, named
+    o = C.compare_peaks({0.01: _hump(10), 0.1: rising}, -1, symbol="eta")
+    assert o.verdict == C.UNTESTABLE and "still rising" in o.reason and "eta=0.1" in o.reason
+    assert o.peaks[0.1].at_end and "still rising" in C.peaks_text(o.peaks, "eta")
+    # the smaller eta still rising above the larger one's peak: a rise only helps -> holds
+    o = C.compare_peaks({0.01: rising * 2, 0.1: _hump(4)}, -1, symbol="eta")
+    assert o.verdict == C.HOLDS
+
+
+def test_compare_peaks_raw_and_smoothed_must_agree():
+    # run a has one spike (raw max 12) on a low plateau, run b a broad peak at 8: the
+    # smoothed maxima put b above a, the raw ones a above b
+    a = np.array([1, 3, 3, 3, 12, 3, 3, 3, 3.])
+    b = np.array([1, 6, 7, 8, 8, 8, 7, 6, 5.])
+    o = C.compare_peaks({1: a, 2: b}, +1, window=3)
+    assert o.verdict == C.UNTESTABLE and "depends on the smoothing" in o.reason
+
+
+def test_compare_peaks_excludes_and_names_missing_settings():
+    nan = np.full(6, np.nan)
+    o = C.compare_peaks({0.01: _hump(10), 0.1: _hump(5), 1.0: nan}, -1, symbol="eta")
+    assert o.verdict == C.HOLDS and "eta=1" in o.reason and 1.0 not in o.peaks
+    one = np.array([3.0, np.nan, np.nan])  # only the shared first measurement
+    o = C.compare_peaks({0.01: _hump(10), 1.0: one}, -1, symbol="eta")
+    assert o.verdict == C.UNTESTABLE and "needs 2" in o.reason and "eta=1" in o.reason
+
+
+def test_compare_peaks_margins_from_ses_and_fallback():
+    a, b = _hump(10), _hump(9)
+    # 10 vs 9 with a tiny SE: a clear step; with SE 1 per point: within noise
+    tiny = {1: np.full(9, 0.01), 2: np.full(9, 0.01)}
+    assert C.compare_peaks({1: a, 2: b}, -1, ses=tiny).verdict == C.HOLDS
+    o = C.compare_peaks({1: a, 2: b}, -1, ses={1: np.full(9, 1.0), 2: np.full(9, 1.0)})
+    assert o.verdict == C.UNTESTABLE and "within noise" in o.reason and "1.96 se" in o.margin
+    # no SE: 5% of the larger value (0.5 < 1 as predicted), said in the reason
+    o = C.compare_peaks({1: a, 2: b}, -1)
+    assert o.verdict == C.HOLDS and "5% of the larger value" in o.reason
+    # a floor (e.g. the Lanczos tolerance) raises a smaller SE
+    o = C.compare_peaks({1: a, 2: b}, -1, ses={1: np.full(9, 0.01), 2: np.full(9, 0.01)},
+                        floor={1: 1.0, 2: 1.0})
+    assert o.verdict == C.UNTESTABLE
+
+
+def test_compare_peaks_seed_spread_is_the_se():
+    rng = np.random.default_rng(0)
+    seeds_a = np.stack([_hump(10 + d) for d in (-0.2, 0.0, 0.2)])
+    seeds_b = np.stack([_hump(9 + d) for d in (-0.2, 0.0, 0.2)])
+    o = C.compare_peaks({1: seeds_a, 2: seeds_b}, -1)
+    assert o.verdict == C.HOLDS and o.peaks[1].n_seeds == 3 and "3, 3 seeds" in o.reason
+    assert o.peaks[1].raw_se == pytest.approx(np.std([9.8, 10, 10.2], ddof=1) / np.sqrt(3), rel=1e-6)
+    assert o.peaks[1].raw_value == pytest.approx(10.0)
+    wide_b = np.stack([_hump(9 + d) for d in rng.normal(0, 3, 3)])
+    assert C.compare_peaks({1: seeds_a, 2: wide_b}, -1).verdict == C.UNTESTABLE
+
+
+def test_scatter_se_recovers_the_noise_of_a_smooth_curve():
+    rng = np.random.default_rng(1)
+    x = np.linspace(0, 1, 400)
+    v = 50 + 10 * x + rng.normal(0, 2.0, x.size)  # a slow trend plus sigma = 2
+    se = C.scatter_se(v, 3)
+    assert np.nanmedian(se) == pytest.approx(2.0, rel=0.15)
+    with pytest.raises(ValueError):
+        C.scatter_se(v, 1)
+    # lambda_H^1-like curves 20% apart in scatter, 5% apart in peak: within the noise
+    base = _hump(100, n=30, at=15)
+    a = base * (1 + rng.normal(0, 0.2, 30))
+    b = base * 0.95 * (1 + rng.normal(0, 0.2, 30))
+    a[0] = b[0] = 1.0
+    o = C.compare_peaks({1: a, 2: b}, -1, ses="scatter")
+    assert o.verdict == C.UNTESTABLE and "scatter" in o.reason
+
+
+def test_compare_peaks_rejects_bad_input():
+    with pytest.raises(ValueError):
+        C.compare_peaks({1: _hump(3), 2: _hump(4)}, 0)
+    with pytest.raises(ValueError):
+        C.compare_peaks({}, 1)
+    with pytest.raises(ValueError):
+        C.compare_peaks({1: _hump(3), 2: _hump(4)}, 1, ses="bootstrap")
+    with pytest.raises(ValueError):
+        C.compare_peaks({1: np.ones((2, 2, 2)), 2: _hump(4)}, 1)
+    with pytest.raises(ValueError):
+        C.compare_peaks({1: _hump(3), 2: _hump(4)}, 1, ses={1: np.ones(3), 2: np.ones(9)})
