@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from breakeven_utils.core.tables import to_markdown  # noqa: E402
-from breakeven_utils.papers.registry import folder_of, notebook_order  # noqa: E402
+from breakeven_utils.papers.registry import absences, folder_of, notebook_order  # noqa: E402
 from breakeven_utils.reporting.manifest import default_output_root, write_manifest  # noqa: E402
 
 NOTEBOOK_RE = re.compile(r"^\d+_[A-Za-z0-9_\-]+\.ipynb$")
@@ -184,12 +184,13 @@ def write_ledger(out: Path) -> bool:
     from breakeven_utils.reporting.ledger import overview
 
     try:
-        res = overview(out, order=notebook_order())
+        res = overview(out, order=notebook_order(), absences=absences())
     except Exception as e:  # noqa: BLE001 -- the notebooks' outputs stand; report and fail the exit status
         print(f"reproduce: could not write the claims ledger: {type(e).__name__}: {e}", file=sys.stderr)
         return False
     counts = ", ".join(f"{n} {v}" for v, n in res["counts"].items())
-    print(f"claims ledger: {res['path']} ({res['n_claims']} claims: {counts})"
+    print(f"claims ledger: {res['path']} ({res['n_claims']} claims: {counts}; "
+          f"{res['n_absent']} claims of the papers not tested, with why)"
           + (f"; old-rule sections: {', '.join(res['legacy'])}" if res["legacy"] else ""))
     for f, err in res["errors"].items():
         print(f"reproduce: unreadable claims file {f}: {err}", file=sys.stderr)

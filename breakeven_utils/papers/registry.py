@@ -19,7 +19,8 @@ from pathlib import Path
 from breakeven_utils.reporting.tables import PLAIN_NAME
 from breakeven_utils.store.plan import check_config
 
-__all__ = ["Section", "SECTIONS", "section", "folder_of", "notebook_order", "NotBuilt", "notebook_runs"]
+__all__ = ["Section", "SECTIONS", "section", "folder_of", "notebook_order", "NotBuilt", "notebook_runs",
+           "absences"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class Section:
     @property
     def runs_module(self) -> str:
         return f"{self.package}.runs"
+
+    @property
+    def quotes_module(self) -> str:
+        return f"{self.package}.quotes"
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -115,4 +120,21 @@ def notebook_runs(profile: str, notebooks=None, **overrides) -> dict:
         except ValueError as e:
             raise ValueError(f"{sec.notebook} at profile {profile!r}: {e}") from e
         out[sec.notebook] = cfgs
+    return out
+
+
+def absences(notebooks=None) -> list:
+    """The claims of the papers that no notebook tests, with why: the ``ABSENT`` tuple of each
+    section's ``quotes`` module (``reporting.claims.Absence``), in notebook order; the claims
+    ledger lists them after the tested rows (``reporting.ledger.overview(absences=...)``)."""
+    chosen = list(SECTIONS) if not notebooks else [section(nb) for nb in notebooks]
+    out = []
+    for sec in chosen:
+        try:
+            mod = importlib.import_module(sec.quotes_module)
+        except ModuleNotFoundError as e:
+            if e.name == sec.quotes_module:
+                continue
+            raise
+        out.extend(getattr(mod, "ABSENT", ()))
     return out

@@ -192,7 +192,7 @@ class Claim:
 
 
 FIELDS = tuple(f.name for f in fields(Claim))
-COMPACT = ("claim", "setting", "paper", "ours", "verdict", "reason")
+COMPACT = ("claim", "paper says", "setting", "paper", "ours", "verdict", "reason")
 
 
 def _as_claims(claims) -> list[Claim]:
@@ -216,10 +216,11 @@ def claims_frame(claims: Iterable[Claim | Mapping]) -> pd.DataFrame:
 
 
 def compact_table(claims: Iterable[Claim | Mapping]) -> pd.DataFrame:
-    """The readable table: claim | setting | paper | ours | verdict | reason
-    ("paper" is the paper's number, ``paper_value``)."""
+    """The readable table: claim | paper says | setting | paper | ours | verdict | reason
+    ("paper says": the sentence tested, ``quote``; "paper": the paper's number, ``paper_value``)."""
     df = claims_frame(claims)
-    return pd.DataFrame({"claim": df["claim"], "setting": df["setting"], "paper": df["paper_value"],
+    return pd.DataFrame({"claim": df["claim"], "paper says": df["quote"], "setting": df["setting"],
+                         "paper": df["paper_value"],
                          "ours": df["ours"], "verdict": df["verdict"], "reason": df["reason"]},
                         columns=list(COMPACT))
 
@@ -231,9 +232,15 @@ def verdict_counts(claims: Iterable[Claim | Mapping]) -> dict[str, int]:
 
 
 def save_claims(claims: Iterable[Claim | Mapping], outdir: str | os.PathLike,
-                name: str = "claims") -> list[Path]:
-    """Write ``outdir/name.csv`` (every field) and ``outdir/name.md`` (the compact table), atomically."""
+                name: str = "claims", *, require_quote: bool = True) -> list[Path]:
+    """Write ``outdir/name.csv`` (every field) and ``outdir/name.md`` (the compact table), atomically.
+    With ``require_quote`` (the default) every claim must carry the paper's sentence it tests
+    (``Claim.quote``): a ValueError names those that do not, before anything is written."""
     cs = _as_claims(claims)
+    bare = [c.claim for c in cs if not c.quote] if require_quote else []
+    if bare:
+        raise ValueError(f"{len(bare)} claim(s) without the paper's sentence they test (Claim.quote, made "
+                         f"with cite()): {bare[:5]}")
     name = check_name(name, (".csv", ".md"))
     outdir = Path(outdir)
     full = claims_frame(cs)

@@ -40,6 +40,7 @@ from breakeven_utils.reporting.claims import (
     PAPERS,
     UNTESTABLE,
     VERDICTS,
+    Absence,
     Claim,
     load_claims,
 )
@@ -184,16 +185,21 @@ def _section_label(section: str) -> str:
     return f"Sec. {s}" if s[:1].isdigit() else (s or "(no section)")
 
 
-def _counts_table(sections: list[Section]) -> str:
-    lines = ["| paper | " + " | ".join(VERDICTS) + " | total |", "| --- |" + " ---: |" * (len(VERDICTS) + 1)]
+def _counts_table(sections: list[Section], absences: list[Absence] | None = None) -> str:
+    absences = absences or []
+    extra = " not tested (why stated) |" if absences else ""
+    lines = ["| paper | " + " | ".join(VERDICTS) + " | total |" + extra,
+             "| --- |" + " ---: |" * (len(VERDICTS) + 1 + bool(absences))]
     allc = [c for s in sections for c in s.claims]
     for p in PAPERS + ("all",):
         cs = allc if p == "all" else [c for c in allc if c.paper == p]
-        if p != "all" and not cs:
+        ab = absences if p == "all" else [a for a in absences if a.paper == p]
+        if p != "all" and not cs and not ab:
             continue
-        counts = [sum(c.verdict == v for c in cs) for v in VERDICTS]
+        counts = [sum(c.verdict == v for c in cs) for v in VERDICTS] + [len(cs)]
+        counts += [len(ab)] if absences else []
         name = "**all papers**" if p == "all" else _md(PAPER_TITLES[p])
-        cells = [f"**{n}**" if p == "all" else str(n) for n in counts + [len(cs)]]
+        cells = [f"**{n}**" if p == "all" else str(n) for n in counts]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -207,21 +213,66 @@ def _link(sec: Section, c: Claim, root: Path) -> str:
     return f"[{label}]({rel.replace(' ', '%20')})"
 
 
+def _one_line(text: str, width: int = 240) -> str:
+    t = " ".join(str(text).split())
+    return t if len(t) <= width else t[: width - 1] + "…"
+
+
+def _fails_list(sections: list[Section], root: Path) -> list[str]:
+    """'What does not hold': per paper one line per failing row (figure link, claim, setting,
+    the reason cut to one line), so a reader sees first which published results did not
+    reproduce here and why."""
+    out = ["## What does not hold", "",
+           "A *does not hold* verdict says a published result did not reproduce here: the run "
+           "reached the regime the claim is about, the claim is read as the paper states it (the "
+           "quoted sentence), and the difference exceeds the noise of the quantity. One line each; "
+           "the full row is in the paper's table below.", ""]
+    any_fail = False
+    for p in PAPERS:
+        rows = [(s, c) for s in sections for c in s.claims if c.paper == p and c.verdict == FAILS]
+        if not rows:
+            continue
+        any_fail = True
+        out += [f"**{PAPER_TITLES[p]}**", ""]
+        out += [f"- {_link(s, c, root)} {_md(c.claim)} ({_md(_one_line(c.setting, 90))}): "
+                f"{_md(_one_line(c.reason))}" for s, c in rows]
+        out.append("")
+    if not any_fail:
+        out += ["None: every tested claim holds or is not testable at this scale (with its reason).", ""]
+    return out
+
+
+def _absence_table(absent: list[Absence]) -> list[str]:
+    out = ["| section | figure | claim | paper says | why it is not tested here |",
+           "| --- | --- | --- | --- | --- |"]
+    out += [f"| {_md(_section_label(a.section))} | {_md(a.figure)} | {_md(a.claim)} | {_md(a.quote)} | "
+            f"{_md(a.why)} |" for a in absent]
+    return out + [""]
+
+
 def ledger_markdown(sections: list[Section], figures_root: str | os.PathLike,
-                    errors: dict[str, str] | None = None, picture: str | None = None) -> str:
-    """The text of CLAIMS.md for ``sections`` (links relative to ``figures_root``)."""
+                    errors: dict[str, str] | None = None, picture: str | None = None,
+                    absences: list[Absence] | None = None) -> str:
+    """The text of CLAIMS.md for ``sections`` (links relative to ``figures_root``): counts per
+    paper, the rows that do not hold (one line each), then per paper every row with the
+    sentence it tests and the claims no notebook tests (``absences``) with why."""
     root = Path(figures_root)
+    absences = list(absences or [])
     out = ["# Claims ledger", "",
            "Every claim of the three papers tested by a notebook that ran, with the verdict it gets here "
-           "(*holds*, *does not hold*, *not testable at this scale* with the reason). Written by "
-           "`scripts/reproduce.py` (`breakeven_utils.reporting.ledger.overview`) from the `claims.csv` "
-           "of each figure folder; do not edit by hand. *paper*: the paper's number where its text gives "
-           "one; *ours*: the measured value; each figure link opens the figure that shows the claim.", ""]
+           "(*holds*, *does not hold*, *not testable at this scale* with the reason), and every claim no "
+           "notebook tests, with why. Written by `scripts/reproduce.py` "
+           "(`breakeven_utils.reporting.ledger.overview`) from the `claims.csv` of each figure folder; do "
+           "not edit by hand. *paper says*: the sentence the row tests; *paper*: the paper's number where "
+           "its text gives one; *ours*: the measured value; each figure link opens the figure that shows "
+           "the claim.", ""]
     n = sum(len(s.claims) for s in sections)
     if not n:
         out += ["No claims file found: no notebook has written its claims yet.", ""]
     else:
-        out += [f"## Counts ({n} claims from {len(sections)} notebook(s))", "", _counts_table(sections)]
+        head = f"## Counts ({n} claims from {len(sections)} notebook(s)"
+        head += f"; {len(absences)} claims not tested, listed per paper)" if absences else ")"
+        out += [head, "", _counts_table(sections, absences)]
         legacy = [s for s in sections if s.legacy]
         if legacy:
             k = sum(len(s.claims) for s in legacy)
@@ -230,6 +281,7 @@ def ledger_markdown(sections: list[Section], figures_root: str | os.PathLike,
                     "are the old ones, read from the committed tables (marked † in the picture).", ""]
         if picture:
             out += [f"![Claims x verdict]({picture})", ""]
+        out += _fails_list(sections, root)
     if errors:
         out += ["**Unreadable claims files** (left out above):", ""]
         out += [f"- `{f}`: {_md(e)}" for f, e in errors.items()] + [""]
@@ -239,7 +291,8 @@ def ledger_markdown(sections: list[Section], figures_root: str | os.PathLike,
             for c in s.claims:
                 if c.paper == p:
                     groups.setdefault((c.section, s.name), (s, []))[1].append(c)
-        if not groups:
+        absent = [a for a in absences if a.paper == p]
+        if not groups and not absent:
             continue
         out += [f"## {PAPER_TITLES[p]}", ""]
         for (section, _), (s, cs) in groups.items():
@@ -248,14 +301,18 @@ def ledger_markdown(sections: list[Section], figures_root: str | os.PathLike,
             if s.legacy:
                 out += [f"> **Old rule:** {LEGACY_NOTE} (read from the {s.legacy}).", ""]
             out += [f"{len(cs)} claim{'s' if len(cs) != 1 else ''}: {counts}.", "",
-                    "| figure | claim | setting | paper | ours | verdict | reason |",
-                    "| --- | --- | --- | --- | --- | --- | --- |"]
+                    "| figure | claim | paper says | setting | paper | ours | verdict | reason |",
+                    "| --- | --- | --- | --- | --- | --- | --- | --- |"]
             for c in cs:
                 verdict = f"**{c.verdict}**" if c.verdict == HOLDS else c.verdict
-                cells = [_link(s, c, root), _md(c.claim), _md(c.setting), _md(c.paper_value), _md(c.ours),
-                         verdict, _md(c.reason)]
+                cells = [_link(s, c, root), _md(c.claim), _md(c.quote), _md(c.setting), _md(c.paper_value),
+                         _md(c.ours), verdict, _md(c.reason)]
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
+        if absent:
+            plural = "s" if len(absent) != 1 else ""
+            out += [f"### Not tested here ({len(absent)} claim{plural} of this paper)", ""]
+            out += _absence_table(absent)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -264,12 +321,19 @@ def ledger_markdown(sections: list[Section], figures_root: str | os.PathLike,
 _COLOURS = {HOLDS: "#2e7d32", FAILS: "#c62828", UNTESTABLE: "#9e9e9e"}
 
 
-def _row_label(c: Claim, width: int = 115) -> str:
-    """'Fig. 4: <claim> [<setting>]' in at most ``width`` characters (the claim is shortened)."""
-    head, tail = f"{c.figure}: " if c.figure else "", f" [{c.setting}]" if c.setting else ""
-    room = max(20, width - len(head) - len(tail))
-    claim = c.claim if len(c.claim) <= room else c.claim[: room - 1] + "…"
-    return head + claim + tail
+def _clip(text: str, width: int) -> str:
+    t = " ".join(str(text).split())
+    return t if len(t) <= width else t[: width - 1] + "…"
+
+
+def _row_label(c: Claim, width: int = 64) -> str:
+    """A short label for the picture, 'Fig. 4: <claim> [<setting>]' in at most ``width``
+    characters: the claim cut to fit, the setting to its last part (e.g. 'eta=0.1'); the
+    full text is in CLAIMS.md's table."""
+    head = f"{c.figure}: " if c.figure else ""
+    tail = _clip(str(c.setting).split(",")[-1].strip(), 18) if c.setting else ""
+    tail = f" [{tail}]" if tail else ""
+    return head + _clip(c.claim, max(16, width - len(head) - len(tail))) + tail
 
 
 def ledger_figure(sections: list[Section]):
@@ -283,16 +347,16 @@ def ledger_figure(sections: list[Section]):
         j = VERDICTS.index(c.verdict)
         grid[i, j] = j
     counts = [int(np.isfinite(grid[:, j]).sum()) for j in range(len(VERDICTS))]
-    cols = [f"{v}\n({n})" for v, n in zip(VERDICTS, counts)]
+    cols = [f"{v.replace(' at this scale', '')}\n({n})" for v, n in zip(VERDICTS, counts)]
     frame = pd.DataFrame(grid, index=[_row_label(c) for _, c in rows], columns=cols)
     # no layout engine: the long row labels lie left of the figure; save_figure crops with bbox "tight"
-    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.24 * len(rows)))
+    fig, ax = plt.subplots(figsize=(3.2, 1.0 + 0.2 * len(rows)))
     sns.heatmap(frame, ax=ax, cmap=ListedColormap([_COLOURS[v] for v in VERDICTS]), vmin=-0.5,
                 vmax=len(VERDICTS) - 0.5, cbar=False, linewidths=0.5, linecolor="white", mask=frame.isna())
     ax.set_facecolor("#f4f4f4")
     ax.xaxis.tick_top()
     ax.tick_params(axis="x", length=0, labelsize=9)
-    ax.tick_params(axis="y", length=0, labelsize=7)
+    ax.tick_params(axis="y", length=0, labelsize=8)
     ax.set(xlabel="", ylabel="")
     groups: dict = {}  # (paper, folder) -> (first row, last row, legacy)
     for i, (s, c) in enumerate(rows):
@@ -311,10 +375,11 @@ def ledger_figure(sections: list[Section]):
 
 
 def overview(figures_root: str | os.PathLike = "figures", *, picture: bool = True,
-             order: dict[str, str] | None = None) -> dict:
+             order: dict[str, str] | None = None, absences: list[Absence] | None = None) -> dict:
     """Write ``<figures_root>/CLAIMS.md`` and (``picture``, when there are claims)
     ``claims_ledger.png`` / ``.pdf`` from every ``<folder>/claims.csv`` present, in the
-    notebook order ``order`` ({folder: notebook}, see :func:`load_sections`).
+    notebook order ``order`` ({folder: notebook}, see :func:`load_sections`); ``absences``: the
+    papers' claims no notebook tests, listed with why (``papers.registry.absences()``).
 
     Returns {"path": CLAIMS.md, "pictures": [...], "counts": {verdict: n}, "n_claims",
     "sections": [folder names], "legacy": [old-format folders], "errors": {file: message}}.
@@ -329,9 +394,10 @@ def overview(figures_root: str | os.PathLike = "figures", *, picture: bool = Tru
         fig = ledger_figure(sections)
         pictures = save_figure(fig, LEDGER_PICTURE, root)
         plt.close(fig)
-    text = ledger_markdown(sections, root, errors, picture=f"{LEDGER_PICTURE}.png" if pictures else None)
+    text = ledger_markdown(sections, root, errors, picture=f"{LEDGER_PICTURE}.png" if pictures else None,
+                           absences=absences)
     path = atomic_write_text(root / LEDGER_FILE, text)
     counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     return {"path": path, "pictures": pictures, "counts": counts, "n_claims": len(claims),
             "sections": [s.name for s in sections], "legacy": [s.name for s in sections if s.legacy],
-            "errors": errors}
+            "errors": errors, "n_absent": len(absences or [])}

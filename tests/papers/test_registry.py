@@ -16,7 +16,7 @@ from breakeven_utils.store import plan
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = [s.notebook for s in registry.SECTIONS]
 #: the modules every section package has (PySDM's paper examples: one shape for every paper)
-SHAPE = {"__init__", "settings", "runs", "analysis", "claims", "figures"}
+SHAPE = {"__init__", "settings", "runs", "analysis", "claims", "figures", "quotes"}
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -82,3 +82,16 @@ def test_sizes_follow_the_loader_defaults():
     assert s["n_measurements"] == 12
     with pytest.raises(ValueError, match="n_train=46000"):
         plan.check_config(c.replace(n_train=46_000))
+
+
+def test_every_section_states_the_claims_it_does_not_test():
+    from breakeven_utils.reporting.claims import PAPER_TITLES, Absence
+
+    absent = registry.absences()
+    assert all(isinstance(a, Absence) for a in absent)
+    for sec in registry.SECTIONS:
+        mine = registry.absences([sec.notebook])
+        assert all(a.paper == sec.paper for a in mine), sec.notebook
+    # every paper has claims the project does not test (other data sets, models, tasks), each with why
+    assert {a.paper for a in absent} == set(PAPER_TITLES)
+    assert len({(a.paper, a.claim) for a in absent}) == len(absent), "an absence is listed twice"

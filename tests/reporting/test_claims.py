@@ -15,7 +15,8 @@ from breakeven_utils.reporting import claims as C
 
 def _claim(**kw):
     base = dict(paper="break_even", section="4.2", figure="Fig. 4", claim="max lambda_K^1 falls with eta",
-                setting="SimpleCNN, vary eta", paper_value=3.3, ours=2.71828, verdict=True)
+                setting="SimpleCNN, vary eta", paper_value=3.3, ours=2.71828, verdict=True,
+                quote='Sec. 4.2: "the maximum falls"')
     base.update(kw)
     return C.Claim(**base)
 
@@ -56,9 +57,13 @@ def test_save_and_load_roundtrip(tmp_path):
     assert list(full.columns) == list(C.FIELDS)
     md = paths[1].read_text().splitlines()
     assert [h.strip() for h in md[0].strip("|").split("|")] == [
-        "claim", "setting", "paper", "ours", "verdict", "reason"]
+        "claim", "paper says", "setting", "paper", "ours", "verdict", "reason"]
     assert "a \\| pipe" in md[3] and "within noise" in md[3] and len(md) == 4
     assert C.load_claims(paths[0]) == cs
+    with pytest.raises(ValueError, match="without the paper's sentence"):
+        C.save_claims([_claim(quote="")], tmp_path / "bare")
+    assert not (tmp_path / "bare").exists()
+    assert C.save_claims([_claim(quote="")], tmp_path / "bare", require_quote=False)
     assert C.load_claims(tmp_path / "out") == cs
     assert not [f for f in os.listdir(tmp_path / "out") if f.endswith(".tmp")]
     assert C.verdict_counts(cs) == {"holds": 1, "does not hold": 0, "not testable at this scale": 1}

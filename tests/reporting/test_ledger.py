@@ -49,11 +49,12 @@ def _old_conjectures():
 def _new_claims():
     return [
         C.Claim("walk", "3.1", "Fig. 1", "the loss interpolated between iterates is convex",
-                "VGG-11, CIFAR-10", "", "0.98 of steps", True, "", "fig1_interpolation.png"),
+                "VGG-11, CIFAR-10", "", "0.98 of steps", True, "", "fig1_interpolation.png",
+                C.cite("Sec. 3.1", "the loss interpolation ... is convex")),
         C.Claim("walk", "3.2", "Fig. 3", "barriers are rare", "VGG-11, CIFAR-10", "", "", None,
-                "one epoch only", "sub dir/fig3 barriers.png"),
+                "one epoch only", "sub dir/fig3 barriers.png", C.cite("Sec. 3.2", "almost never crosses")),
         C.Claim("walk", "3.1", "Fig. 2", "a second claim of Sec. 3.1 | with a pipe", "VGG-11", "", "1",
-                False),
+                False, "step 4 -> 5: 0.3 -> 0.1 beyond 1.96 se", quote=C.cite("Sec. 3.1", "second")),
     ]
 
 
@@ -103,7 +104,8 @@ def test_overview_counts_groups_links_and_legacy_marks(figures):
     assert "![Claims x verdict](claims_ledger.png)" in top
     # grouped by paper (papers' order), then section; old-rule sections say so, new ones do not
     heads = re.findall(r"^##+ .*$", text, re.M)
-    papers = [h for h in heads if h.startswith("## ") and not h.startswith("## Counts")]
+    papers = [h for h in heads if h.startswith("## ") and h[3:] in C.PAPER_TITLES.values()]
+    assert heads.index("## What does not hold") < heads.index("## " + C.PAPER_TITLES["break_even"])
     assert [p[3:] for p in papers] == [C.PAPER_TITLES["break_even"], C.PAPER_TITLES["walk"]]
     sec = [h for h in heads if h.startswith("### ")]
     assert sec[-2:] == ["### Sec. 3.1 · notebook `04_walk_with_sgd` (`walk/claims.csv`)",
@@ -122,6 +124,38 @@ def test_overview_counts_groups_links_and_legacy_marks(figures):
     # the picture
     assert [p.name for p in res["pictures"]] == ["claims_ledger.png", "claims_ledger.pdf"]
     assert all(p.stat().st_size > 1000 for p in res["pictures"])
+    # each row shows the sentence it tests
+    assert '| Sec. 3.1: "the loss interpolation ... is convex" |' in walk
+
+
+def test_overview_lists_failures_first_and_absences_per_paper(figures):
+    absent = [C.Absence("walk", "5", "Fig. 9", "Tiny-ImageNet panels", C.cite("Sec. 5", "on Tiny-ImageNet"),
+                        "Tiny-ImageNet is not in the offline data"),
+              C.Absence("sharpest", "4", "Fig. 7", "ResNet-56 | wide", C.cite("Sec. 4", "x"), "GPU only")]
+    res = L.overview(figures, order=ORDER, absences=absent)
+    text = (figures / "CLAIMS.md").read_text()
+    assert res["n_absent"] == 2
+    top = text[: text.index("## What does not hold")]
+    assert "2 claims not tested" in top and "not tested (why stated)" in top
+    assert re.search(r"\| A Walk with SGD[^|]*\| 1 \| 1 \| 1 \| 3 \| 1 \|", top)
+    assert re.search(r"\| DNN's Sharpest[^|]*\| 0 \| 0 \| 0 \| 0 \| 1 \|", top)  # absences only
+    # the failures, one line each, before the papers' tables
+    fails = text[text.index("## What does not hold"): text.index("**Unreadable claims files**")]
+    lines = [x for x in fails.splitlines() if x.startswith("- ")]
+    assert len(lines) == 2 and any("with a pipe" in x and "beyond 1.96 se" in x for x in lines)
+    assert "barriers are rare" not in fails  # not testable rows are not failures
+    walk = text[text.index("## " + C.PAPER_TITLES["walk"]):]
+    assert "### Not tested here (1 claim of this paper)" in walk
+    assert "| Sec. 5 | Fig. 9 | Tiny-ImageNet panels |" in walk and "not in the offline data |" in walk
+    assert "ResNet-56 \\| wide" in text[text.index("## " + C.PAPER_TITLES["sharpest"]):]
+
+
+def test_picture_labels_are_short():
+    c = C.Claim("break_even", "4.2", "Fig. 4", "Conjecture 1: the maximum lambda_K^1 is smaller for a larger "
+                "eta, read on the smoothed curve after the transient", "SimpleCNN, CIFAR-10, eta=0.1", "", 1,
+                True)
+    label = L._row_label(c)
+    assert len(label) <= 64 and label.startswith("Fig. 4: Conjecture 1") and label.endswith("[eta=0.1]")
 
 
 def test_overview_reports_unreadable_files_and_empty_roots(tmp_path):
@@ -155,7 +189,8 @@ def test_reproduce_writes_the_ledger_after_the_notebooks(tmp_path):
     params = nbformat.v4.new_code_cell('profile = "smoke"\noutput_root = "../figures"')
     params.metadata["tags"] = ["parameters"]
     body = ("from breakeven_utils.reporting import claims as C\n"
-            "C.save_claims([C.Claim('walk', '3.1', 'Fig. 1', 'a claim', 'tiny', '', 1.0, True)],"
+            "C.save_claims([C.Claim('walk', '3.1', 'Fig. 1', 'a claim', 'tiny', '', 1.0, True, "
+            "quote='Sec. 3.1: \\'a claim\\'')],"
             " output_root + '/tiny')")
     nb.cells = [params, nbformat.v4.new_code_cell(body)]
     nbformat.write(nb, nbdir / "01_tiny.ipynb")
