@@ -44,7 +44,8 @@ from breakeven_utils.core.tables import to_markdown
 from breakeven_utils.reporting.tables import check_name
 
 __all__ = [
-    "VERDICTS", "HOLDS", "FAILS", "UNTESTABLE", "PAPERS", "PAPER_TITLES", "Claim", "FIELDS", "COMPACT",
+    "VERDICTS", "HOLDS", "FAILS", "UNTESTABLE", "PAPERS", "PAPER_TITLES", "Claim", "FIELDS",
+    "OPTIONAL_FIELDS", "COMPACT",
     "cite", "Absence", "Peak", "scatter_se", "compare_peaks", "peaks_text",
     "claims_frame", "compact_table", "save_claims", "load_claims", "verdict_counts",
     "DEFAULT_WINDOW", "smooth", "SmoothedMax", "smoothed_max", "transient_end",
@@ -192,6 +193,8 @@ class Claim:
 
 
 FIELDS = tuple(f.name for f in fields(Claim))
+#: fields a claims file may lack (files written before they existed)
+OPTIONAL_FIELDS = ("reason", "figure_file", "quote")
 COMPACT = ("claim", "paper says", "setting", "paper", "ours", "verdict", "reason")
 
 
@@ -258,7 +261,7 @@ def load_claims(path: str | os.PathLike) -> list[Claim]:
     if not path.is_file():
         raise FileNotFoundError(f"no claims file at {path}")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [f for f in FIELDS if f not in df.columns and f not in ("reason", "figure_file", "quote")]
+    missing = [f for f in FIELDS if f not in df.columns and f not in OPTIONAL_FIELDS]
     if missing:
         raise ValueError(f"{path} lacks the claim fields {missing}")
     return [Claim(**{f: r[f] for f in FIELDS if f in df.columns}) for _, r in df.iterrows()]

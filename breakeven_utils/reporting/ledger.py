@@ -36,6 +36,7 @@ from breakeven_utils.reporting.claims import (
     FAILS,
     FIELDS,
     HOLDS,
+    OPTIONAL_FIELDS,
     PAPER_TITLES,
     PAPERS,
     UNTESTABLE,
@@ -137,7 +138,7 @@ def load_section(folder: str | os.PathLike, notebook: str | None = None) -> Sect
         raise FileNotFoundError(f"no claims file at {path}")
     cols = set(pd.read_csv(path, nrows=0).columns)
     sec = Section(folder.name, notebook or folder.name, path)
-    if {f for f in FIELDS if f not in ("reason", "figure_file")} <= cols:
+    if {f for f in FIELDS if f not in OPTIONAL_FIELDS} <= cols:
         sec.claims = load_claims(path)
         return sec
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -326,14 +327,35 @@ def _clip(text: str, width: int) -> str:
     return t if len(t) <= width else t[: width - 1] + "…"
 
 
-def _row_label(c: Claim, width: int = 64) -> str:
-    """A short label for the picture, 'Fig. 4: <claim> [<setting>]' in at most ``width``
-    characters: the claim cut to fit, the setting to its last part (e.g. 'eta=0.1'); the
-    full text is in CLAIMS.md's table."""
+#: shorthand for the picture's row labels (the full text is in CLAIMS.md)
+_ABBREV = ((r"Conjecture\s*", "Conj. "), (r"\bthe maximum\b|\bmaximum\b", "max"),
+           (r"lambda_K\^\*/lambda_K\^1", "λ*_K/λ1_K"), (r"lambda_K\^1", "λ1_K"), (r"lambda_H\^1", "λ1_H"),
+           (r"\bis larger for (a )?(the )?larger\b", "grows with"),
+           (r"\bis smaller for (a )?(the )?larger\b", "falls with"),
+           (r"\bis larger for (a )?(the )?smaller\b", "falls with larger"), (r"\beta\b", "η"),
+           (r"\bgamma\b", "γ"), (r"\bbeta\b", "β"), (r"\blearning rate\b", "η"), (r"\s+", " "))
+_VARIED = re.compile(r"(?:vary|varied|in)\s+(eta|S|beta|gamma)\b|\b(eta|S|beta|gamma|lr)\s*=\s*[\d.e-]+")
+
+
+def _abbrev(text: str) -> str:
+    t = str(text)
+    for pat, rep in _ABBREV:
+        t = re.sub(pat, rep, t)
+    return t.strip()
+
+
+def _row_label(c: Claim, width: int = 60) -> str:
+    """A short label for the picture, 'Fig. 4: Conj. 1: max λ1_K grows with S [SimpleCNN, S]' in
+    at most ``width`` characters: the claim in shorthand, the setting reduced to its model and
+    the varied setting; the full text is in CLAIMS.md's table."""
     head = f"{c.figure}: " if c.figure else ""
-    tail = _clip(str(c.setting).split(",")[-1].strip(), 18) if c.setting else ""
+    setting = str(c.setting)
+    model = setting.split(",")[0].split("(")[0].strip()
+    m = _VARIED.search(setting)
+    varied = (m.group(0) if m and m.group(2) else m.group(1)) if m else ""
+    tail = ", ".join(_abbrev(x) for x in (_clip(model, 14), varied) if x)
     tail = f" [{tail}]" if tail else ""
-    return head + _clip(c.claim, max(16, width - len(head) - len(tail))) + tail
+    return head + _clip(_abbrev(c.claim), max(16, width - len(head) - len(tail))) + tail
 
 
 def ledger_figure(sections: list[Section]):

@@ -155,7 +155,8 @@ def test_picture_labels_are_short():
                 "eta, read on the smoothed curve after the transient", "SimpleCNN, CIFAR-10, eta=0.1", "", 1,
                 True)
     label = L._row_label(c)
-    assert len(label) <= 64 and label.startswith("Fig. 4: Conjecture 1") and label.endswith("[eta=0.1]")
+    assert len(label) <= 60 and label.startswith("Fig. 4: Conj. 1: max λ1_K falls with") and \
+        label.endswith("[SimpleCNN, η=0.1]"), label
 
 
 def test_overview_reports_unreadable_files_and_empty_roots(tmp_path):
