@@ -58,6 +58,9 @@ def main():
             pm.execute_notebook(str(target), str(target), parameters={"profile": "smoke"},
                                 cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
             nb = nbformat.read(target, as_version=4)
+            # papermill's injected cell repeats the parameters cell's profile = "smoke"; kept, it
+            # would reset a reader's profile = "cpu" on "Run All" in JupyterLab: drop it
+            nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
             for cell in nb.cells:  # papermill's execution metadata changes every run: drop it
                 cell.metadata.pop("papermill", None)
                 cell.metadata.pop("execution", None)
