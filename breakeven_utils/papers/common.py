@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from breakeven_utils.reporting.claims import mean_se, smoothed_max
+from breakeven_utils.reporting.claims import Ordering, compare_peaks, mean_se, smoothed_max
 
 __all__ = [
     "BREAK_EVEN_PAPER_VALUES", "paper_value", "paper_values_table",
     "VARIED", "Sweep", "tidy",
-    "WINDOW", "solver_bound", "max_with_se",
+    "WINDOW", "solver_bound", "max_with_se", "curves_of", "compare_peaks_of",
 ]
 
 # ----------------------------------------------------------------------------- the paper's numbers
@@ -181,3 +181,53 @@ def max_with_se(df: pd.DataFrame, col: str, by="lr", window: int = WINDOW, after
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = by
     return out
+
+
+def _stack(rows):
+    n = max(len(x) for x in rows)
+    return np.vstack([np.pad(x, (0, n - len(x)), constant_values=np.nan) for x in rows])
+
+
+def curves_of(df: pd.DataFrame, col: str, by="lr", order: str = "iteration"):
+    """{value of ``by``: ``col`` at each run's measurements in ``order``} from a tidy frame:
+    1-D for one seed, seeds x measurements (NaN-padded) for several; and the same mapping
+    of ``<col>_se`` when every run recorded per-point standard errors (else None)."""
+    curves, ses = {}, {}
+    has_se = f"{col}_se" in df
+    for v, g in df.groupby(by, sort=True):
+        rows, se_rows = [], []
+        for _, r in g.sort_values(order).groupby("seed"):
+            rows.append(pd.to_numeric(r[col], errors="coerce").to_numpy(float) if col in r
+                        else np.full(len(r), np.nan))
+            if has_se:
+                se_rows.append(pd.to_numeric(r[f"{col}_se"], errors="coerce").to_numpy(float))
+        curves[float(v)] = rows[0] if len(rows) == 1 else _stack(rows)
+        if has_se:
+            ses[float(v)] = se_rows[0] if len(se_rows) == 1 else _stack(se_rows)
+    usable = has_se and all(np.isfinite(np.asarray(x)).any() for x in ses.values())
+    return curves, (ses if usable else None)
+
+
+def compare_peaks_of(df: pd.DataFrame, col: str, sign: int, by="lr", *, symbol: str = "",
+                     window: int = WINDOW, after_transient: bool = False) -> Ordering:
+    """:func:`reporting.claims.compare_peaks` on ``col`` of a tidy frame of runs varying ``by``.
+    Noise: the seed spread with several seeds; else the per-point bootstrap SEs ``<col>_se``
+    (K: over its L gradients); else, for a Hessian eigenvalue, the scatter of the raw curve
+    about its smoothed curve (``ses="scatter"``: neighbouring Lanczos values scatter far more
+    than the solver's tolerance, which is only a floor, :func:`solver_bound`); else a relative
+    margin (issue 20, item 4)."""
+    curves, ses = curves_of(df, col, by)
+    if any(np.ndim(c) == 2 for c in curves.values()):
+        kw = {}  # several seeds: their spread
+    elif ses is not None:
+        kw = dict(ses=ses, noise="se: bootstrap over the L gradients")
+    elif col.startswith("lambda_H"):
+        kw = dict(ses="scatter")
+        if "hessian_tol" in df and df["hessian_tol"].notna().all() and len(df):
+            tol = float(df["hessian_tol"].max())
+            kw.update(floor={v: tol * np.abs(c) for v, c in curves.items()},
+                      noise=f"se: scatter of the raw curve about its {window}-point moving average, at "
+                            f"least the Lanczos residual bound (tol {tol:g} x lambda_H^1)")
+    else:
+        kw = {}
+    return compare_peaks(curves, sign, symbol=symbol, window=window, after_transient=after_transient, **kw)

@@ -30,7 +30,7 @@ import math
 import numbers
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
@@ -46,7 +46,7 @@ from breakeven_utils.reporting.tables import check_name
 __all__ = [
     "VERDICTS", "HOLDS", "FAILS", "UNTESTABLE", "PAPERS", "PAPER_TITLES", "Claim", "FIELDS",
     "OPTIONAL_FIELDS", "COMPACT",
-    "cite", "Absence", "Peak", "scatter_se", "compare_peaks", "peaks_text",
+    "cite", "quoted", "Absence", "Peak", "scatter_se", "compare_peaks", "peaks_text",
     "claims_frame", "compact_table", "save_claims", "load_claims", "verdict_counts",
     "DEFAULT_WINDOW", "smooth", "SmoothedMax", "smoothed_max", "transient_end",
     "Z", "FALLBACK_RTOL", "Ordering", "ordering_steps", "ordering_verdict", "mean_se",
@@ -74,6 +74,29 @@ def cite(where: str, text: str) -> str:
     if not where or not text:
         raise ValueError("a quote needs where it stands and the sentence")
     return f'{where}: "{text}"'
+
+
+def quoted(claims: Iterable, quotes) -> list:
+    """``claims`` with each row's ``quote`` filled from ``quotes``: a sequence of (regular
+    expression, quote made with :func:`cite`) pairs searched in order in "figure | claim"
+    (e.g. ``(r"^Fig. 4 \\| Conjecture 1", cite("Sec. 4.2", "..."))``); a row that already
+    has a quote keeps it. A row no pattern matches raises, naming it: every row tests a
+    sentence of its paper."""
+    table = [(re.compile(p), q) for p, q in quotes]
+    out, bare = [], []
+    for c in claims:
+        if not c.quote:
+            text = f"{c.figure} | {c.claim}"
+            hit = next((q for p, q in table if p.search(text)), None)
+            if hit is None:
+                bare.append(text)
+                continue
+            c = replace(c, quote=hit)
+        out.append(c)
+    if bare:
+        raise ValueError(f"no quote for {len(bare)} claim(s): {bare[:5]} (add a pattern to the "
+                         "section's quotes module)")
+    return out
 
 
 @dataclass(frozen=True)

@@ -385,6 +385,18 @@ def test_cite_and_absence_and_quote_field():
     assert _claim(quote=C.cite("Sec. 4.2", "q")).quote == 'Sec. 4.2: "q"'
 
 
+def test_quoted_fills_quotes_by_pattern_in_order_and_names_a_row_without_one():
+    rows = [_claim(figure="Fig. 4", claim="Conjecture 1: max falls", quote=""),
+            _claim(figure="Fig. 5", claim="Conjecture 1: max falls", quote=""),
+            _claim(figure="Fig. 5", claim="kept", quote=C.cite("Sec. 1", "own"))]
+    table = [(r"^Fig\. 4 \| Conjecture 1", C.cite("Sec. 4.2", "four")),
+             (r"Conjecture 1", C.cite("Sec. 4.2", "any")), (r"kept", C.cite("Sec. 9", "never"))]
+    out = C.quoted(rows, table)
+    assert [c.quote for c in out] == ['Sec. 4.2: "four"', 'Sec. 4.2: "any"', 'Sec. 1: "own"']
+    with pytest.raises(ValueError, match="Fig. 5 \\| Conjecture 1"):
+        C.quoted(rows[:2], table[:1])
+
+
 def test_compare_peaks_orders_clear_peaks_both_ways():
     o = C.compare_peaks({0.01: _hump(10), 0.1: _hump(5)}, -1, symbol="eta")
     assert o.verdict == C.HOLDS and o.peaks[0.01].index == 4 and not o.peaks[0.01].at_end
