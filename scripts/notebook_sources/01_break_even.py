@@ -238,7 +238,7 @@ corr.round({"pearson_r": 2, "p": 3})
 # gradients of K where the runs recorded it; else a 5% margin, as the reason says).
 
 # %%
-claim_rows = be_claims.claims(df, spec_K, spec_H, corr, setting=f"SimpleCNN, {data.label}")
+claim_rows = be_claims.claims(df, spec_K, spec_H, corr, setting=f"SimpleCNN, {data.label}", m1_L=s["K1_L"])
 claims.save_claims(claim_rows, out)
 nb.write_manifest({"profile": profile, "data": data.label, "seeds": s["seeds"], "learning_rates": s["lrs"]},
                   runs=results + fig9_runs)

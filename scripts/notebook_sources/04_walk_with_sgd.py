@@ -206,7 +206,12 @@ if lr0 in summ and len(summ[lr0]):
     t8 = summ[lr0]
     t8 = t8[t8["epoch"] <= max(tb.get("barrier_epochs", [0]) + [0])] if tb.get("barrier_epochs") else t8
     fig, ax = plt.subplots(figsize=(7, 3))
-    ax.bar(t8["epoch"], t8["barriers"], color="C0")
+    if t8["barriers"].sum() > 0:
+        ax.bar(t8["epoch"], t8["barriers"], color="C0")
+    else:  # an all-zero bar chart reads as an empty plot: say it
+        ax.set_xlim(0.5, max(t8["epoch"]) + 0.5)
+        ax.text(0.5, 0.5, f"no barrier crossed in any of the {len(t8)} counted epochs", ha="center",
+                va="center", transform=ax.transAxes, fontsize=11)
     ax.set(xlabel="epoch", ylabel=f"barriers crossed (of {bpe_tab} steps)",
            title=f"Fig. 8: barriers per epoch, {fams[tb['family']]['label']}, lr {lr0:g}")
     plotting.annotate(fig, foot(tb["family"]))
@@ -244,7 +249,7 @@ table2.round(5)
 # %%
 curve_runs = [r for r in rs if r.experiment == "curves" and r.name in results]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-lam_summary = None
+lam_curve = None
 for r in curve_runs:
     m = results[r.name].metrics
     col = plotting.lr_color(r.meta["lr"])
@@ -252,10 +257,9 @@ for r in curve_runs:
     axes[1].plot(m["epoch"], m["val_acc"], "-o", ms=3, color=col, label=rf"$\eta$={r.meta['lr']:g}")
     axes[2].plot(m["epoch"], m["train_loss"], "-o", ms=3, color=col, label=rf"$\eta$={r.meta['lr']:g}")
     if r.meta["lr"] == tb["lrs"][0]:
-        lh = m["lambda_H_1"].to_numpy(float)
-        q = max(1, len(lh) // 4)
-        lam_summary = (float(np.nanmax(lh[:q])), float(lh[-1]))
-axes[0].set(xlabel="epoch", ylabel=r"$\lambda_H^1$ (train-mode BN)")
+        lam_curve = m["lambda_H_1"].to_numpy(float)
+bn_mode = " (train-mode BN)" if "BN" in fams[tb["family"]]["label"] else ""
+axes[0].set(xlabel="epoch", ylabel=r"$\lambda_H^1$" + bn_mode)
 axes[1].set(xlabel="epoch", ylabel="validation accuracy")
 axes[2].set(xlabel="epoch", ylabel="training loss (whole training set)", yscale="log")
 for ax in axes:
@@ -429,10 +433,15 @@ plt.show()
 # %% [markdown]
 # ## Claims
 #
-# Each claim with the paper's number, ours, and the verdict. An ordering (heights over
-# epochs, heights over learning rates, cosine over batch sizes, schedules) holds only when
-# every consecutive step exceeds its combined standard error; a step inside the noise gives
-# "not testable at this scale (within noise)". The criteria are fixed in
+# Each claim with the paper's sentence it tests, the paper's number, ours, and the verdict. An
+# ordering (heights over epochs, heights over learning rates, cosine over batch sizes,
+# schedules) holds only when every consecutive step exceeds its combined standard error; a
+# step inside the noise gives "not testable at this scale (within noise)". Final quantities of
+# single runs (GD with and without noise) must differ by more than their run-to-run spread
+# (12% of GD's loss or norm: the same run on two machines gave 0.304 and 0.271; accuracies: the
+# binomial SE of the validation set); $\lambda_H^1$'s fall by more than the scatter of its curve.
+# Barriers: the paper's point is that SGD "almost never crosses any significant barriers", so
+# the row holds when most counted epochs cross none. The criteria are fixed in
 # `breakeven_utils.papers.walk.claims`, not tuned to the outcome.
 
 # %%
@@ -461,7 +470,8 @@ if len(bs) and len(lrs_):
     r_in["cos_lr"] = (lrs_["lr"].tolist(), lrs_["cos"].tolist(), lrs_["cos_se"].tolist())
 r_in["noise"] = noise_tab
 r_in["schedules"] = sched_tab
-r_in["lambda_H"] = lam_summary
+r_in["lambda_H"] = lam_curve
+r_in["n_val"] = fams[nz["family"]]["n_val"]
 claim_rows = wc.claims(r_in)
 wc.save_claims(claim_rows, out)
 claims_df = claims.claims_frame(claim_rows)

@@ -63,13 +63,13 @@ def smoothed_stats(iterations, values, window: int, after_transient: bool = Fals
                 transient_end=float(it[mx.start]))
 
 
-_MAX_Q = {"lambda_K_1": True, "lambda_K_ratio": False, "trace_K": False, "lambda_H_1": True,
+_MAX_Q = {"lambda_K_1": True, "lambda_K_ratio": True, "trace_K": False, "lambda_H_1": True,
           "g_over_g5": False, "gamma_norm": False}  # column -> maximum after the initial transient
 
 
 def maxima(df: pd.DataFrame, window: int) -> pd.DataFrame:
-    """Per (sweep, value): seed-mean smoothed maxima (``max_<q>``; lambda_K^1 and
-    lambda_H^1 after the initial transient) and minima, raw maxima beside them, and a
+    """Per (sweep, value): seed-mean smoothed maxima (``max_<q>``; lambda_K^1, lambda_H^1
+    and lambda_K^*/lambda_K^1 after the initial transient, issue 20) and minima, raw maxima beside them, and a
     standard error per maximum ``se_<q>``: the seed spread with >= 2 seeds
     (``claims.mean_se``), else from per-measurement standard errors in a column
     ``<q>_se`` where the recorder writes one (bootstrap over K's mini-batch gradients),

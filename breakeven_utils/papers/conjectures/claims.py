@@ -1,6 +1,6 @@
 """Notebook 2's claims table (break-even paper Sec. 4.2, App. E-G): per sweep and predicted
-ordering of Conjectures 1 and 2, whether the smoothed maximum moves the predicted way across
-every consecutive pair of settings beyond the noise, beside the paper's numbers
+ordering of Conjectures 1 and 2, whether the peak moves the predicted way across every
+consecutive pair of settings beyond the noise (claims.compare_peaks), beside the paper's numbers
 (``common.BREAK_EVEN_PAPER_VALUES``)."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from breakeven_utils.papers.common import BREAK_EVEN_PAPER_VALUES, paper_value
+from breakeven_utils.papers.common import BREAK_EVEN_PAPER_VALUES, compare_peaks_of, paper_value
 from breakeven_utils.papers.conjectures.figures import claim_figure
+from breakeven_utils.papers.conjectures.quotes import QUOTES
 from breakeven_utils.papers.conjectures.settings import (
     PARAM_SIGN,
     PARAM_SYMBOL,
@@ -18,9 +19,9 @@ from breakeven_utils.papers.conjectures.settings import (
     paper_number,
     param_from_name,
 )
-from breakeven_utils.reporting.claims import UNTESTABLE, Claim, ordering_verdict
+from breakeven_utils.reporting.claims import UNTESTABLE, Claim, peaks_text, quoted
 
-__all__ = ["claims"]
+__all__ = ["claims", "skipped_claims", "FAMILY_SWEEPS"]
 
 
 def _paper(sw: str, q: str, values) -> str:
@@ -41,14 +42,16 @@ def _symbol(sw: str) -> str:
     return PARAM_SYMBOL[param_from_name(sw)]
 
 
-def claims(mx: pd.DataFrame, labels: dict | None = None, param_of: dict | None = None) -> list:
-    """One claims.Claim per sweep and predicted ordering (``settings.PREDICTIONS``), from
-    ``analysis.setting_maxima``: does the smoothed maximum move the predicted way across every
-    consecutive pair of settings by more than their combined uncertainty
-    (claims.ordering_verdict; the margins used are in the reason)? ``labels``: {sweep: setting
-    text (model, what varies, data set)}; ``param_of``: {sweep: varied parameter}, default from the name.
-    Not testable: no finite value (not measured), fewer than two settings, or every setting
-    peaking at its first measurement considered (no growth within the budget).
+def claims(mx: pd.DataFrame, trajectories: pd.DataFrame, labels: dict | None = None,
+           param_of: dict | None = None) -> list:
+    """One claims.Claim per sweep and predicted ordering (``settings.PREDICTIONS``): does the
+    peak move the predicted way across every consecutive pair of settings beyond the noise?
+    The one peak rule, claims.compare_peaks (via common.compare_peaks_of), on the runs of
+    ``trajectories`` (the tidy frame ``mx`` = ``analysis.setting_maxima`` was made from;
+    diverged runs left out and named): the shared first measurement and, for batch-normalised
+    nets, the initial transient are never a peak; a peak at the last measurement is a lower
+    bound; raw and smoothed maxima must agree. ``labels``: {sweep: setting text (model, what
+    varies, data set)}; ``param_of``: {sweep: varied parameter}, default from the name.
     """
     out = []
     for sw, g in mx.groupby("sweep", sort=False):
@@ -57,41 +60,55 @@ def claims(mx: pd.DataFrame, labels: dict | None = None, param_of: dict | None =
         g = g.sort_values("value")
         trans = bool(g["after_transient"].any()) if "after_transient" in g else False
         window = int(g["window"].iloc[0]) if "window" in g else WINDOW
-        where = f"smoothed maximum (window {window}" + (", after the initial transient)" if trans else ")")
+        where = (f"peak after the shared first measurement{' and the initial transient' if trans else ''}, "
+                 f"raw and smoothed (window {window})")
         setting = f"{labels[sw]}; {where}" if sw in (labels or {}) else f"{sw}, vary {sym}; {where}"
-        for q, (_col, conj, sign, name) in QUANTITIES.items():
-            vals = g[q].to_numpy(float)
-            finite = np.isfinite(vals)
-            ours = "; ".join(
-                f"{sym}={float(v):g}: " + ("diverged" if n == 0 else "n/a" if not np.isfinite(m) else
-                                           f"{m:.3g}" + (f" ± {e:.2g}" if np.isfinite(e) else "")
-                                           + f" (raw {r:.3g})")
-                for v, m, e, r, n in zip(g["value"], vals, g[f"{q}_se"], g[f"raw_{q}"], g["n_seeds"]))
-            at_start = finite.any() and bool(g.loc[finite, f"{q}_at_start"].all())
+        d = trajectories[trajectories["sweep"] == sw]
+        ok = d[~d.groupby(["value", "seed"])["status"].transform(lambda st: (st == "diverged").any())]
+        diverged = [f"{sym}={float(v):g}" for v, n in zip(g["value"], g["n_seeds"]) if n == 0]
+        for q, (col, conj, sign, name) in QUANTITIES.items():
             word = "smaller" if sign * PARAM_SIGN[param] < 0 else "larger"
             claim = f"Conjecture {conj}: the maximum {name} is {word} for a larger {sym}"
+            finite = np.isfinite(g[q].to_numpy(float))
             if not finite.any():
-                verdict, reason = UNTESTABLE, "not measured at this profile"
-            elif at_start and finite.sum() > 1:
-                verdict, reason = UNTESTABLE, ("maximum at the first measurement"
-                                               + (" after the transient" if trans else "")
-                                               + " in every setting: no growth within the budget; "
-                                               "to decide: a denser schedule before that measurement, "
-                                               "or the paper profile's data and epochs")
+                verdict, reason, ours = UNTESTABLE, "not measured at this profile", "not measured"
             else:
-                o = ordering_verdict(g["value"].to_numpy(float), vals, g[f"{q}_se"].to_numpy(float),
-                                     sign * PARAM_SIGN[param], symbol=sym)
-                kinds = sorted({k for k in g[f"{q}_se_kind"] if k})
-                se_txt = (f"se: {', '.join(kinds)}" if kinds else
-                          "no Lanczos residual is recorded" if q == "max_lambda_H_1" else
-                          "the bootstrap SE of the ratio is unreliable and one seed gives no spread"
-                          if q == "max_lambda_K_ratio" else "no bootstrap SE recorded by these runs")
+                o = compare_peaks_of(ok, col, sign * PARAM_SIGN[param], "value", symbol=sym, window=window,
+                                     after_transient=trans)
                 verdict = o.verdict
+                ours = "; ".join([peaks_text(o.peaks or {}, sym)] + [f"{x}: diverged" for x in diverged])
                 need = ("to decide: several seeds (their spread as the margin; the paper profile runs 5)"
-                        if verdict == UNTESTABLE and bool((g["n_seeds"] <= 1).all()) else "")
-                parts = (o.reason, f"margin: {o.margin}" if o.margin else "", se_txt, need)
+                        if verdict == UNTESTABLE and "within noise" in o.reason
+                        and bool((g["n_seeds"] <= 1).all()) else "")
+                parts = (o.reason, f"excluded (diverged): {', '.join(diverged)}" if diverged else "",
+                         f"margin: {o.margin}" if o.margin else "", need)
                 reason = "; ".join(p for p in parts if p)
             section, figure, ffile = claim_figure(sw, q)
             out.append(Claim("break_even", section, figure, claim, setting, _paper(sw, q, g["value"]), ours,
                              verdict, reason, ffile))
-    return out
+    return quoted(out, QUOTES)
+
+
+#: the sweeps of each family of notebook 2 (``runs.sweeps``), for the rows of a family a profile skips
+FAMILY_SWEEPS = {"simple_cnn": ("simplecnn_eta", "simplecnn_S"), "resnet32": ("resnet32_eta", "resnet32_S"),
+                 "mlp": ("mlp_eta",), "momentum": ("momentum_beta", "momentum_eta"), "decay": ("decay_eta",)}
+
+
+def skipped_claims(skipped: dict) -> list:
+    """"Not testable at this scale" rows, with the reason, for every prediction of every sweep
+    of a family the profile does not run (``runs.skipped``; e.g. ResNet-32 at ``cpu``): its
+    claims stay in the ledger instead of vanishing."""
+    out = []
+    for fam, why in skipped.items():
+        for sw in FAMILY_SWEEPS.get(fam, ()):
+            param = param_from_name(sw)
+            sym = PARAM_SYMBOL[param]
+            for q, (_col, conj, sign, name) in QUANTITIES.items():
+                word = "smaller" if sign * PARAM_SIGN[param] < 0 else "larger"
+                section, figure, ffile = claim_figure(sw, q)
+                out.append(Claim("break_even", section, figure,
+                                 f"Conjecture {conj}: the maximum {name} is {word} for a larger {sym}",
+                                 f"{sw}, vary {sym}: not run at this profile", _paper(sw, q, []), "not run",
+                                 UNTESTABLE, f"not run at this profile: {why}; runs at the paper profile",
+                                 ""))
+    return quoted(out, QUOTES)

@@ -34,7 +34,7 @@ from breakeven_utils.recorder.config import RunConfig
 from breakeven_utils.store.runs import load
 from breakeven_utils.store.sweeps import sweep, sweep_env
 
-__all__ = ["WALK_METRICS", "WalkRun", "interp_iterations", "runs", "sgd_trajectory_run",
+__all__ = ["WALK_METRICS", "WalkRun", "clr_step_size", "interp_iterations", "runs", "sgd_trajectory_run",
            "run_configs", "run_all"]
 
 
@@ -182,10 +182,19 @@ def sgd_trajectory_run(rs: list, family: str) -> WalkRun | None:
     return None
 
 
+def clr_step_size(total: int, half_frac: float) -> int:
+    """CLR's half cycle (iterations) for a budget of ``total`` iterations: the whole number of
+    cycles nearest to a half cycle of ``half_frac`` x the budget, so that the run ends at
+    the base learning rate, where the paper reads a cyclic schedule's result (Sec. 5; a
+    half cycle of 0.2 x the budget ended every run at the peak learning rate)."""
+    cycles = max(1, round(1 / (2 * half_frac)))
+    return max(1, total // (2 * cycles))
+
+
 def _schedule_cfg(s, fam, kind, lr, E, total, sc, seed):
-    """Equal budgets of E epochs. CLR (triangular, Smith 2017): base lr/10 <-> lr, half
-    cycle ``clr_half`` of the budget; trapezoid: the first half cycle of CLR (lr/10 -> lr
-    over warmup_frac of the budget), flat, then linear annealing to lr/10 over the rest;
+    """Equal budgets of E epochs. CLR (triangular, Smith 2017): base lr/10 <-> lr, whole
+    cycles, a half cycle near ``warmup_frac`` of the budget (:func:`clr_step_size`);
+    trapezoid: lr/10 -> lr over warmup_frac of the budget, flat, then linear annealing to lr/10 over the rest;
     step: lr, divided by 10 at each of ``step_at`` (fractions of the budget)."""
     bpe = total // E
     at = tuple(range(0, total + 1, bpe))
@@ -193,7 +202,7 @@ def _schedule_cfg(s, fam, kind, lr, E, total, sc, seed):
                   seed=int(seed))
     if kind == "clr":
         return _cfg(s, fam, schedule="cyclic", clr_base_lr=lr / 10,
-                    clr_step_size=max(1, int(round(sc["warmup_frac"] * total))), **common)
+                    clr_step_size=clr_step_size(total, sc["warmup_frac"]), **common)
     if kind == "trapezoid":
         w = max(1, int(round(sc["warmup_frac"] * total)))
         f = int(round(sc["flat_frac"] * total))

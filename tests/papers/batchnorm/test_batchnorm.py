@@ -292,7 +292,7 @@ def test_claims_hold_on_paper_like_runs():
     s = bn_settings.settings("cpu", lambda_H_S=True)
     rows = bn_claims.claims(_paper_like(), s)
     v = _verdicts(rows)
-    assert len(rows) == 14
+    assert len(rows) == 15
     bad = {c: x for c, x in v.items() if x != "holds"}
     assert not bad, bad
     for r in rows:
@@ -410,3 +410,31 @@ def test_comparison_figure_names_models_and_divergence():
     assert texts == ["SimpleCNN-BN, η = 0.001", "SimpleCNN, η = 0.01", "SimpleCNN-BN, η = 1"]
     assert any(t.get_text() == "footer" for t in fig.texts)
     plt.close("all")
+
+
+def test_decay_within_noise_is_not_testable_never_a_failure():
+    """Issue 20, item 3: eta=0.01's visible decay 2.46 -> 1.80 inside 1.96 SE made the row fail."""
+    lrs = [0.001, 0.01, 0.1, 1.0]
+    H, N, F = cl.HOLDS, cl.UNTESTABLE, cl.FAILS
+    assert bn_claims.decay_verdict({0.001: N, 0.01: H, 0.1: H, 1.0: H}, lrs)[0] == H
+    v, why = bn_claims.decay_verdict({0.001: N, 0.01: N, 0.1: H, 1.0: H}, lrs)
+    assert v == N and why.startswith("within noise: the decay at eta=0.01")
+    assert bn_claims.decay_verdict({0.001: H, 0.01: H, 0.1: H, 1.0: H}, lrs)[0] == F  # the smallest decays
+    assert bn_claims.decay_verdict({0.001: N, 0.01: F, 0.1: H, 1.0: H}, lrs)[0] == F  # no decay at all
+    assert bn_claims.decay_verdict({0.001: N, 0.01: None, 0.1: H, 1.0: H}, lrs)[0] == N
+    # through claims(): eta=0.01 decays by less than its bootstrap SEs -> not testable, not "does not hold"
+    df = _paper_like()
+    m = (df["sweep"] == "bn_eta") & (df["value"] == 0.01)
+    df.loc[m, "lambda_K_1_se"] = 50.0
+    rows = bn_claims.claims(df, bn_settings.settings("cpu"))
+    row = next(r for r in rows if "starts high and decays" in r.claim)
+    assert row.verdict == N and "within noise" in row.reason
+
+
+def test_divergence_row_needs_a_diverged_run():
+    df = _paper_like()
+    s = bn_settings.settings("cpu")
+    assert bn_claims.divergence_claim(df, s).verdict == cl.HOLDS
+    df.loc[df["sweep"] == "plain_eta", "status"] = "done"
+    row = bn_claims.divergence_claim(df, s)
+    assert row.verdict == cl.UNTESTABLE and "no divergence within" in row.reason

@@ -32,15 +32,18 @@ GOOD_ETA = dict(values=[0.01, 0.05, 0.1], k=[3.3, 1.5, 0.68], ratio=[0.24, 0.3, 
                 trace=[9.0, 7.0, 5.0], h=[211.0, 80.0, 26.0])
 
 
-def _verdicts(t, **kw):
-    """{quantity: verdict} of the one sweep in the maxima table ``t`` (conjectures.claims.claims)."""
-    cs = cj_claims.claims(t, **kw)
+def _verdicts(table, mx=None, **kw):
+    """{quantity: verdict} of the one sweep of the trajectories ``table`` (conjectures.claims.claims;
+    ``mx``: its maxima table, default analysis.setting_maxima(table))."""
+    mx = cj_analysis.setting_maxima(table) if mx is None else mx
+    cs = cj_claims.claims(mx, table, **kw)
     return {q: c.verdict for q, c in zip(cj_settings.QUANTITIES, cs)}, cs
 
 
 def test_orderings_hold_for_eta():
-    t = cj_analysis.setting_maxima(_table("simplecnn_eta", **GOOD_ETA))
-    v, cs = _verdicts(t)
+    table = _table("simplecnn_eta", **GOOD_ETA)
+    t = cj_analysis.setting_maxima(table)
+    v, cs = _verdicts(table, t)
     assert set(v.values()) == {"holds"}, v
     assert list(t["value"]) == [0.01, 0.05, 0.1]
     assert (t["n_seeds"] == 2).all() and (t["window"] == cj_settings.WINDOW).all()
@@ -58,46 +61,46 @@ def test_orderings_hold_for_eta():
         "Conjecture 2: the maximum Tr(K) is smaller for a larger eta"]
     assert cs[0].paper_value == "eta=0.01: 3.3; eta=0.1: 0.68"
     assert cs[1].paper_value == "eta=0.01: 211.17; eta=0.1: 26.27" and cs[3].paper_value == ""
-    assert cs[0].ours.startswith("eta=0.01: 2.76 ± 0.014 (raw 3.32)")
-    assert "margin: eta=0.01->eta=0.05" in cs[0].reason and "se: spread of 2 seeds" in cs[0].reason
+    assert cs[0].ours.startswith("eta=0.01: 2.76 ± 0.0138 (raw 3.32, mean of 2 seeds)")
+    assert "margin: eta=0.01->eta=0.05" in cs[0].reason and "se: spread over 2, 2, 2 seeds" in cs[0].reason
     assert [(c.figure, c.figure_file) for c in cs] == [
         ("Fig. 4", "fig4_lambda_k_ratio.png"), ("Fig. 5", "fig5_lambda_h.png"),
         ("Fig. 4", "fig4_lambda_k_ratio.png"), ("Fig. 10", "fig10_simplecnn_eta_acc_trace_k.png")]
-    assert "smoothed maximum (window 3)" in cs[0].setting
+    assert "raw and smoothed (window 3)" in cs[0].setting
 
 
 def test_orderings_reversed_fail_each_check():
     rev = {k: (v[::-1] if k != "values" else v) for k, v in GOOD_ETA.items()}
-    v, _ = _verdicts(cj_analysis.setting_maxima(_table("simplecnn_eta", **rev)))
+    v, _ = _verdicts(_table("simplecnn_eta", **rev))
     assert set(v.values()) == {"does not hold"}, v
 
 
 def test_non_monotone_fails_and_noise_sized_steps_are_not_testable():
     bad = dict(GOOD_ETA, k=[3.3, 0.5, 0.68])  # middle setting breaks the ordering
-    v, _ = _verdicts(cj_analysis.setting_maxima(_table("x_eta", **bad)))
+    v, _ = _verdicts(_table("x_eta", **bad))
     assert v["max_lambda_K_1"] == "does not hold" and v["max_lambda_K_ratio"] == "holds"
     # seeds that scatter more than the settings differ: within noise, not "does not hold"
     t = _table("x_eta", **GOOD_ETA)
     t.loc[t["seed"] == 1, "lambda_K_1"] *= 10
-    v, cs = _verdicts(cj_analysis.setting_maxima(t))
+    v, cs = _verdicts(t)
     assert v["max_lambda_K_1"] == "not testable at this scale" and cs[0].reason.startswith("within noise")
     assert "to decide: several seeds" not in cs[0].reason  # two seeds already: their spread is the margin
 
 
 def test_one_seed_uses_bootstrap_se_where_recorded_else_a_stated_fallback():
     t = _table("simplecnn_eta", seeds=(0,), **GOOD_ETA)
-    v, cs = _verdicts(cj_analysis.setting_maxima(t))
+    v, cs = _verdicts(t)
     assert set(v.values()) == {"holds"}
-    assert "no bootstrap SE recorded by these runs" in cs[0].reason and "margin 5%" in cs[0].reason
-    assert "no Lanczos residual is recorded" in cs[1].reason
-    assert "bootstrap SE of the ratio is unreliable" in cs[2].reason
+    # one seed, no SE recorded: a stated 5% margin; lambda_H^1: the scatter of its own curve
+    assert "no standard error for 2 of 2 step(s): margin 5%" in cs[0].reason
+    assert "se: scatter of the raw curve" in cs[1].reason and "margin 5%" not in cs[1].reason
     # bootstrap SEs of the K metric: huge ones make the lambda_K^1 ordering untestable
     t["lambda_K_1_se"] = 5.0
     t["trace_K_se"] = 1e-3
     mx = cj_analysis.setting_maxima(t)
     assert set(mx["max_lambda_K_1_se_kind"]) == {"bootstrap over the L gradients"}
     assert mx["max_lambda_K_1_se"].iloc[0] == pytest.approx(5.0 / np.sqrt(3))
-    v, cs = _verdicts(mx)
+    v, cs = _verdicts(t, mx)
     assert v["max_lambda_K_1"] == "not testable at this scale" and v["max_trace_K"] == "holds"
     assert "se: bootstrap over the L gradients" in cs[3].reason
     # one seed inside the noise: the reason says what would decide it
@@ -108,7 +111,7 @@ def test_batch_size_direction_is_opposite():
     # larger S acts like smaller eta: max lambda_K^1 grows with S, ratio shrinks, Tr(K) grows
     good = dict(values=[10, 100, 300], k=[0.5, 1.0, 2.0], ratio=[0.4, 0.3, 0.2], trace=[5.56, 10.86, 12.0],
                 h=[20.0, 50.0, 90.0])
-    t = cj_analysis.setting_maxima(_table("simplecnn_S", **good))
+    t = _table("simplecnn_S", **good)
     v, cs = _verdicts(t)
     assert set(v.values()) == {"holds"}, v
     assert cs[3].paper_value == "S=10: 5.56; S=100: 10.86"
@@ -121,7 +124,7 @@ def test_batch_size_direction_is_opposite():
 def test_momentum_acts_like_larger_eta():
     good = dict(values=[0.1, 0.5, 0.9], k=[3.0, 2.0, 1.0], ratio=[0.2, 0.3, 0.4], trace=[9.0, 8.0, 7.0],
                 h=[1.0, 2.0, 3.0])
-    v, cs = _verdicts(cj_analysis.setting_maxima(_table("momentum_beta", **good)))
+    v, cs = _verdicts(_table("momentum_beta", **good))
     assert v["max_lambda_K_1"] == "holds" and v["max_lambda_H_1"] == "does not hold"
     assert cs[0].section == "App. F" and cs[0].figure == "Fig. 20"
 
@@ -130,34 +133,42 @@ def test_diverged_runs_excluded_and_named():
     t = _table("momentum_eta", values=[0.001, 0.01], k=[3.0, 1.0], ratio=[0.2, 0.3], trace=[9.0, 8.0],
                h=[5.0, 2.0])
     div = _traj("momentum_eta", 0.1, 0, 100.0, 0.0, 1e6, 1e6, status="diverged", n=3)
-    out = cj_analysis.setting_maxima(pd.concat([t, div], ignore_index=True))
+    both = pd.concat([t, div], ignore_index=True)
+    out = cj_analysis.setting_maxima(both)
     row = out[out["value"] == 0.1].iloc[0]
     assert row["n_seeds"] == 0 and row["n_diverged"] == 1 and np.isnan(row["max_lambda_K_1"])
-    v, cs = _verdicts(out)
+    v, cs = _verdicts(both, out)
     assert v["max_lambda_K_1"] == "holds"
-    assert "excluded (no finite value: diverged or not measured): eta=0.1" in cs[0].reason
+    assert "excluded (diverged): eta=0.1" in cs[0].reason
     assert cs[0].ours.endswith("eta=0.1: diverged")
 
 
 def test_not_testable_when_unmeasured_or_single_setting_or_no_growth():
     t = _table("decay_eta", **GOOD_ETA)
     t["lambda_H_1"] = np.nan
-    v, cs = _verdicts(cj_analysis.setting_maxima(t))
+    v, cs = _verdicts(t)
     assert v["max_lambda_H_1"] == "not testable at this scale"
     assert cs[1].reason == "not measured at this profile"
     assert v["max_lambda_K_1"] == "holds"
-    one = cj_analysis.setting_maxima(_table("mlp_eta", values=[0.1], k=[1.0], ratio=[0.3], trace=[2.0],
-                                            h=[3.0]))
+    one = _table("mlp_eta", values=[0.1], k=[1.0], ratio=[0.3], trace=[2.0], h=[3.0])
     assert set(_verdicts(one)[0].values()) == {"not testable at this scale"}
     # every setting peaks at its first measurement: no growth, no test
     flat = _table("simplecnn_eta", **GOOD_ETA)
+    # the shared first measurement is never a peak (issue 20): a huge value there changes nothing
     flat.loc[flat["iteration"] == 0, "lambda_K_1"] = 50.0
-    v, cs = _verdicts(cj_analysis.setting_maxima(flat))
-    assert v["max_lambda_K_1"] == "not testable at this scale"
-    assert cs[0].reason.startswith("maximum at the first measurement in every setting")
+    v, cs = _verdicts(flat)
+    assert v["max_lambda_K_1"] == "holds"
+    assert "the first measurement (shared initial state) excluded from the maxima" in cs[0].reason
+    # a curve still rising at its last measurement is a lower bound: no verdict if its rise could flip it
+    rising = _table("simplecnn_eta", **GOOD_ETA)
+    last = rising["iteration"] == rising["iteration"].max()
+    rising.loc[last & (rising["value"] == 0.1), "lambda_K_1"] = 1.45  # below eta=0.05's 1.51, at its end
+    v, cs = _verdicts(rising)
+    assert v["max_lambda_K_1"] == "not testable at this scale" and "eta=0.1" in cs[0].reason
+    assert "still rising" in cs[0].ours
     assert v["max_trace_K"] == "holds"
     with pytest.raises(ValueError, match="varied parameter"):
-        cj_claims.claims(cj_analysis.setting_maxima(_table("unnamed", **GOOD_ETA)))
+        _verdicts(_table("unnamed", **GOOD_ETA))
 
 
 def _bn_traj(sweep, value, peak, seed=0):
@@ -178,12 +189,12 @@ def test_batch_normalised_maxima_are_taken_after_the_initial_transient():
     assert mx["max_lambda_K_1"].tolist() == pytest.approx([3 * 2.9 / 3, 2 * 2.9 / 3, 1 * 2.9 / 3])
     assert mx["raw_max_lambda_K_1"].tolist() == pytest.approx([3.0, 2.0, 1.0])  # raw, after the transient
     assert not mx["max_lambda_K_1_at_start"].any()
-    v, cs = _verdicts(mx)
-    assert v["max_lambda_K_1"] == "holds" and "after the initial transient" in cs[0].setting
-    # the same runs without the transient rule: the maxima sit at the first measurement
-    v, cs = _verdicts(cj_analysis.setting_maxima(t, after_transient=()))
-    assert v["max_lambda_K_1"] == "not testable at this scale"
-    assert cs[0].reason.startswith("maximum at the first measurement in every setting")
+    v, cs = _verdicts(t, mx)
+    assert v["max_lambda_K_1"] == "holds" and "and the initial transient" in cs[0].setting
+    assert "and the initial transient excluded from the maxima" in cs[0].reason
+    # the same runs without the transient rule: the maxima sit in the transient (index 1)
+    v, cs = _verdicts(t, cj_analysis.setting_maxima(t, after_transient=()))
+    assert "(raw 6)" in cs[0].ours  # eta=0.01's raw peak is the transient's 2.0 x 3, not the later 3.0
     bn = cj_analysis.batch_normalised
     assert bn("resnet32", "{}") and not bn("resnet32", {"bn": False})
     assert bn("simple_cnn", '{"bn": true}') and not bn("mlp")
@@ -258,3 +269,12 @@ def test_tidy_selects_sweep_rows():
     raw = pd.DataFrame({"key": keys + ["other"], "x": range(len(keys) + 1)})
     t = common.tidy(raw, sw)
     assert list(t["key"]) == keys and list(t["value"]) == list(sw.values) and (t["sweep"] == sw.name).all()
+
+
+def test_a_skipped_family_keeps_its_claims_as_not_testable_with_the_reason():
+    rows = cj_claims.skipped_claims({"resnet32": "too slow on a CPU", "lstm": "no IMDB offline"})
+    assert len(rows) == 2 * len(cj_settings.QUANTITIES)  # resnet32_eta and resnet32_S; lstm has no sweep
+    assert {r.verdict for r in rows} == {"not testable at this scale"}
+    assert all("not run at this profile: too slow on a CPU" in r.reason and r.quote for r in rows)
+    assert rows[0].claim == "Conjecture 1: the maximum lambda_K^1 is smaller for a larger eta"
+    assert rows[4].claim == "Conjecture 1: the maximum lambda_K^1 is larger for a larger S"

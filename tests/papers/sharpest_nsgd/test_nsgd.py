@@ -424,3 +424,13 @@ def test_table_claims_on_a_hand_made_table():
     t.loc[3, "status"] = "diverged"
     sharp, _ = sn_claims.table_claims(t, 10_000, "s")
     assert "diverged: gamma=[10.0]" in sharp.reason
+
+
+def test_nsgd_sharpness_compares_each_gamma_below_one_with_sgd():
+    """Issue 20: the paper's own SimpleCNN row is 307 / 126 / 8 / 54 at gamma 0.01 / 0.1 / 1 / 10;
+    its text compares gamma < 1 with gamma = 1, so gamma = 10 above gamma = 1 decides nothing."""
+    assert sn_claims.sharper_than_sgd({0.01: 307.0, 0.1: 126.0, 1.0: 8.0, 10.0: 54.0})[0] == "holds"
+    assert sn_claims.sharper_than_sgd({0.01: 307.0, 0.1: 6.0, 1.0: 8.0})[0] == "does not hold"
+    v, why = sn_claims.sharper_than_sgd({0.01: 8.2, 1.0: 8.0})
+    assert v == "not testable at this scale" and why.startswith("within noise")
+    assert sn_claims.sharper_than_sgd({0.01: 8.2})[0] == "not testable at this scale"
