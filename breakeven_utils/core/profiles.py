@@ -187,8 +187,7 @@ def get_profile(name: str, section: str | None = None, **overrides) -> dict:
 # iterations (Fig. 7b's iteration axis), then every epoch (None: the shared
 # measure_every / measure_dense_until schedule); early_iters: the window of the
 # early-phase claims; early_plot_iters: the iteration axis of Fig. 7b / 26b; window:
-# moving average (measurements) for curves and maxima; gamma_tol: ||gamma||
-# "decreases" = falls below (1 - gamma_tol) x its initial value. Worker processes and
+# moving average (measurements) for curves and maxima. Worker processes and
 # threads per run: store.sweeps.sweep_env (2 x 1 thread except at smoke).
 _BATCHNORM = {
     "smoke": {
@@ -197,7 +196,7 @@ _BATCHNORM = {
         "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 32,
         "batch_sizes": [8, 16, 32, 64], "lr_for_S": 0.01, "K_L": 8, "K_M": 16,
         "max_epochs": 2, "measure_early": [0, 2, 4, 8, 16], "early_iters": 16, "early_plot_iters": 32,
-        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
+        "window": 3, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
     },
     "cpu": {
         # CIFAR-10 subset of 3,200 images (K needs L*M = 3,200), 2 epochs, one seed, 5
@@ -209,14 +208,14 @@ _BATCHNORM = {
         "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0], "batch_size": 128,
         "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01, "K_L": 25, "K_M": 128,
         "max_epochs": 2, "measure_early": [0, 5, 12], "early_iters": 25, "early_plot_iters": 50,
-        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": False, "lambda_H_plain": False,
+        "window": 3, "lambda_H": True, "lambda_H_S": False, "lambda_H_plain": False,
     },
     "paper": {
         # 45k/5k split, 5 seeds, the shared dense-then-per-epoch schedule; for a GPU
         "model_kwargs": {}, "bn_lrs": [0.001, 0.01, 0.1, 1.0], "plain_lrs": [0.01, 1.0],
         "batch_size": 128, "batch_sizes": [10, 32, 128, 512], "lr_for_S": 0.01,
         "max_epochs": 200, "measure_early": None, "early_iters": 1_000, "early_plot_iters": 2_000,
-        "window": 3, "gamma_tol": 0.02, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
+        "window": 3, "lambda_H": True, "lambda_H_S": True, "lambda_H_plain": False,
     },
 }
 for _name, _sec in _BATCHNORM.items():

@@ -20,12 +20,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from breakeven_utils.reporting.claims import Ordering, compare_peaks, mean_se, smoothed_max
+from breakeven_utils.reporting.claims import (
+    Ordering,
+    Z,
+    compare_peaks,
+    mean_se,
+    scatter_se,
+    smooth,
+    smoothed_max,
+)
 
 __all__ = [
     "BREAK_EVEN_PAPER_VALUES", "paper_value", "paper_values_table",
     "VARIED", "Sweep", "tidy",
-    "WINDOW", "solver_bound", "max_with_se", "curves_of", "compare_peaks_of",
+    "WINDOW", "solver_bound", "max_with_se", "curves_of", "compare_peaks_of", "compare_runs_peaks",
+    "break_even_reached",
 ]
 
 # ----------------------------------------------------------------------------- the paper's numbers
@@ -209,25 +218,77 @@ def curves_of(df: pd.DataFrame, col: str, by="lr", order: str = "iteration"):
 
 
 def compare_peaks_of(df: pd.DataFrame, col: str, sign: int, by="lr", *, symbol: str = "",
-                     window: int = WINDOW, after_transient: bool = False) -> Ordering:
+                     window: int = WINDOW, after_transient: bool = False,
+                     labels: dict | None = None) -> Ordering:
     """:func:`reporting.claims.compare_peaks` on ``col`` of a tidy frame of runs varying ``by``.
-    Noise: the seed spread with several seeds; else the per-point bootstrap SEs ``<col>_se``
-    (K: over its L gradients); else, for a Hessian eigenvalue, the scatter of the raw curve
-    about its smoothed curve (``ses="scatter"``: neighbouring Lanczos values scatter far more
-    than the solver's tolerance, which is only a floor, :func:`solver_bound`); else a relative
-    margin (issue 20, item 4)."""
+    Noise (issue 20, item 2): the seed spread with several seeds; else the per-point bootstrap
+    SEs ``<col>_se`` (K: over its L gradients); else the scatter of the raw curve about its
+    smoothed curve (``ses="scatter"``), for a Hessian eigenvalue at least the Lanczos
+    tolerance (neighbouring Lanczos values scatter far more than the solver's tolerance,
+    which is only a floor, :func:`solver_bound`)."""
     curves, ses = curves_of(df, col, by)
     if any(np.ndim(c) == 2 for c in curves.values()):
         kw = {}  # several seeds: their spread
     elif ses is not None:
         kw = dict(ses=ses, noise="se: bootstrap over the L gradients")
-    elif col.startswith("lambda_H"):
-        kw = dict(ses="scatter")
-        if "hessian_tol" in df and df["hessian_tol"].notna().all() and len(df):
+    else:
+        kw = dict(ses="scatter",
+                  noise=f"se: scatter of the raw curve about its {window}-point moving average")
+        if col.startswith("lambda_H") and "hessian_tol" in df and df["hessian_tol"].notna().all() and len(df):
             tol = float(df["hessian_tol"].max())
             kw.update(floor={v: tol * np.abs(c) for v, c in curves.items()},
                       noise=f"se: scatter of the raw curve about its {window}-point moving average, at "
                             f"least the Lanczos residual bound (tol {tol:g} x lambda_H^1)")
-    else:
-        kw = {}
-    return compare_peaks(curves, sign, symbol=symbol, window=window, after_transient=after_transient, **kw)
+    return compare_peaks(curves, sign, symbol=symbol, window=window, after_transient=after_transient,
+                         labels=labels, **kw)
+
+
+def compare_runs_peaks(runs: dict, col: str, sign: int = +1, *, window: int = WINDOW,
+                       after_transient: bool = False) -> Ordering:
+    """The peak rule between named runs rather than along a swept value: ``runs`` {label: tidy
+    frame of one setting (its seeds)} in the order the claim predicts, ``sign`` +1 for "the
+    maximum grows along that order" (e.g. {"SimpleCNN eta=0.01": a, "SimpleCNN-BN eta=1": b}
+    for "b's max is larger than a's"). Same noise models as :func:`compare_peaks_of`."""
+    if len(runs) < 2:
+        raise ValueError(f"compare_runs_peaks needs at least two runs, got {list(runs)}")
+    frames = [g.assign(_run=float(i)) for i, g in enumerate(runs.values())]
+    labels = {float(i): str(k) for i, k in enumerate(runs)}
+    return compare_peaks_of(pd.concat(frames, ignore_index=True), col, sign, "_run", window=window,
+                            after_transient=after_transient, labels=labels)
+
+
+def break_even_reached(run: pd.DataFrame, col: str = "lambda_K_1", *, window: int = WINDOW,
+                       order: str = "iteration") -> tuple[bool, str]:
+    """Whether a run went past its break-even point (break-even paper Sec. 3, Fig. 1): its
+    smoothed ``col`` (lambda_K^1) falls after its maximum (the first, shared measurement left
+    out) by more than claims.Z combined standard errors (the ``<col>_se`` bootstrap, else
+    the curve's scatter) by the last measurement, in every seed. A claim about a trajectory
+    up to and past that point is not testable on a run that stops before it. Returns
+    (reached, what was measured)."""
+    if not len(run) or col not in run:
+        return False, "not measured"
+    if "status" in run and (run["status"] == "diverged").any():
+        return False, "diverged"
+    whys, ok = [], True
+    for _, r in run.sort_values(order).groupby("seed"):
+        x = pd.to_numeric(r[col], errors="coerce").to_numpy(float)
+        e = (pd.to_numeric(r[f"{col}_se"], errors="coerce").to_numpy(float) if f"{col}_se" in r
+             else np.full(x.shape, np.nan))
+        it = r[order].to_numpy(float)
+        fin = np.isfinite(x)
+        x, e, it = x[fin], e[fin], it[fin]
+        if x.size < 3:
+            return False, f"{x.size} measurements"
+        if not np.isfinite(e).any():
+            e = scatter_se(x, window)
+        sm = smooth(x, window)
+        k = 1 + int(np.nanargmax(sm[1:]))
+        last = int(np.flatnonzero(np.isfinite(sm))[-1])
+        margin = Z * float(np.sqrt(np.nansum([e[k] ** 2, e[last] ** 2]) / window))
+        fell = k < last and sm[k] - sm[last] > margin
+        ok &= fell
+        whys.append(f"smoothed max {sm[k]:.3g} at iteration {it[k]:g}, {sm[last]:.3g} at the last "
+                    f"measurement (iteration {it[last]:g}): "
+                    + ("falls beyond the noise" if fell
+                       else f"no fall beyond the noise ({Z:g} se = {margin:.3g})"))
+    return ok, "; ".join(whys)

@@ -51,7 +51,7 @@ __all__ = [
     "DEFAULT_WINDOW", "smooth", "SmoothedMax", "smoothed_max", "transient_end",
     "Z", "FALLBACK_RTOL", "Ordering", "ordering_steps", "ordering_verdict", "mean_se",
     "DEFAULT_N_BOOT", "K_STATS", "resampled_grams", "bootstrap_se",
-    "MIN_CORRELATION_N", "Correlation", "correlation", "correlation_verdict",
+    "MIN_CORRELATION_N", "Correlation", "correlation", "correlation_interval", "correlation_verdict",
 ]
 
 HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable at this scale"
@@ -677,7 +677,8 @@ def _bounded_outcomes(steps: pd.DataFrame, at_end: Mapping, sign: int) -> list[s
 
 def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
                   after_transient: bool = False, symbol: str = "", z: float = Z,
-                  rtol: float = FALLBACK_RTOL, floor: Mapping | None = None, noise: str = "") -> Ordering:
+                  rtol: float = FALLBACK_RTOL, floor: Mapping | None = None, noise: str = "",
+                  labels: Mapping | None = None) -> Ordering:
     """The one rule for "the maximum of X grows (``sign`` +1) / shrinks (-1) with the setting".
 
     ``curves``: {setting: the quantity at a run's measurements, in order} (1-D, NaN where not
@@ -686,7 +687,9 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
     the same shape (e.g. K's bootstrap over its L gradients), or "scatter" (per-point noise
     from the curve itself, :func:`scatter_se`); ``floor``: {setting: per-point lower bound
     of the noise} (e.g. the Lanczos tolerance); ``noise``: how ``ses`` were obtained, said
-    in the reason. Rules (issue 20):
+    in the reason; ``labels``: {setting: name said in the reason} where a setting is not a
+    value of ``symbol`` (two different runs compared, e.g. {0: "SimpleCNN eta=0.01", 1:
+    "SimpleCNN-BN eta=0.001"}). Rules (issue 20):
 
     - the first measurement (the state every run from the same initialisation shares) is
       never a peak; with ``after_transient`` neither is the initial transient
@@ -710,10 +713,14 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves must be a non-empty mapping {setting: curve}")
     peaks, missing = _peaks_of(curves, ses, floor, window, after_transient)
+
+    def name(x):
+        return str(labels[x]) if labels is not None and x in labels else _name(symbol, x)
+
     notes = []
     if missing:
         notes.append("excluded (no measurement after the shared first one: diverged or not measured): "
-                     + ", ".join(_name(symbol, x) for x in sorted(missing, key=float)))
+                     + ", ".join(name(x) for x in sorted(missing, key=float)))
     if len(peaks) < 2:
         return Ordering(UNTESTABLE, "; ".join([f"{len(peaks)} setting(s) with a peak, an ordering needs 2"]
                                               + notes), "", peaks)
@@ -727,7 +734,7 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
         steps["outcome"] = _bounded_outcomes(steps, at_end, sign)
 
         def describe(r):
-            return (f"{_name(symbol, r.setting_a)} -> {_name(symbol, r.setting_b)}: "
+            return (f"{name(r.setting_a)} -> {name(r.setting_b)}: "
                     f"{r.value_a:.3g} -> {r.value_b:.3g}, margin {r.margin:.3g}")
 
         against = steps[steps["outcome"] == "against"]
@@ -737,7 +744,7 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
         if len(open_):
             rising = sorted({x for r in open_.itertuples() for x in (r.setting_a, r.setting_b) if at_end[x]})
             parts.append("still rising at the last measurement (its peak is a lower bound that could "
-                         f"change the step): {', '.join(_name(symbol, x) for x in rising)} in "
+                         f"change the step): {', '.join(name(x) for x in rising)} in "
                          + "; ".join(describe(r) for r in open_.itertuples()))
         if len(against):
             verdict = FAILS
@@ -755,7 +762,7 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
             if rel.any():
                 notes.append(f"no standard error for {int(rel.sum())} of {len(steps)} step(s): margin "
                              f"{rtol:.0%} of the larger value there")
-            margin = "; ".join(f"{_name(symbol, r.setting_a)}->{_name(symbol, r.setting_b)}: {r.margin:.3g} "
+            margin = "; ".join(f"{name(r.setting_a)}->{name(r.setting_b)}: {r.margin:.3g} "
                                f"({f'{z:g} se' if r.margin_kind == 'se' else f'{rtol:.0%}'})"
                                for r in steps.itertuples())
     if isinstance(ses, str):
@@ -776,9 +783,9 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
     return Ordering(verdicts["smoothed"], reason, margin, peaks)
 
 
-def peaks_text(peaks: Mapping, symbol: str = "", digits: int = 3) -> str:
+def peaks_text(peaks: Mapping, symbol: str = "", digits: int = 3, *, labels: Mapping | None = None) -> str:
     """The "ours" cell of a peak ordering: 'eta=0.01: 1.76 ± 0.28 (raw 2.04); eta=0.1: 0.43
-    (raw 0.49, still rising)'."""
+    (raw 0.49, still rising)'; ``labels`` as in :func:`compare_peaks`."""
     def num(v):
         return "n/a" if not np.isfinite(v) else f"{v:.{digits}g}"
 
@@ -791,7 +798,8 @@ def peaks_text(peaks: Mapping, symbol: str = "", digits: int = 3) -> str:
         if p.n_seeds > 1:
             extra.append(f"mean of {p.n_seeds} seeds")
         se = f" ± {num(p.se)}" if np.isfinite(p.se) else ""
-        parts.append(f"{_name(symbol, x)}: {num(p.value)}{se} ({', '.join(extra)})")
+        label = str(labels[x]) if labels is not None and x in labels else _name(symbol, x)
+        parts.append(f"{label}: {num(p.value)}{se} ({', '.join(extra)})")
     return "; ".join(parts)
 
 
@@ -833,11 +841,28 @@ def correlation(x, y, *, min_n: int = MIN_CORRELATION_N) -> Correlation:
     return Correlation(r, n, p, True, "")
 
 
+def correlation_interval(c: Correlation, alpha: float = 0.05) -> tuple[float, float]:
+    """Two-sided (1 - alpha) confidence interval of Pearson r by Fisher's z transform,
+    atanh(r) +- z_{alpha/2} / sqrt(n - 3) (the noise model of a correlation claim)."""
+    if c.n <= 3 or not math.isfinite(c.r):
+        return -1.0, 1.0
+    z = math.atanh(min(max(c.r, -1 + 1e-12), 1 - 1e-12))
+    half = stats.norm.ppf(1 - alpha / 2) / math.sqrt(c.n - 3)
+    return math.tanh(z - half), math.tanh(z + half)
+
+
 def correlation_verdict(c: Correlation, r_min: float = 0.5, alpha: float = 0.05) -> tuple[str, str]:
-    """(verdict, reason) for "x and y are positively correlated": holds when r >= r_min and
-    p < alpha, does not hold otherwise, not testable when ``c`` is not testable."""
+    """(verdict, reason) for "x and y are (strongly) correlated, r >= r_min": holds when
+    r >= r_min and p < alpha; does not hold only when the whole (1 - alpha) Fisher interval
+    of r lies below r_min (the weak correlation exceeds the noise of r at n points);
+    otherwise, and when ``c`` is not testable, not testable at this scale."""
     if not c.testable:
         return UNTESTABLE, c.reason
     if c.r >= r_min and c.p < alpha:
         return HOLDS, f"r={c.r:.2f} >= {r_min:g}, p={c.p:.2g} < {alpha:g} (n={c.n})"
-    return FAILS, f"r={c.r:.2f}, p={c.p:.2g} (n={c.n}); needs r >= {r_min:g} and p < {alpha:g}"
+    lo, hi = correlation_interval(c, alpha)
+    ci = f"{1 - alpha:.0%} interval of r [{lo:.2f}, {hi:.2f}] (Fisher z, n={c.n})"
+    if hi < r_min:
+        return FAILS, f"r={c.r:.2f}, {ci} lies below {r_min:g}"
+    return UNTESTABLE, (f"within noise: r={c.r:.2f}, p={c.p:.2g}, but the {ci} reaches {r_min:g}; "
+                        f"more measurements along the trajectory would decide it")

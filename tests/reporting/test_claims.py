@@ -352,8 +352,15 @@ def test_correlation_needs_enough_points():
     assert c.r == pytest.approx(1.0) and not c.testable and "at least 8" in c.reason
     assert C.correlation_verdict(c) == ("not testable at this scale", c.reason)
     y = np.array([1.0, -1.0] * 5)
-    c = C.correlation(x, y)
-    assert c.testable and C.correlation_verdict(c)[0] == "does not hold"
+    c = C.correlation(x, y)            # r = -0.17 from 10 points: interval [-0.73, 0.52] reaches 0.5
+    verdict, why = C.correlation_verdict(c)
+    assert c.testable and verdict == "not testable at this scale" and "within noise" in why
+    xl = np.arange(40.0)
+    c = C.correlation(xl, np.array([1.0, -1.0] * 20))   # 40 points: interval below 0.5
+    lo, hi = C.correlation_interval(c)
+    assert lo < c.r < hi < 0.5
+    assert C.correlation_verdict(c)[0] == "does not hold"
+    assert C.correlation_verdict(c, r_min=0.7)[0] == "does not hold"
     from scipy import stats
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=12), rng.normal(size=12)

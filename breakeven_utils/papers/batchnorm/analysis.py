@@ -106,7 +106,8 @@ def early_changes(df: pd.DataFrame, q: str, until: int, window: int) -> pd.DataF
     """Per (sweep, value): the smoothed ``q`` at the first measurement (``start``) and its
     minimum over the measurements with iteration <= ``until`` (``early_min``), seed
     means (diverged runs left out), their ratio, and standard errors of both (seed
-    spread with >= 2 seeds, else from a ``<q>_se`` column, else NaN)."""
+    spread with >= 2 seeds, else from a ``<q>_se`` column, else the scatter of the raw
+    curve about its moving average, claims.scatter_se)."""
     rows = []
     for (sw, v), g in df.groupby(["sweep", "value"], sort=False):
         starts, mins, se_s, se_m = [], [], [], []
@@ -120,6 +121,8 @@ def early_changes(df: pd.DataFrame, q: str, until: int, window: int) -> pd.DataF
             it, x, e = r["iteration"].to_numpy(float)[ok], x[ok], e[ok]
             if x.size == 0:
                 continue
+            if not np.isfinite(e).any() and x.size >= 3:
+                e = cl.scatter_se(x, window)
             sm = cl.smooth(x, window)
             idx = np.flatnonzero(it <= until)
             k = int(idx[np.argmin(sm[idx])])

@@ -74,7 +74,8 @@ def schedule_frame(results: dict, rs: list) -> pd.DataFrame:
 
 def steps_of(res) -> pd.DataFrame:
     """Per interpolated step of a stored run: ``step`` t (theta_t -> theta_{t+1}), its
-    1-based ``epoch``, the 11 losses, barrier, height, floor, cos(g_{t-1}, g_t) and
+    1-based ``epoch``, the 11 losses (``loss_t``, ``loss_t1``: its two ends), barrier, height,
+    floor, cos(g_{t-1}, g_t) and
     ||theta_{t+1} - theta_0||."""
     m = res.metrics
     bpe = batches_per_step_epoch(res)
@@ -86,6 +87,7 @@ def steps_of(res) -> pd.DataFrame:
     for i, t1 in enumerate(it):
         r = by_it.loc[t1]
         rows.append(dict(step=int(t1) - 1, epoch=(int(t1) - 1) // bpe + 1, losses=L[i],
+                         loss_t=float(L[i][0]), loss_t1=float(L[i][-1]),
                          barrier=r.get("barrier", np.nan), height=r.get("height", np.nan),
                          floor_alpha=r.get("floor_alpha", np.nan),
                          floor_loss=r.get("floor_loss", np.nan), dist=r.get("dist_init", np.nan)))
@@ -123,7 +125,8 @@ def epoch_summary(res) -> pd.DataFrame:
         h, se, n = mean_se(g["height"])
         fin = g["barrier"].dropna()
         inside = g["floor_alpha"].dropna()
-        rows.append(dict(epoch=int(e), steps=len(g), barriers=int(fin.sum()),
+        loss = float(g["loss_t"].mean()) if "loss_t" in g else math.nan
+        rows.append(dict(epoch=int(e), steps=len(g), barriers=int(fin.sum()), loss=loss,
                          height=h, height_se=se, interior_floor=float(((inside > 0) & (inside < 1)).mean())
                          if len(inside) else math.nan, n_diverged=int(g["barrier"].isna().sum())))
     return pd.DataFrame(rows)

@@ -251,12 +251,13 @@ def test_pairwise_comparison_needs_a_difference_above_the_noise():
 def _traj(sweep, value, peak_k=1.0, ratio=0.3, g5=2.0, lam_h=10.0, gamma_drop=0.0, rising=False,
           status="done", seed=0, n=10, noise=0.0):
     """A trajectory: lambda_K^1 starts at 5x peak_k and decays over the first measurements,
-    then rises to peak_k (``rising``: rises from the start); ||gamma|| falls by gamma_drop
-    early."""
+    then rises to peak_k (``rising``: rises from the start) and falls past it (the break-even
+    point); ||gamma|| falls by gamma_drop early. lambda_K^1 and Tr(K) carry a 5% per-point
+    bootstrap SE, as recorded runs do."""
     it = np.array([0, 5, 10, 20, 40, 60, 80, 100, 120, 140])[:n]
     rng = np.random.default_rng(abs(hash((sweep, value, seed))) % 2**32)
     k0 = 5 * peak_k
-    rise = np.array([0.3, 0.4, 0.5, 0.7, 0.9, 1.0, 1.0, 0.98, 0.97, 0.96])[:n]
+    rise = np.array([0.3, 0.4, 0.5, 0.7, 0.9, 1.0, 0.95, 0.85, 0.75, 0.7])[:n]
     kshape = peak_k * rise if rising else np.array(
         [k0, k0 * 0.5, k0 * 0.2, 0.4 * peak_k, 0.7 * peak_k, 1.0 * peak_k, 0.95 * peak_k, 0.9 * peak_k,
          0.85 * peak_k, 0.8 * peak_k])[:n]
@@ -265,7 +266,8 @@ def _traj(sweep, value, peak_k=1.0, ratio=0.3, g5=2.0, lam_h=10.0, gamma_drop=0.
     return pd.DataFrame(dict(
         sweep=sweep, value=value, seed=seed, status=status, diverged_at=np.nan if status == "done" else 7,
         iteration=it, epoch=it / 30, train_acc=np.linspace(0.1, 0.6, n), val_acc=np.linspace(0.1, 0.5, n),
-        lambda_K_1=kshape * eps, lambda_K_ratio=ratio * rise * eps, trace_K=3 * kshape,
+        lambda_K_1=kshape * eps, lambda_K_1_se=0.05 * kshape, lambda_K_ratio=ratio * rise * eps,
+        trace_K=3 * kshape, trace_K_se=0.15 * kshape,
         lambda_H_1=lam_h * rise * eps, g_over_g5=g5 * rise * eps,
         gamma_norm=gamma if sweep != "plain_eta" else np.nan))
 
@@ -438,3 +440,37 @@ def test_divergence_row_needs_a_diverged_run():
     df.loc[df["sweep"] == "plain_eta", "status"] = "done"
     row = bn_claims.divergence_claim(df, s)
     assert row.verdict == cl.UNTESTABLE and "no divergence within" in row.reason
+
+
+def test_runs_that_stop_before_the_break_even_point_are_not_testable():
+    """Sec. 4.3 compares extremes over whole trajectories: a run cut while lambda_K^1 still
+    rises gives 'not testable', never 'does not hold', and says which run and why."""
+    df = _paper_like()
+    cut = df["sweep"].isin(["bn_eta", "plain_eta"]) & (df["iteration"] > 60)
+    rows = bn_claims.claims(df[~cut], bn_settings.settings("cpu"))
+    for r in rows:
+        if r.figure.startswith("Fig. 7") and r.claim.startswith(("max ", "||g||", "with eta")):
+            assert r.verdict == "not testable at this scale", r.claim
+            assert "stops before its break-even point" in r.reason and "SimpleCNN eta=0.01" in r.reason
+
+
+def test_ranges_verdict_needs_a_gap_beyond_the_scatter():
+    peaked = _traj("bn_eta", 0.1, 1.0)
+    rng = np.random.default_rng(0)   # point noise 0.2 on both curves
+    a, b = peaked.assign(g_over_g5=2.0 + 0.2 * rng.standard_normal(10)), peaked.copy()
+    b["g_over_g5"] = 2.5 + 0.2 * rng.standard_normal(10)
+    v, why = bn_claims.ranges_verdict(a, b, "g_over_g5", (1.8, 2.2), (2.3, 2.7), labels=("a", "b"), window=3)
+    assert v == "not testable at this scale" and "within noise" in why
+    v, why = bn_claims.ranges_verdict(a, b, "g_over_g5", (1.8, 2.2), (5.3, 5.7), labels=("a", "b"), window=3)
+    assert v == "does not hold" and "disjoint" in why
+    v, _ = bn_claims.ranges_verdict(a, b, "g_over_g5", (1.8, 2.2), (2.0, 2.7), labels=("a", "b"), window=3)
+    assert v == "holds"
+
+
+def test_gamma_decrease_is_judged_for_the_two_largest_eta_only():
+    assert bn_claims.decrease_verdict({0.1: "holds", 1.0: "holds"})[0] == "holds"
+    v, why = bn_claims.decrease_verdict({0.1: "not testable at this scale", 1.0: "holds"})
+    assert v == "not testable at this scale" and "eta=0.1" in why
+    v, why = bn_claims.decrease_verdict({0.1: "does not hold", 1.0: "holds"})
+    assert v == "does not hold" and "never below" in why
+    assert bn_claims.decrease_verdict({0.1: None, 1.0: "holds"})[0] == "not testable at this scale"

@@ -90,10 +90,14 @@ def test_non_monotone_fails_and_noise_sized_steps_are_not_testable():
 def test_one_seed_uses_bootstrap_se_where_recorded_else_a_stated_fallback():
     t = _table("simplecnn_eta", seeds=(0,), **GOOD_ETA)
     v, cs = _verdicts(t)
-    assert set(v.values()) == {"holds"}
-    # one seed, no SE recorded: a stated 5% margin; lambda_H^1: the scatter of its own curve
-    assert "no standard error for 2 of 2 step(s): margin 5%" in cs[0].reason
-    assert "se: scatter of the raw curve" in cs[1].reason and "margin 5%" not in cs[1].reason
+    # one seed, no SE recorded: every quantity's noise is the scatter of its own curve about its
+    # moving average (never a bare 5% margin); on these peaked shapes that scatter is about 20%
+    # of the value, so the 2.2x steps of lambda_K^1 and lambda_H^1 hold and the 25% steps of
+    # the ratio and Tr(K) are within noise
+    noisy = "not testable at this scale"
+    assert v == {"max_lambda_K_1": "holds", "max_lambda_H_1": "holds",
+                 "max_lambda_K_ratio": noisy, "max_trace_K": noisy}
+    assert all("se: scatter of the raw curve" in c.reason and "margin 5%" not in c.reason for c in cs)
     # bootstrap SEs of the K metric: huge ones make the lambda_K^1 ordering untestable
     t["lambda_K_1_se"] = 5.0
     t["trace_K_se"] = 1e-3
@@ -177,6 +181,7 @@ def _bn_traj(sweep, value, peak, seed=0):
     return pd.DataFrame(dict(
         sweep=sweep, value=value, seed=seed, status="done", iteration=np.arange(10) * 10,
         epoch=np.arange(10) * 0.25, train_acc=np.linspace(0.1, 0.7, 10), lambda_K_1=peak * shape,
+        lambda_K_1_se=0.02 * peak * shape,
         lambda_K_ratio=0.1, trace_K=peak * shape, lambda_H_1=np.nan, model="resnet32", model_kwargs="{}"))
 
 

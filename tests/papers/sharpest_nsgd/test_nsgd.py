@@ -426,6 +426,21 @@ def test_table_claims_on_a_hand_made_table():
     assert "diverged: gamma=[10.0]" in sharp.reason
 
 
+def test_table_claims_need_runs_past_their_best_epoch():
+    """A run whose best validation epoch is its last is still improving: Table 1 is read at
+    the best epoch of a trained network, so both rows are not testable, never 'does not hold'."""
+    t = pd.DataFrame({"run": ["nsgd 0.01", "nsgd 0.1", "nsgd 1", "nsgd 10"], "status": ["done"] * 4,
+                      "frob_best": [52.6, 52.9, 58.9, 40.8], "test_acc": [0.262, 0.257, 0.259, 0.238],
+                      "epochs": [30.0] * 4, "best_epoch": [20.0, 22.0, 25.0, 18.0]})
+    sharp, _ = sn_claims.table_claims(t, 500, "s")
+    assert sharp.verdict == "does not hold"                  # trained past its best epoch: judged
+    t["epochs"], t["best_epoch"] = 3.0, [3.0, 3.0, 2.0, 3.0]
+    assert sn_claims.still_improving(t).startswith("still improving")
+    sharp, acc = sn_claims.table_claims(t, 500, "s")
+    assert sharp.verdict == acc.verdict == "not testable at this scale"
+    assert "nsgd 0.01, nsgd 0.1, nsgd 10" in sharp.reason and "does not hold" in sharp.reason
+
+
 def test_nsgd_sharpness_compares_each_gamma_below_one_with_sgd():
     """Issue 20: the paper's own SimpleCNN row is 307 / 126 / 8 / 54 at gamma 0.01 / 0.1 / 1 / 10;
     its text compares gamma < 1 with gamma = 1, so gamma = 10 above gamma = 1 decides nothing."""

@@ -353,7 +353,8 @@ def test_claims_on_hand_made_summaries():
     t_hi = pd.DataFrame(dict(epoch=[1, 10, 25], barriers=[0, 0, 4], height=[0.06, 0.02, 0.01],
                              height_se=[0.002, 0.001, 0.001], interior_floor=[0.9, 0.8, 0.7]))
     t_lo = t_hi.assign(height=[0.01, 0.005, 0.001], height_se=[0.001, 0.0005, 0.0005])
-    out = wc.claims({"dist40": {"m": (1.7, 1.4)}, "gd_cos": {"m": -0.97},
+    out = wc.claims({"dist40": {"m": (1.7, 1.4)}, "gd_cos": {"m": np.r_[np.linspace(0, -0.97, 10),
+                                                                np.full(10, -0.97)]},
                      "tables": {0.1: t_hi, 0.05: t_lo}, "table_epochs": [1, 10, 25],
                      "cos_bs": ([25, 100, 500], [-0.1, -0.3, -0.6], [0.02, 0.02, 0.02]),
                      "cos_lr": ([0.05, 0.1, 0.2], [-0.3, -0.31, -0.3], [0.02, 0.02, 0.02])})
@@ -470,3 +471,47 @@ def test_clr_runs_end_on_whole_cycles_at_the_base_learning_rate(profile):
         assert max(sched(t) for t in range(total)) == pytest.approx(c.lr)
     assert walk_runs.clr_step_size(1000, 0.2) == 250 and walk_runs.clr_step_size(1000, 0.25) == 250
     assert walk_runs.clr_step_size(1000, 0.5) == 500 and walk_runs.clr_step_size(90, 0.1) == 9
+
+
+def test_gd_cos_verdict_reads_the_settled_value_beyond_its_noise():
+    """Sec. 3.1: GD's cosine goes to about -1 and stays there. Still falling at the end of the
+    window is not testable (not settled), settled above -0.9 beyond the bootstrap interval
+    of the median does not hold, at or below -0.9 holds."""
+    rng = np.random.default_rng(1)
+    settled = np.r_[np.linspace(0.3, -0.97, 20), -0.97 + 0.02 * rng.standard_normal(20)]
+    assert wc.gd_cos_verdict(settled)[0] == "holds"
+    falling = np.linspace(0.3, -0.8, 40) + 0.02 * rng.standard_normal(40)   # cf. the cpu conv run
+    v, why, med = wc.gd_cos_verdict(falling)
+    assert v == "not testable at this scale" and "still falling" in why and med > -0.9
+    high = np.r_[np.linspace(0.3, -0.6, 20), -0.6 + 0.02 * rng.standard_normal(20)]
+    v, why, _ = wc.gd_cos_verdict(high)
+    assert v == "does not hold" and "settled above -0.9" in why
+    wide = np.r_[np.zeros(20), -0.88 + 0.3 * rng.standard_normal(20)]      # median near -0.9, noisy
+    v, why, _ = wc.gd_cos_verdict(wide)
+    assert v == "not testable at this scale" and "within noise" in why
+    assert wc.gd_cos_verdict([-1.0] * 6)[0] == "not testable at this scale"   # 3 points in the 2nd half
+
+
+def test_height_step_sets_aside_a_learning_rate_that_has_fit_the_training_set():
+    """Table 2: the height is bounded by the training loss; a larger lr whose loss is below
+    the smaller lr's height cannot be higher, so that epoch is not testable, not a failure."""
+    def tab(h, se, loss):
+        return pd.DataFrame(dict(epoch=[1, 100], height=h, height_se=se, loss=loss))
+    tabs = {0.05: tab([0.03, 0.022], [0.003, 0.004], [1.0, 0.5]),
+            0.1: tab([0.08, 0.0054], [0.009, 0.001], [0.9, 0.004])}
+    assert wc.height_step(tabs, [0.05, 0.1], 1)[0] == "holds"
+    v, why, vals = wc.height_step(tabs, [0.05, 0.1], 100)
+    assert v == "not testable at this scale" and "has fit the training set" in why and vals == [0.022, 0.0054]
+    tabs[0.1].loc[1, "loss"] = 0.3                       # still training: the reversal counts
+    assert wc.height_step(tabs, [0.05, 0.1], 100)[0] == "does not hold"
+
+
+def test_table2_is_read_for_almost_all_epochs():
+    """Sec. 3.2: "for almost all epochs, a smaller learning rate leads to a smaller height":
+    one epoch against the ordering does not decide the claim; a majority does."""
+    H, F, U = "holds", "does not hold", "not testable at this scale"
+    assert wc.almost_all_epochs([H, H, H, F])[0] == H
+    v, tally = wc.almost_all_epochs([H, U, U, F])          # the cpu run: 1 as predicted, 1 against
+    assert v == U and "1 of 4 epochs as predicted, 1 against" in tally
+    assert wc.almost_all_epochs([F, F, F, H])[0] == F
+    assert wc.almost_all_epochs([])[0] == U
