@@ -33,6 +33,7 @@ SLURM_CONFIG ?=
 PARTITION ?=
 GPUS ?=
 TIME ?=
+RECOMPUTE ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -64,7 +65,7 @@ SLURM_ENV = $(if $(PARTITION),BREAKEVEN_SLURM_PARTITION=$(PARTITION)) $(if $(GPU
 	$(if $(TIME),BREAKEVEN_SLURM_TIME=$(TIME))
 
 reproduce: $(STAMP) data
-	$(SLURM_ENV) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(RUN_OPTS)
+	$(SLURM_ENV) $(if $(RECOMPUTE),RECOMPUTE=$(RECOMPUTE)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(RUN_OPTS)
 
 plan: $(STAMP)
 	$(BIN)/python scripts/reproduce.py --plan --profile $(PROFILE) $(RUN_OPTS)

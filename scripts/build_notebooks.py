@@ -8,6 +8,7 @@ Source format: cells separated by "# %%" lines ("# %% [markdown]" for markdown,
 whose lines are "# "-prefixed; "# %% tags=parameters" for papermill's cell).
 """
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def main():
     ap.add_argument("names", nargs="*")
     ap.add_argument("--no-execute", action="store_true")
     args = ap.parse_args()
+    os.environ.setdefault("BREAKEVEN_PROGRESS", "text")  # no widget views in committed outputs
     sources = sorted(SOURCES.glob("[0-9][0-9]_*.py"))
     if args.names:
         sources = [p for p in sources if p.stem in args.names]

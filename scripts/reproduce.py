@@ -104,12 +104,16 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
     try:
         pm.execute_notebook(
             str(nb), str(executed),
-            parameters={"profile": profile, "output_root": str(out),
+            parameters={"profile": profile,
+                        # the notebook's own default resolves to the same folder: no machine path
+                        # in the executed notebook's injected cell
+                        **({} if out == default_out(profile) else {"output_root": str(out)}),
                         **({"jobs": jobs} if jobs else {})},
             kernel_name=kernel, language="python", cwd=str(nb.parent), progress_bar=False,
             log_output=log_output, execution_timeout=timeout,
         )
         entry.update(status="ok", error=None)
+        relative_paths(executed)
     except Exception as e:  # noqa: BLE001 -- report and continue with the next notebook
         if hasattr(e, "ename"):  # papermill.PapermillExecutionError: a cell raised
             err = f"{e.ename}: {e.evalue} (cell {e.exec_count})"
@@ -121,6 +125,20 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
     return entry
 
 
+def relative_paths(executed: Path) -> None:
+    """papermill's metadata (input_path, output_path) as paths relative to the repository,
+    so a committed executed notebook names no machine's folders."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        p = Path(str(meta.get(key, "")))
+        if p.is_absolute() and p.resolve().is_relative_to(ROOT):
+            meta[key] = p.resolve().relative_to(ROOT).as_posix()
+    nbformat.write(nb, executed)
+
+
 def configure_environment(args) -> Path:
     """Put device, executor and run store into the environment the notebooks inherit,
     and check them now: a wrong name, an unreachable scheduler or a run store the
@@ -129,6 +147,7 @@ def configure_environment(args) -> Path:
     from breakeven_utils.store import executors
 
     env = os.environ
+    env.setdefault("BREAKEVEN_PROGRESS", "text")  # text bars in the executed notebooks (core.console)
     for var, val in (("BREAKEVEN_DEVICE", args.device), ("BREAKEVEN_EXECUTOR", args.executor),
                      ("BREAKEVEN_SCHEDULER", args.scheduler), ("BREAKEVEN_SLURM_CONFIG", args.slurm_config),
                      ("BREAKEVEN_THREADS", str(args.threads) if args.threads else None)):
@@ -243,10 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reproduce: running {nb.name} (profile {args.profile}) ...", flush=True)
         entry = run_notebook(nb, out, args.profile, args.kernel, args.timeout, args.log_output,
                              args.jobs)
-        write_manifest(out / "manifest.json", {nb.stem: entry})
+        manifest = write_manifest(out / "manifest.json", {nb.stem: entry})
+        other = manifest["notebooks"].get(nb.stem, {}).get("runs_by_other_code")
         print(f"reproduce: {nb.name} {entry['status']} in {entry['wall_time_s']:.1f} s"
               + (f" -- {entry['error']}" if entry["error"] else ""), flush=True)
         rows.append({"notebook": nb.stem, "status": entry["status"], "wall time (s)": entry["wall_time_s"],
+                     "runs by other code": "n/a" if other is None else other,
                      "executed notebook": entry["executed_notebook"]})
 
     import pandas as pd
@@ -254,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(to_markdown(pd.DataFrame(rows), float_format="{:.1f}"))
     print(f"manifest: {out / 'manifest.json'}")
+    if any(isinstance(r["runs by other code"], int) and r["runs by other code"] for r in rows):
+        print("reproduce: some figures come from runs computed by other code (the run store's code "
+              "fingerprints differ from this code's); make reproduce RECOMPUTE=stale computes them again")
     ledger_ok = write_ledger(out)
     failed = [r["notebook"] for r in rows if r["status"] != "ok"]
     if failed:

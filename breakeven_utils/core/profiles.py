@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["PROFILES", "get_profile"]
+__all__ = ["PROFILES", "get_profile", "check_override"]
 
 PROFILES: dict[str, dict] = {
     "smoke": {
@@ -154,11 +154,51 @@ PROFILES: dict[str, dict] = {
 }
 
 
+def _kind(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, (list, tuple)):
+        return "list"
+    return type(v).__name__
+
+
+def check_override(key: str, value, default) -> None:
+    """Raise ``ValueError`` naming ``key`` when an override does not have the shape of the
+    profile's own value: a number for a number (positive where the profile's is), a non-empty
+    list of the same kind of elements for a list, a bool for a bool, a dict for a dict; None
+    (the key's "use the default" value in several profiles) and any value where the profile
+    has None are accepted."""
+    if default is None or value is None:
+        return
+    want, got = _kind(default), _kind(value)
+    example = repr(default) if len(repr(default)) <= 40 else repr(default)[:37] + "..."
+    if want != got:
+        raise ValueError(f"override {key!r}: expected a {want} like the profile's {example}, "
+                         f"got {type(value).__name__} {value!r}")
+    if want == "number":
+        if isinstance(default, int) and not isinstance(value, int):
+            raise ValueError(f"override {key!r}: expected an integer like the profile's {example}, "
+                             f"got {value!r}")
+        if default > 0 and not value > 0:
+            raise ValueError(f"override {key!r}: must be positive (the profile has {example}), got {value!r}")
+    if want == "list":
+        if default and not value:
+            raise ValueError(f"override {key!r}: must not be empty (the profile has {example})")
+        kinds = {_kind(x) for x in default}
+        bad = [x for x in value if kinds and _kind(x) not in kinds]
+        if bad:
+            raise ValueError(f"override {key!r}: elements must be {' or '.join(sorted(kinds))} like the "
+                             f"profile's {example}, got {bad[0]!r}")
+
+
 def get_profile(name: str, section: str | None = None, **overrides) -> dict:
     """The profile ``name`` as a new dict: shared keys, then ``section``'s keys, then ``overrides``.
 
-    Unknown profile names, sections or override keys raise ``ValueError`` so a
-    typo in a notebook's parameters cell fails before any compute.
+    Unknown profile names, sections or override keys, and override values of the wrong
+    shape (:func:`check_override`), raise ``ValueError`` naming the key, so a typo in a
+    notebook's parameters cell fails before any compute.
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)}")
@@ -173,6 +213,8 @@ def get_profile(name: str, section: str | None = None, **overrides) -> dict:
     unknown = set(overrides) - set(merged)
     if unknown:
         raise ValueError(f"unknown profile key(s) {sorted(unknown)}; valid: {', '.join(sorted(merged))}")
+    for key, value in overrides.items():
+        check_override(key, value, merged[key])
     merged.update(overrides)
     merged["profile"] = name
     return merged

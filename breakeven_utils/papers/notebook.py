@@ -1,26 +1,27 @@
 """The notebooks' common preamble, one call: ``nb = notebook.start("01_break_even",
 profile, output_root, run_store, jobs)`` resolves where the notebook reads runs and
-writes figures (``reporting.manifest.notebook_paths``: relative to the notebooks folder,
-``smoke`` kept away from the committed figures), how its runs execute (the executor,
-device, jobs and threads of ``make reproduce``: ``store.sweeps.sweep_env``), and starts
+writes figures (``reporting.manifest.notebook_paths``: resolved from the project, not the
+working directory, ``smoke`` kept away from the committed figures; printed), how its runs
+execute (the executor, device, jobs and threads of ``make reproduce``: ``store.sweeps.sweep_env``), and starts
 the clock of its manifest entry. The returned :class:`Notebook` sweeps, loads, saves
 figures and tables into the notebook's folder, and writes its manifest entry.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from breakeven_utils.papers.registry import Section, section
-from breakeven_utils.reporting.manifest import notebook_paths, write_manifest
+from breakeven_utils.reporting.manifest import notebook_paths, shown_path, write_manifest
 from breakeven_utils.reporting.plotting import save_figure
 from breakeven_utils.reporting.tables import save_table
 from breakeven_utils.store.runs import compute_time, load
 from breakeven_utils.store.sweeps import sweep, sweep_env
 
-__all__ = ["Notebook", "start"]
+__all__ = ["Notebook", "check_parameters", "start"]
 
 
 @dataclass
@@ -73,11 +74,28 @@ class Notebook:
         return write_manifest(Path(self.output_root) / "manifest.json", {self.section.notebook: entry})
 
 
+def check_parameters(profile, output_root=None, run_store=None, jobs=None) -> None:
+    """Raise ``ValueError`` naming the parameter of a notebook's ``parameters`` cell that has
+    the wrong type (papermill's ``-p jobs abc`` arrives as the string 'abc'), before any
+    compute; the profile's name and its overrides are checked by ``core.profiles``."""
+    if not isinstance(profile, str):
+        raise ValueError(f"parameter 'profile': expected a profile name (smoke, cpu, paper), got {profile!r}")
+    for name, v in (("output_root", output_root), ("run_store", run_store)):
+        if v is not None and not isinstance(v, (str, os.PathLike)):
+            raise ValueError(f"parameter {name!r}: expected a path or None, got {type(v).__name__} {v!r}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"parameter 'jobs': expected a positive integer or None, got {type(jobs).__name__} "
+                         f"{jobs!r}")
+
+
 def start(notebook: str, profile: str, output_root=None, run_store=None, jobs=None) -> Notebook:
     """The preamble of every notebook (the values of its ``parameters`` cell in, a
     :class:`Notebook` out); silences torch's forward-mode AD warning about ``torch.jit.script``."""
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # torch-internal, forward-mode AD
+    check_parameters(profile, output_root, run_store, jobs)
     sec = section(notebook)
     t_start = time.time()
     out, output_root, run_store = notebook_paths(sec.folder, profile, output_root, run_store)
+    print(f"{notebook} at profile {profile!r}: runs read from and stored in {shown_path(run_store)}/, "
+          f"figures and tables written to {shown_path(out)}/")
     return Notebook(sec, profile, out, output_root, run_store, jobs, t_start)

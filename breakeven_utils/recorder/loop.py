@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from breakeven_utils.core.console import tqdm
 from breakeven_utils.core.data import BatchIterator, load_data
 from breakeven_utils.core.device import resolve_device
 from breakeven_utils.core.models import build_model

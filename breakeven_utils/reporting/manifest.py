@@ -14,15 +14,45 @@ from typing import Any, Mapping
 
 from breakeven_utils import __version__
 from breakeven_utils.core.io import atomic_write_text
+from breakeven_utils.store.runs import code_fingerprint
 
-__all__ = ["default_output_root", "output_dir", "notebook_paths", "git_commit", "write_manifest"]
+__all__ = ["project_root", "default_output_root", "default_run_store", "output_dir", "notebook_paths",
+           "shown_path", "git_commit", "git_dirty", "write_manifest"]
+
+
+def project_root() -> Path | None:
+    """The checkout this package runs from (the folder with ``pyproject.toml`` and
+    ``notebooks/`` above ``breakeven_utils/``), or None for an installed copy."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
+
+
+def _in_project(rel: str) -> str:
+    root = project_root()
+    return str(root / rel) if root is not None else str(Path("..") / rel)
 
 
 def default_output_root(profile: str) -> str:
-    """Output root, relative to the notebooks folder, for a profile: ``../figures``, or
-    ``../runs/smoke_figures`` for ``smoke`` so that tests never overwrite the committed
-    figures (the notebooks and ``scripts/reproduce.py`` share this rule)."""
-    return "../runs/smoke_figures" if profile == "smoke" else "../figures"
+    """Output root for a profile: ``figures/`` of the project, or ``runs/smoke_figures/`` for
+    ``smoke`` so that tests never overwrite the committed figures (the notebooks and
+    ``scripts/reproduce.py`` share this rule). Resolved from the project, not the working
+    directory, so papermill run from anywhere writes inside the repository (outside a
+    checkout: relative to the notebooks folder, ``../figures``)."""
+    return _in_project("runs/smoke_figures" if profile == "smoke" else "figures")
+
+
+def default_run_store() -> str:
+    """``$BREAKEVEN_RUNS``, else the project's ``runs/`` (resolved as :func:`default_output_root`)."""
+    return os.environ.get("BREAKEVEN_RUNS") or _in_project("runs")
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a notebook prints it: relative to the project when inside it (no machine's
+    absolute path in a committed notebook), else absolute."""
+    p, root = Path(path).resolve(), project_root()
+    if root is not None and p.is_relative_to(root):
+        return str(p.relative_to(root)) or "."
+    return str(p)
 
 
 def output_dir(folder: str, root: str | os.PathLike = "figures") -> Path:
@@ -33,18 +63,13 @@ def output_dir(folder: str, root: str | os.PathLike = "figures") -> Path:
 
 
 def notebook_paths(folder: str, profile: str, output_root=None, run_store=None):
-    """Resolve a notebook's parameters cell: ``(out_dir, output_root, run_store)``.
-
-    Relative to the notebooks folder (where papermill and nbval run them):
-    ``output_root`` defaults to ``../figures``, except for the ``smoke`` profile,
-    whose outputs go to ``../runs/smoke_figures`` so that tests never overwrite
-    the committed figures; ``run_store`` defaults to ``$BREAKEVEN_RUNS``, else
-    ``../runs``.
-    """
+    """Resolve a notebook's parameters cell: ``(out_dir, output_root, run_store)``, the
+    defaults from :func:`default_output_root` and :func:`default_run_store`; explicit
+    relative paths are taken relative to the working directory."""
     if output_root is None:
         output_root = default_output_root(profile)
     if run_store is None:
-        run_store = os.environ.get("BREAKEVEN_RUNS", "../runs")
+        run_store = default_run_store()
     return output_dir(folder, output_root), output_root, run_store
 
 
@@ -58,6 +83,17 @@ def git_commit(repo_dir: str | os.PathLike | None = None) -> str:
         return "unknown"
     commit = out.stdout.strip()
     return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else "unknown"
+
+
+def git_dirty(repo_dir: str | os.PathLike | None = None) -> bool | None:
+    """Whether the checkout has uncommitted changes to tracked files (None outside git)."""
+    repo_dir = Path(repo_dir) if repo_dir is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_dir,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def _jsonable(v):
@@ -83,8 +119,9 @@ def write_manifest(path: str | os.PathLike, entries: Mapping[str, Mapping[str, A
     "wall_time_s": ..., ...}}. Keys of an existing entry are updated, not
     dropped, so the notebook (data label, seeds) and scripts/reproduce.py
     (wall time, status) can each contribute. Every entry written gets
-    ``version`` (breakeven_utils.__version__), ``git_commit`` and ``timestamp``
-    (UTC, ISO 8601). Returns the whole manifest.
+    ``version`` (breakeven_utils.__version__), ``git_commit``, ``git_dirty`` (uncommitted
+    changes when it ran), ``code`` (``store.runs.code_fingerprint``: the code that computes
+    runs) and ``timestamp`` (UTC, ISO 8601). Returns the whole manifest.
     """
     if not isinstance(entries, Mapping):
         raise ValueError("entries must be a mapping {notebook_name: {key: value}}")
@@ -99,6 +136,8 @@ def write_manifest(path: str | os.PathLike, entries: Mapping[str, Mapping[str, A
     stamp = {
         "version": __version__,
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
+        "code": code_fingerprint(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
     for name, entry in entries.items():

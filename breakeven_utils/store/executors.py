@@ -69,15 +69,19 @@ def sweep_env(store=None, environ=None, *, jobs: int | None = None, profile: str
     default 'auto'), ``jobs`` (local processes: ``jobs`` if given, else 1 at the
     ``smoke`` profile or without one, else 2) and ``threads_per_job``
     (:func:`threads_from_env`, else one torch thread per process when several run side
-    by side: oversubscribed torch is 20-100x slower)."""
+    by side: oversubscribed torch is 20-100x slower) and ``recompute`` (``$RECOMPUTE``:
+    'stale' recomputes stored runs computed by other code)."""
     env = os.environ if environ is None else environ
     if jobs is None:
         jobs = 1 if profile in (None, "smoke") else 2
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     threads = threads_from_env(env) or (1 if jobs > 1 else None)
+    recompute = (env.get("RECOMPUTE") or "").strip().lower() or None
+    if recompute not in (None, "stale"):
+        raise ValueError(f"RECOMPUTE must be empty or 'stale', got {env.get('RECOMPUTE')!r}")
     return {"executor": executor_from_env(store, env), "device": env.get("BREAKEVEN_DEVICE") or "auto",
-            "jobs": int(jobs), "threads_per_job": threads}
+            "jobs": int(jobs), "threads_per_job": threads, "recompute": recompute}
 
 
 def executor_from_env(store=None, environ=None):

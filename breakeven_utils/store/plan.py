@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from breakeven_utils import __version__
+from breakeven_utils.core.console import tqdm
 from breakeven_utils.core.data import DATASETS, Data, Split
 from breakeven_utils.core.device import device_label, resolve_device
 from breakeven_utils.core.io import atomic_write_json

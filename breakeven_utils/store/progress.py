@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from breakeven_utils.core.console import tqdm, write
 from breakeven_utils.store import plan
 from breakeven_utils.store.plan import format_seconds
 from breakeven_utils.store.runs import read_status
@@ -142,7 +142,7 @@ class SweepProgress:
 
     def _emit(self, line: str) -> None:
 
-        tqdm.write(line)
+        write(line)
         # inside a Jupyter kernel sys.stderr is the cell's stream; the kernel process's own
         # stderr is papermill's (make reproduce's) terminal and log
         if "ipykernel" in sys.modules and sys.__stderr__ is not None and sys.stderr is not sys.__stderr__:

@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -68,6 +71,7 @@ __all__ = [
     "read_json",
     "read_status",
     "flat_config",
+    "CODE_SOURCES", "code_fingerprint", "stale_reason", "discard", "STATUS_FILE",
 ]
 
 ENV_VAR = "BREAKEVEN_RUNS"
@@ -76,6 +80,40 @@ METRICS_FILE, ARRAYS_FILE, SOFTMAX_FILE = "metrics.parquet", "arrays.npz", "soft
 CHECKPOINT_FILE, STATUS_FILE, CONFIG_FILE, LOCK_FILE = ("checkpoint.pt", "status.json",
                                                         "config.json", ".lock")
 STATES_DIR = "states"  # <key>/states/iter_<t>.pt: model states other runs start from (init_from)
+
+
+#: the sources a stored run's numbers depend on, relative to the package: data, models,
+#: parameters and devices, the estimators, the recorder (loop, metrics, rules, schedules)
+#: and the metrics / update rules paper sections register with it. Plumbing (the run
+#: store itself, profiles, tables, reporting) is left out: changing it changes no number.
+CODE_SOURCES = ("core/data.py", "core/models.py", "core/params.py", "core/device.py", "core/stats.py",
+                "curvature/*.py", "recorder/*.py", "papers/*/plugins.py", "papers/*/rules.py",
+                "papers/*/measures.py", "papers/*/sharpest.py")
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 (16 hex digits) of the files of :data:`CODE_SOURCES`, names and contents, in
+    sorted order: recorded in every run's ``status.json`` as ``code``, so a run computed by
+    other code is known (:func:`stale_reason`) without changing its key."""
+    pkg = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for pattern in CODE_SOURCES:
+        for f in sorted(pkg.glob(pattern)):
+            h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def stale_reason(status: dict | None) -> str:
+    """Why a stored run's numbers may not be what this code computes ("" if it is current):
+    its ``code`` fingerprint is missing (stored before fingerprints were recorded) or
+    differs from :func:`code_fingerprint`."""
+    code = (status or {}).get("code")
+    if code is None:
+        return "computed before code fingerprints were recorded"
+    if code != code_fingerprint():
+        return f"computed by other code (fingerprint {code}, this code {code_fingerprint()})"
+    return ""
 
 
 class RunStoreError(RuntimeError):
@@ -293,7 +331,7 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
             except Exception as e:
                 raise CorruptRunError(f"cannot read {ckpt} ({e}); delete it to restart the "
                                       "run from the beginning") from e
-        status = {"key": key, "version": __version__, "status": "running",
+        status = {"key": key, "version": __version__, "code": code_fingerprint(), "status": "running",
                   "n_starts": int(status.get("n_starts", 0)) + 1,
                   "resumed_from": (resume["loop"]["iteration"] if resume else None),
                   "host": socket.gethostname(), "pid": os.getpid(), "device": str(device),
@@ -324,6 +362,23 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
         if not keep_checkpoint and ckpt.exists():
             ckpt.unlink()
         return load_dir(run_dir, config)
+
+
+def discard(config: RunConfig, store: str | os.PathLike | None = None) -> bool:
+    """Delete the stored run of ``config`` (results, checkpoint and saved states) so that the
+    next :func:`run` recomputes it, under its lock; True if there was one."""
+    run_dir = store_root(store) / config.key()
+    if not run_dir.exists():
+        return False
+    with _locked(run_dir):
+        for p in run_dir.iterdir():
+            if p.name == LOCK_FILE:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+    return True
 
 
 def _state_path(root: Path, config: RunConfig, iteration: int) -> Path:
@@ -471,25 +526,27 @@ def compute_time(runs, store: str | os.PathLike | None = None, *, since: float |
     ``since`` (a ``time.time()``): also count the runs that finished at or after it
     (computed by this execution) and their seconds. Returns a manifest entry:
     {"runs", "compute_seconds", "measure_seconds", "runs_without_time": [keys of runs
-    not finished in the store (failed, missing)], and with ``since``: "runs_computed",
-    "computed_seconds"}.
+    not finished in the store (failed, missing)], "code" (:func:`code_fingerprint` of this
+    code), "runs_by_other_code" (finished runs whose fingerprint differs or is missing), and
+    with ``since``: "runs_computed", "computed_seconds"}.
     """
     root = store_root(store)
     total = measure = now_s = 0.0
-    now, missing = 0, []
+    now, missing, other_code = 0, [], 0
     keys = _run_keys(runs)
     for k in keys:
         st = read_json(root / k / STATUS_FILE) or {}
         if st.get("status") not in ("done", "diverged") or st.get("seconds") is None:
             missing.append(k)
             continue
+        other_code += bool(stale_reason(st))
         total += float(st["seconds"])
         measure += float(st.get("measure_seconds") or 0.0)
         if since is not None and float(st.get("finished") or 0.0) >= since:
             now += 1
             now_s += float(st["seconds"])
     out = {"runs": len(keys), "compute_seconds": round(total, 1), "measure_seconds": round(measure, 1),
-           "runs_without_time": missing}
+           "runs_without_time": missing, "code": code_fingerprint(), "runs_by_other_code": other_code}
     if since is not None:
         out.update(runs_computed=now, computed_seconds=round(now_s, 1))
     return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
@@ -37,7 +38,18 @@ from breakeven_utils.store.executors import (
     sweep_env,  # noqa: F401  (re-exported: the notebooks' one call)
 )
 from breakeven_utils.store.progress import SweepProgress
-from breakeven_utils.store.runs import RunResult, RunStoreError, flat_config, load_dir, run_job, store_root
+from breakeven_utils.store.runs import (
+    STATUS_FILE,
+    RunResult,
+    RunStoreError,
+    discard,
+    flat_config,
+    load_dir,
+    read_json,
+    run_job,
+    stale_reason,
+    store_root,
+)
 
 __all__ = ["sweep", "sweep_env", "tidy"]
 
@@ -59,7 +71,8 @@ def tidy(res: RunResult) -> pd.DataFrame:
 def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, *,
           executor=None, jobs: int | None = None, device: str = "auto",
           checkpoint_every: int | str | None = "measure", progress: bool = True,
-          errors: str = "raise", threads_per_job: int | None = None) -> pd.DataFrame:
+          errors: str = "raise", threads_per_job: int | None = None,
+          recompute: str | None = None) -> pd.DataFrame:
     """Run every configuration (each at most once, cached) and return one tidy DataFrame.
 
     One row per measurement of every run, with the run's ``key``, ``status``,
@@ -84,9 +97,14 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
         'record' (skip them; their keys and errors are in ``df.attrs['failed']``).
     Two sweeps sharing configurations may run at the same time: a run being
     computed elsewhere is waited for (file lock) and then loaded.
+    recompute: None (stored runs are loaded; those computed by other code, by
+        ``runs.code_fingerprint``, are counted in a printed line and listed in
+        ``df.attrs['stale']``) or 'stale' (those are discarded and computed again).
     """
     if errors not in ("raise", "record"):
         raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+    if recompute not in (None, "", "stale"):
+        raise ValueError(f"recompute must be None or 'stale' (RECOMPUTE=stale), got {recompute!r}")
     if threads_per_job is not None and (not isinstance(threads_per_job, int) or threads_per_job < 1):
         raise ValueError(f"threads_per_job must be a positive integer or None, got {threads_per_job!r}")
     if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
@@ -113,6 +131,15 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
             initializer=torch.set_num_threads if threads_per_job else None,
             initargs=(threads_per_job,) if threads_per_job else ())
     keys = list(unique)
+    stale = {k: why for k in keys if (why := _stale(root / k))}
+    if stale and recompute == "stale":
+        for k in stale:
+            discard(unique[k], root)
+        print(f"sweep: {len(stale)} of {len(keys)} stored runs were computed by other code: recomputing them")
+    elif stale:
+        first = next(iter(stale.values()))
+        print(f"sweep: {len(stale)} of {len(keys)} stored runs were computed by other code ({first}); "
+              "they are reused: RECOMPUTE=stale (make reproduce RECOMPUTE=stale) computes them again")
     reports: dict[str, dict] = {}
     bar = SweepProgress(unique, root, jobs=jobs, progress=progress, device=device, threads=threads_per_job,
                         remote=is_remote(executor))  # run i of n, time left from the cost plan
@@ -144,7 +171,16 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
     frames = [tidy(load_dir(root / k, unique[k])) for k in keys if reports[k]["status"] != "failed"]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     df.attrs["failed"] = failed
+    df.attrs["stale"] = [] if recompute == "stale" else sorted(stale)
     return df
+
+
+def _stale(run_dir: Path) -> str:
+    """:func:`runs.stale_reason` of a finished stored run, "" for a missing or unfinished one."""
+    status = read_json(run_dir / STATUS_FILE)
+    if not status or status.get("status") not in ("done", "diverged"):
+        return ""
+    return stale_reason(status)
 
 
 def _check_device_name(device) -> str:

@@ -5,6 +5,11 @@
 # %% [markdown]
 # # The break-even point (break-even paper, Sec. 4.1, App. A and App. C)
 #
+# **Results on real data** (profile `cpu`: figures, tables, claims) are in
+# `figures/break_even/01_break_even.executed.ipynb` (open it from JupyterLab started at the
+# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
+# `make test` re-executes with nbval.
+#
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
 # Neural Networks*, ICLR 2020. SimpleCNN on CIFAR-10 is trained with plain SGD
 # (batch 128) at two learning rates until it reaches 65% training accuracy. Along

@@ -5,6 +5,11 @@
 # %% [markdown]
 # # The two conjectures: variance reduction and pre-conditioning (break-even paper, Sec. 4.2, App. E-G)
 #
+# **Results on real data** (profile `cpu`: figures, tables, claims) are in
+# `figures/conjectures/02_conjectures.executed.ipynb` (open it from JupyterLab started at the
+# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
+# `make test` re-executes with nbval.
+#
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
 # Neural Networks*, ICLR 2020.
 #

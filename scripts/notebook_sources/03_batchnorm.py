@@ -5,6 +5,11 @@
 # %% [markdown]
 # # BatchNorm needs a high learning rate (break-even paper, Sec. 4.3 and App. H)
 #
+# **Results on real data** (profile `cpu`: figures, tables, claims) are in
+# `figures/batchnorm/03_batchnorm.executed.ipynb` (open it from JupyterLab started at the
+# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
+# `make test` re-executes with nbval.
+#
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
 # Neural Networks*, ICLR 2020. The paper's third claim: SGD's implicit
 # pre-conditioning (Conjectures 1 and 2) also holds in a network with batch
@@ -104,7 +109,7 @@ for sw in sweeps:
 # skipped, so the notebook always finishes.
 
 # %%
-raw = nb.sweep(configs, errors="record", progress=False)
+raw = nb.sweep(configs, errors="record")  # one line per finished run with the time left (not at smoke)
 for f in raw.attrs.get("failed", []):
     print("failed run (skipped):", f["key"], f["error"])
 df = pd.concat([tidy(raw, sw) for sw in sweeps], ignore_index=True)

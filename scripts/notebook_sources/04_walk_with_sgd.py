@@ -5,6 +5,11 @@
 # %% [markdown]
 # # A Walk with SGD: the loss between consecutive iterates
 #
+# **Results on real data** (profile `cpu`: figures, tables, claims) are in
+# `figures/walk/04_walk_with_sgd.executed.ipynb` (open it from JupyterLab started at the
+# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
+# `make test` re-executes with nbval.
+#
 # Xing, Arpit, Tsirigotis, Bengio. *A Walk with SGD*, arXiv:1802.08770 (2018). Figure
 # numbers follow the paper's text (the caption file of another version numbers them
 # differently).

@@ -5,6 +5,11 @@
 # %% [markdown]
 # # The sharpest directions along the SGD trajectory, and Nudged SGD
 #
+# **Results on real data** (profile `cpu`: figures, tables, claims) are in
+# `figures/nsgd/05_sharpest_directions_nsgd.executed.ipynb` (open it from JupyterLab started at the
+# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
+# `make test` re-executes with nbval.
+#
 # Jastrzębski, Kenton, Ballas, Fischer, Bengio, Storkey, *DNN's Sharpest Directions Along
 # the SGD Trajectory* (2018; ICLR 2019 as *On the Relation Between the Sharpest Directions
 # of DNN Loss and the SGD Step Length*).
@@ -88,10 +93,10 @@ for what, why in sn_runs.skipped(s).items():
 # %%
 v0 = next(iter(ex["variants"].values()))
 parent = RunConfig.from_dict(v0.init_from["config"])
-records.run(parent, nb.run_store, progress=False,
+records.run(parent, nb.run_store, progress=profile != "smoke",
             hooks=[records.save_state_hook(parent, v0.init_from["iteration"], nb.run_store)])
 # EXECUTOR=/DEVICE=/JOBS=/THREADS= (store.sweeps.sweep_env) choose where the runs go
-raw = nb.sweep(configs, errors="record", progress=False)
+raw = nb.sweep(configs, errors="record")  # one line per finished run with the time left (not at smoke)
 failed = {f["key"]: f["error"] for f in raw.attrs.get("failed", [])}
 for k, e in failed.items():
     print("failed run (skipped):", k, e)

@@ -26,3 +26,21 @@ def test_overrides_and_errors():
         get_profile("cpu", n_trian=5)
     with pytest.raises(ValueError, match="section"):
         get_profile("cpu", section="nope")
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(seeds=3), "override 'seeds': expected a list like the profile's \\[0\\], got int 3"),
+    (dict(seeds=[]), "override 'seeds': must not be empty"),
+    (dict(seeds=["a"]), "override 'seeds': elements must be number"),
+    (dict(n_train=0), "override 'n_train': must be positive"),
+    (dict(n_train=100.5), "override 'n_train': expected an integer"),
+    (dict(lambda_H="yes"), "override 'lambda_H': expected a bool"),
+])
+def test_overrides_of_the_wrong_shape_name_their_key(overrides, match):
+    """Issue 24: a mistaken override fails before compute, naming the key and what was
+    expected, instead of an IndexError or TypeError deep in a sweep."""
+    with pytest.raises(ValueError, match=match):
+        get_profile("cpu", "batchnorm", **overrides)
+    ok = get_profile("cpu", "batchnorm", seeds=[0, 1, 2], n_train=3_200, measure_early=None)
+    assert ok["seeds"] == [0, 1, 2] and ok["measure_early"] is None
+

@@ -130,14 +130,18 @@ def test_reproduce_runs_notebooks_records_and_continues_past_failure(tmp_path):
 
 
 def test_notebook_paths_keep_smoke_outputs_away_from_committed_figures(tmp_path, monkeypatch):
+    """Defaults resolve from the project, whatever the working directory (papermill run from
+    /tmp once wrote ../runs beside the clone), and print relative to it."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BREAKEVEN_RUNS", raising=False)
+    assert R.project_root() == REPO
     out, root, store = R.notebook_paths("break_even", "smoke")
-    assert root == "../runs/smoke_figures" and store == "../runs"
-    assert out.resolve() == (tmp_path / ".." / "runs" / "smoke_figures" / "break_even").resolve()
-    assert out.is_dir()
+    assert Path(root) == REPO / "runs" / "smoke_figures" and Path(store) == REPO / "runs"
+    assert out == REPO / "runs" / "smoke_figures" / "break_even" and out.is_dir()
+    assert R.shown_path(out) == "runs/smoke_figures/break_even" and R.shown_path(tmp_path) == str(tmp_path)
     out, root, _ = R.notebook_paths("break_even", "cpu")
-    assert root == "../figures" and out.name == "break_even"
+    assert Path(root) == REPO / "figures" and out == REPO / "figures" / "break_even"
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "runs" / "smoke_figures").exists()
     monkeypatch.setenv("BREAKEVEN_RUNS", str(tmp_path / "store"))
     assert R.notebook_paths("conjectures", "cpu", output_root=tmp_path / "f")[2] == str(tmp_path / "store")
 

@@ -80,7 +80,10 @@ def test_sweep_env_jobs_and_threads_defaults():
     # the one place that decides local processes and torch threads per run for every notebook
     env = {}
     assert executors.sweep_env(environ=env, profile="smoke") == {
-        "executor": None, "device": "auto", "jobs": 1, "threads_per_job": None}
+        "executor": None, "device": "auto", "jobs": 1, "threads_per_job": None, "recompute": None}
+    assert executors.sweep_env(environ={"RECOMPUTE": "stale"})["recompute"] == "stale"
+    with pytest.raises(ValueError, match="RECOMPUTE must be empty or 'stale'"):
+        executors.sweep_env(environ={"RECOMPUTE": "all"})
     kw = executors.sweep_env(environ=env, profile="cpu")
     assert kw["jobs"] == 2 and kw["threads_per_job"] == 1  # side by side: one thread each
     assert executors.sweep_env(environ=env)["jobs"] == 1  # no profile: serial

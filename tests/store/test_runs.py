@@ -233,8 +233,8 @@ def test_compute_time_sums_the_stored_seconds_of_the_runs_used(tmp_path):
     ct = records.compute_time(df, tmp_path, since=t0)
     assert ct == {"runs": 2, "compute_seconds": round(sa["seconds"] + sb["seconds"], 1),
                   "measure_seconds": round(sa["measure_seconds"] + sb["measure_seconds"], 1),
-                  "runs_without_time": [], "runs_computed": 2,
-                  "computed_seconds": round(sa["seconds"] + sb["seconds"], 1)}
+                  "runs_without_time": [], "code": records.code_fingerprint(), "runs_by_other_code": 0,
+                  "runs_computed": 2, "computed_seconds": round(sa["seconds"] + sb["seconds"], 1)}
     # a redraw loads the runs: it still reports what they cost, but computed none of them
     t1 = time.time()
     again = records.compute_time(sweep([a, b], tmp_path, progress=False), tmp_path, since=t1)
@@ -347,3 +347,31 @@ def test_a_second_caller_waits_for_the_running_computation(tmp_path, monkeypatch
     t.join()
     assert len(calls) == 1 and status(tmp_path, c)["n_starts"] == 1
     assert_same_result(res["first"], second)
+
+
+def test_runs_know_the_code_that_computed_them(tmp_path, monkeypatch, capsys):
+    """Issue 24: a stored run records the fingerprint of the code that computed it; a sweep
+    reports runs computed by other code and, with recompute='stale', computes them again."""
+    c = tiny()
+    first = records.run(c, tmp_path, progress=False)
+    assert first.info["code"] == records.code_fingerprint() and len(records.code_fingerprint()) == 16
+    assert records.stale_reason(first.info) == ""
+    assert "before code fingerprints" in records.stale_reason({"status": "done"})
+    df = sweep([c], tmp_path, progress=False)
+    assert df.attrs["stale"] == [] and "computed by other code" not in capsys.readouterr().out
+    # the loop changes: the same configuration (same key) was computed by other code
+    records.code_fingerprint.cache_clear()
+    monkeypatch.setattr(records, "code_fingerprint", lambda: "0123456789abcdef")
+    assert "computed by other code (fingerprint" in records.stale_reason(first.info)
+    df = sweep([c], tmp_path, progress=False)
+    assert df.attrs["stale"] == [c.key()]
+    assert "1 of 1 stored runs were computed by other code" in capsys.readouterr().out
+    mtime = (tmp_path / c.key() / "status.json").stat().st_mtime_ns
+    df = sweep([c], tmp_path, progress=False, recompute="stale")
+    assert df.attrs["stale"] == [] and "recomputing them" in capsys.readouterr().out
+    again = records.load(c, tmp_path)
+    assert again.info["code"] == "0123456789abcdef" and again.info["started"] > first.info["started"]
+    assert (tmp_path / c.key() / "status.json").stat().st_mtime_ns != mtime
+    assert_same_result(first, again)   # same code in truth: the same numbers
+    with pytest.raises(ValueError, match="recompute must be None or 'stale'"):
+        sweep([c], tmp_path, progress=False, recompute="all")
