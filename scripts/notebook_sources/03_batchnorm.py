@@ -255,7 +255,7 @@ for c in claims:
 nb.write_manifest({"profile": profile, "data": data.label, "seeds": s["seeds"], "runs": len(configs),
                    "sweeps": {sw.name: sorted(set(sw.values)) for sw in sweeps},
                    "statuses": raw.groupby("key")["status"].first().value_counts().to_dict(),
-                   "verdicts": cl.verdict_counts(claims)})
+                   "verdicts": cl.verdict_counts(claims)}, runs=raw)
 print(f"notebook wall time: {nb.seconds:.0f} s at profile {profile!r} "
       f"({len(configs)} runs; cached runs are only loaded)")
 

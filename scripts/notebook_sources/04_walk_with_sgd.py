@@ -483,7 +483,8 @@ claim_rows = wc.claims(r_in)
 wc.save_claims(claim_rows, out)
 claims_df = claims.claims_frame(claim_rows)
 nb.write_manifest({"profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
-                   "runs": len({r.config.key() for r in rs}), "failed": [n for n, _ in failed]})
+                   "runs": len({r.config.key() for r in rs}), "failed": [n for n, _ in failed]},
+                  runs=[r.config for r in rs])
 with pd.option_context("display.max_colwidth", None):
     display(claims_df[["claim", "paper_value", "ours", "verdict", "reason"]])
 for c in claims_df.itertuples():

@@ -463,7 +463,7 @@ claims = cl.quoted(claims, sn_quotes.QUOTES)  # each row with the paper's senten
 cl.save_claims(claims, out)
 wall = nb.seconds
 nb.write_manifest({"profile": profile, "data": label, "seeds": s["seeds"][:1], "runs": len(configs),
-                   "skipped": sn_runs.skipped(s)})
+                   "skipped": sn_runs.skipped(s)}, runs=raw)
 with pd.option_context("display.max_colwidth", None):
     display(cl.compact_table(claims))
 print(cl.verdict_counts(claims))
