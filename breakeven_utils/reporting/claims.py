@@ -438,7 +438,11 @@ def mean_se(values) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan, n
 
 
-def _name(symbol: str, x) -> str:
+def _name(symbol: str, x, labels: Mapping | None = None) -> str:
+    """How a setting is said in a reason: its label where ``labels`` has one, else
+    'symbol=value'."""
+    if labels is not None and x in labels:
+        return str(labels[x])
     try:
         xs = f"{float(x):g}"
     except (TypeError, ValueError):
@@ -715,7 +719,7 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
     peaks, missing = _peaks_of(curves, ses, floor, window, after_transient)
 
     def name(x):
-        return str(labels[x]) if labels is not None and x in labels else _name(symbol, x)
+        return _name(symbol, x, labels)
 
     notes = []
     if missing:
@@ -798,8 +802,7 @@ def peaks_text(peaks: Mapping, symbol: str = "", digits: int = 3, *, labels: Map
         if p.n_seeds > 1:
             extra.append(f"mean of {p.n_seeds} seeds")
         se = f" ± {num(p.se)}" if np.isfinite(p.se) else ""
-        label = str(labels[x]) if labels is not None and x in labels else _name(symbol, x)
-        parts.append(f"{label}: {num(p.value)}{se} ({', '.join(extra)})")
+        parts.append(f"{_name(symbol, x, labels)}: {num(p.value)}{se} ({', '.join(extra)})")
     return "; ".join(parts)
 
 

@@ -73,27 +73,27 @@ def notebook_paths(folder: str, profile: str, output_root=None, run_store=None):
     return output_dir(folder, output_root), output_root, run_store
 
 
-def git_commit(repo_dir: str | os.PathLike | None = None) -> str:
-    """`git rev-parse HEAD` of the project (default: the repo holding this package), else 'unknown'."""
+def _git(repo_dir, *args: str) -> str | None:
+    """stdout of ``git <args>`` in ``repo_dir`` (default: the repo holding this package), or
+    None when git is missing, fails or times out."""
     repo_dir = Path(repo_dir) if repo_dir is not None else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else "unknown"
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit(repo_dir: str | os.PathLike | None = None) -> str:
+    """`git rev-parse HEAD` of the project (default: the repo holding this package), else 'unknown'."""
+    commit = _git(repo_dir, "rev-parse", "HEAD")
+    return commit if commit and re.fullmatch(r"[0-9a-f]{40,64}", commit) else "unknown"
 
 
 def git_dirty(repo_dir: str | os.PathLike | None = None) -> bool | None:
     """Whether the checkout has uncommitted changes to tracked files (None outside git)."""
-    repo_dir = Path(repo_dir) if repo_dir is not None else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_dir,
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    status = _git(repo_dir, "status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def _jsonable(v):

@@ -71,7 +71,7 @@ __all__ = [
     "read_json",
     "read_status",
     "flat_config",
-    "CODE_SOURCES", "code_fingerprint", "stale_reason", "discard", "STATUS_FILE",
+    "CODE_SOURCES", "code_fingerprint", "stale_reason", "discard",
 ]
 
 ENV_VAR = "BREAKEVEN_RUNS"

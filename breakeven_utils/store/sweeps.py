@@ -39,13 +39,12 @@ from breakeven_utils.store.executors import (
 )
 from breakeven_utils.store.progress import SweepProgress
 from breakeven_utils.store.runs import (
-    STATUS_FILE,
     RunResult,
     RunStoreError,
     discard,
     flat_config,
     load_dir,
-    read_json,
+    read_status,
     run_job,
     stale_reason,
     store_root,
@@ -131,7 +130,7 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
             initializer=torch.set_num_threads if threads_per_job else None,
             initargs=(threads_per_job,) if threads_per_job else ())
     keys = list(unique)
-    stale = {k: why for k in keys if (why := _stale(root / k))}
+    stale = {k: why for k in keys if (why := _stale(root, k))}
     if stale and recompute == "stale":
         for k in stale:
             discard(unique[k], root)
@@ -175,9 +174,9 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
     return df
 
 
-def _stale(run_dir: Path) -> str:
+def _stale(root: Path, key: str) -> str:
     """:func:`runs.stale_reason` of a finished stored run, "" for a missing or unfinished one."""
-    status = read_json(run_dir / STATUS_FILE)
+    status = read_status(root, key)
     if not status or status.get("status") not in ("done", "diverged"):
         return ""
     return stale_reason(status)

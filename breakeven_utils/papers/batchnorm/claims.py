@@ -50,16 +50,25 @@ def runs_verdict(runs: dict, col: str, sign: int, *, window: int, after_transien
     labels = {float(i): k for i, k in enumerate(runs)}
     ours = cl.peaks_text(o.peaks or {}, labels=labels)
     reason = "; ".join(p for p in (o.reason, f"margin: {o.margin}" if o.margin else "") if p)
-    if gate:
-        reached = {k: break_even_reached(g, window=window) for k, g in runs.items()}
-        short = [(k, why) for k, (ok, why) in reached.items() if not ok]
-        if short:
-            return cl.UNTESTABLE, ("stops before its break-even point (lambda_K^1 has not fallen from its "
-                                   "peak beyond the noise), while the paper reads extremes over the whole "
-                                   "trajectory: " + "; ".join(f"{k}: {why}" for k, why in short)
-                                   + f"; longer runs would decide it (the peak rule alone gives "
-                                   f"'{o.verdict}': {reason})"), ours
+    short = _short_of_break_even(runs, window) if gate else ""
+    if short:
+        return cl.UNTESTABLE, ("stops before its break-even point (lambda_K^1 has not fallen from its "
+                               "peak beyond the noise), while the paper reads extremes over the whole "
+                               f"trajectory: {short}; longer runs would decide it (the peak rule alone gives "
+                               f"'{o.verdict}': {reason})"), ours
     return o.verdict, reason, ours
+
+
+def _short_of_break_even(runs: dict, window: int) -> str:
+    """'label: what was measured' of each run in ``runs`` ({label: tidy frame}) that stops
+    before its break-even point (:func:`common.break_even_reached`), joined; "" if none."""
+    reached = {k: break_even_reached(g, window=window) for k, g in runs.items()}
+    return "; ".join(f"{k}: {why}" for k, (ok, why) in reached.items() if not ok)
+
+
+def _run_of(df: pd.DataFrame, sweep: str, value) -> pd.DataFrame:
+    """The converged runs (its seeds) of one setting of one sweep of the tidy table ``df``."""
+    return _converged(df[(df["sweep"] == sweep) & np.isclose(df["value"].astype(float), float(value))])
 
 
 def _fmt(x) -> str:
@@ -123,13 +132,10 @@ def claims(df: pd.DataFrame, s: dict) -> list[cl.Claim]:
     # BN at the smallest eta vs no BN at eta=0.01 (Sec. 4.3)
     p_lr = 0.01
 
-    def run(sw, v):
-        r = df[(df["sweep"] == sw) & np.isclose(df["value"].astype(float), float(v))]
-        return _converged(r)
-
     bn_lo, plain = f"SimpleCNN-BN eta={lo_bn:g}", f"SimpleCNN eta={p_lr:g}"
     bn_hi = f"SimpleCNN-BN eta={hi_bn:g}"
-    runs_ = {bn_lo: run("bn_eta", lo_bn), plain: run("plain_eta", p_lr), bn_hi: run("bn_eta", hi_bn)}
+    runs_ = {bn_lo: _run_of(df, "bn_eta", lo_bn), plain: _run_of(df, "plain_eta", p_lr),
+             bn_hi: _run_of(df, "bn_eta", hi_bn)}
     setting = (f"{bn_lo} vs {plain}, S={s['batch_size']}; peak rule ({win}), each run past its break-even "
                "point")
     for q, sym, kp in (("lambda_K_1", "lambda_K^1", "lambda_K_1_max"),
@@ -309,12 +315,10 @@ def _s10_claim(df, s, win) -> list[dict]:
                        cl.UNTESTABLE, "the profile's S list has no S <= 10")]
     S0, w = sizes[0], int(s["window"])
 
-    def run(S):
-        return _converged(df[(df["sweep"] == "bn_S") & np.isclose(df["value"].astype(float), float(S))])
-
     parts, ours = [], []
     for q, sym in (("g_over_g5", "||g||/||g_5||"), ("lambda_K_ratio", "lambda_K^*/lambda_K^1")):
-        these = [runs_verdict({f"S={S0}": run(S0), f"S={S}": run(S)}, q, +1, window=w) for S in sizes[1:]]
+        these = [runs_verdict({f"S={S0}": _run_of(df, "bn_S", S0), f"S={S}": _run_of(df, "bn_S", S)}, q, +1,
+                              window=w) for S in sizes[1:]]
         parts += these
         ours.append(f"{sym}: " + "; ".join(t[2] for t in these))
     return [_claim("App. H", "Fig. 26", f"S={S0} is the exception: its max ||g||/||g_5|| and max "
@@ -329,8 +333,7 @@ def ranges_verdict(run_a, run_b, col, range_a, range_b, *, labels, window) -> tu
     ||g||/||g_5|| sentence): not testable when a run stops before its break-even point (the
     paper's extremes are over the whole trajectory); disjoint only when the gap exceeds
     claims.Z x the combined scatter of the two curves (their noise model)."""
-    short = [(k, why) for k, (ok, why) in ((k, break_even_reached(g, window=window))
-                                           for k, g in zip(labels, (run_a, run_b))) if not ok]
+    short = _short_of_break_even(dict(zip(labels, (run_a, run_b))), window)
     if not np.isfinite([*range_a, *range_b]).all():
         return cl.UNTESTABLE, "not measured (diverged or missing run)"
     (a_min, a_max), (b_min, b_max) = range_a, range_b
@@ -348,8 +351,8 @@ def ranges_verdict(run_a, run_b, col, range_a, range_b, *, labels, window) -> tu
             verdict, why = cl.UNTESTABLE, f"within noise: gap {gap:.3g} <= {margin:.3g}"
     if short:
         return cl.UNTESTABLE, ("stops before its break-even point, while the paper reads extremes over the "
-                               "whole trajectory: " + "; ".join(f"{k}: {w}" for k, w in short)
-                               + f"; longer runs would decide it (the ranges alone: {why})")
+                               f"whole trajectory: {short}; longer runs would decide it (the ranges alone: "
+                               f"{why})")
     return verdict, why
 
 

@@ -17,8 +17,7 @@ from breakeven_utils.papers.sharpest_nsgd.sharpest import ALPHAS
 from breakeven_utils.reporting import claims as cl
 
 __all__ = ["growth_claim", "peak_claims", "momentum_claim", "still_improving", "probe_claims",
-           "variant_claims",
-           "schedule_claim", "sharper_than_sgd", "table_claims"]
+           "variant_claims", "schedule_claim", "sharper_than_sgd", "table_claims"]
 
 
 def growth_claim(metrics, setting: str, window: int = 3, figure_file: str = ""):
@@ -320,8 +319,7 @@ def still_improving(table) -> str:
         return ""
     return (f"still improving: the best validation epoch is the last one for {', '.join(last['run'])} "
             f"(epoch {int(last['epochs'].max())}; test accuracy {last['test_acc'].max():.2f}); the paper "
-            "reads "
-            "the table at the best validation epoch of a trained network; longer runs would decide it")
+            "reads the table at the best validation epoch of a trained network; longer runs would decide it")
 
 
 def table_claims(table, n_test: int, setting: str, figure_file: str = "",
