@@ -1,10 +1,13 @@
 # The README's two commands:
 #   make reproduce   regenerate every figure and table (papermill; PROFILE=cpu by default)
-#   make test        the import contract, unit tests, then nbval on the committed smoke-run notebooks
+#   make test        the import contract, unit tests, then nbval on the notebooks' smoke copies
+#                    (tests/notebooks/)
 # Both create/update the local virtual environment .venv first.
 #
-#   make plan        every run the notebooks would launch at PROFILE, its estimated cost on this
-#                    device and totals; trains nothing (under a minute)
+#   make lab         JupyterLab at the repository root (notebooks/ show the cpu results; figures/ beside)
+#
+#   make plan        the data sets missing from disk and the totals of the runs the notebooks would
+#                    launch at PROFILE on this device (ROWS=1: every run); trains nothing (under a minute)
 #
 # Where the runs execute (reproduce): DEVICE=auto|cpu|cuda, EXECUTOR=local|slurm|dask,
 # JOBS=N (local processes), THREADS=N (torch threads per run), RUNS=<run store; a shared
@@ -42,7 +45,7 @@ ifneq ($(OFFLINE_DATA),)
 export BREAKEVEN_DATA := $(CURDIR)/.data
 endif
 
-.PHONY: reproduce plan test lint benchmark data env clean-figures
+.PHONY: reproduce plan test lab lint benchmark data env clean-figures
 
 env: $(STAMP)
 
@@ -68,11 +71,16 @@ reproduce: $(STAMP) data
 	$(SLURM_ENV) $(if $(RECOMPUTE),RECOMPUTE=$(RECOMPUTE)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(RUN_OPTS)
 
 plan: $(STAMP)
-	$(BIN)/python scripts/reproduce.py --plan --profile $(PROFILE) $(RUN_OPTS)
+	$(BIN)/python scripts/reproduce.py --plan --profile $(PROFILE) $(RUN_OPTS) $(if $(ROWS),--rows)
 
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(BIN)/python -m pytest tests --nbval-lax -p no:cacheprovider
+
+# JupyterLab rooted at the repository, opening the first notebook; LAB_OPTS passes more options
+# (e.g. LAB_OPTS="--no-browser --port 8890")
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_OPTS) notebooks/01_break_even.ipynb
 
 # ruff (package, tests, benchmarks, scripts and the notebook sources) and the import
 # contract of pyproject.toml [tool.importlinter] (layers, independent paper sections, no cycles)

@@ -21,7 +21,10 @@ directory, on the ``python3`` kernel of the interpreter running this script.
 ``runs/smoke_figures/`` (the notebooks' own rule, ``reporting.notebook_paths``), so a
 smoke run never overwrites the committed figures and ``CLAIMS.md``.
 The executed copy goes to ``<out>/<section>/<name>.executed.ipynb``
-(01_break_even -> break_even), the wall time, status and profile of each
+(01_break_even -> break_even); when ``<out>`` is the committed ``figures/`` it replaces
+``notebooks/<name>.ipynb`` instead (``reporting.published``: the notebooks a reader opens
+show the results the committed figures come from; a failed notebook stays in
+``<out>/<section>/`` and the committed one is left alone). The wall time, status and profile of each
 notebook are merged into ``<out>/manifest.json``. A failing notebook does not
 stop the others; the exit status is 1 if any failed. Afterwards the claims
 ledger ``<out>/CLAIMS.md`` (+ ``claims_ledger.png``) is written from every
@@ -43,6 +46,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from breakeven_utils.core.tables import to_markdown  # noqa: E402
 from breakeven_utils.papers.registry import absences, folder_of, notebook_order  # noqa: E402
 from breakeven_utils.reporting.manifest import default_output_root, write_manifest  # noqa: E402
+from breakeven_utils.reporting.published import publish  # noqa: E402
 
 NOTEBOOK_RE = re.compile(r"^\d+_[A-Za-z0-9_\-]+\.ipynb$")
 
@@ -90,9 +94,24 @@ def default_out(profile: str) -> Path:
     return (ROOT / "notebooks" / default_output_root(profile)).resolve()
 
 
+#: the committed output root: a notebook executed into it is published to notebooks/
+COMMITTED_FIGURES = (ROOT / "figures").resolve()
+
+
+def publish_target(nb: Path, out: Path) -> Path | None:
+    """Where the executed ``nb`` is published: the notebook itself when it is one of the
+    repository's notebooks/ and ``out`` is the committed figures/ (the notebooks show the
+    results the committed figures come from), else None (it stays in ``out``)."""
+    if out.resolve() == COMMITTED_FIGURES and nb.parent.resolve() == (ROOT / "notebooks").resolve():
+        return nb
+    return None
+
+
 def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float | None,
-                 log_output: bool, jobs: int | None = None) -> dict:
-    """Execute one notebook with papermill; returns its manifest entry."""
+                 log_output: bool, jobs: int | None = None, publish_to: Path | None = None) -> dict:
+    """Execute one notebook with papermill; returns its manifest entry. With ``publish_to``
+    the executed copy replaces that file (``reporting.published.publish``) once it ran
+    through; a failed one stays in ``<out>/<section>/``."""
     import papermill as pm
 
     outdir = out / folder_of(nb.stem)
@@ -114,6 +133,10 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
         )
         entry.update(status="ok", error=None)
         relative_paths(executed)
+        if publish_to is not None:
+            target = publish(executed, publish_to)
+            executed.unlink()
+            entry["executed_notebook"] = os.path.relpath(target, out)
     except Exception as e:  # noqa: BLE001 -- report and continue with the next notebook
         if hasattr(e, "ename"):  # papermill.PapermillExecutionError: a cell raised
             err = f"{e.ename}: {e.evalue} (cell {e.exec_count})"
@@ -193,7 +216,7 @@ def print_plan(args, store: Path) -> int:
                       store=store, recalibrate=args.recalibrate)
     except ValueError as e:
         raise SystemExit(f"reproduce --plan: {e}") from None
-    print(plan.plan_tables(p, jobs=args.jobs or 1))
+    print(plan.plan_tables(p, jobs=args.jobs or 1, rows=args.rows))
     return 0
 
 
@@ -230,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plan", action="store_true",
                     help="print every run the notebooks would launch and its estimated cost; train nothing")
     ap.add_argument("--recalibrate", action="store_true", help="--plan: time this device again")
+    ap.add_argument("--rows", action="store_true", help="--plan: one row per run, not only the totals")
     ap.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")
     ap.add_argument("--executor", default=None, help="local (default) | slurm | dask")
     ap.add_argument("--scheduler", default=None, help="Dask scheduler host:port (--executor dask)")
@@ -261,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     for nb in notebooks:
         print(f"reproduce: running {nb.name} (profile {args.profile}) ...", flush=True)
         entry = run_notebook(nb, out, args.profile, args.kernel, args.timeout, args.log_output,
-                             args.jobs)
+                             args.jobs, publish_to=publish_target(nb, out))
         manifest = write_manifest(out / "manifest.json", {nb.stem: entry})
         other = manifest["notebooks"].get(nb.stem, {}).get("runs_by_other_code")
         print(f"reproduce: {nb.name} {entry['status']} in {entry['wall_time_s']:.1f} s"

@@ -20,6 +20,7 @@ caller (``papers.registry.notebook_order()``): this layer names no paper section
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from breakeven_utils.reporting.claims import (
 )
 from breakeven_utils.reporting.plotting import save_figure
 
-__all__ = ["LEDGER_FILE", "LEDGER_PICTURE", "LEGACY_NOTE", "Section", "load_section",
+__all__ = ["runs_line", "LEDGER_FILE", "LEDGER_PICTURE", "LEGACY_NOTE", "Section", "load_section",
            "load_sections", "ledger_markdown", "ledger_figure", "overview"]
 
 LEDGER_FILE = "CLAIMS.md"
@@ -251,6 +252,36 @@ def _absence_table(absent: list[Absence]) -> list[str]:
     return out + [""]
 
 
+def runs_line(figures_root: str | os.PathLike, notebooks: list[str]) -> str:
+    """One line saying what drew the claims of ``notebooks``, from ``<figures_root>/manifest.json``:
+    profile (with overrides), code (git commit, "+changes" when uncommitted) and the number of
+    runs computed by other code; "" without a manifest."""
+    path = Path(figures_root) / "manifest.json"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")).get("notebooks", {})
+    except (OSError, ValueError):
+        return ""
+    groups: dict = {}
+    for name in notebooks:
+        e = entries.get(name)
+        if not e:
+            continue
+        what = f"profile `{e.get('profile', '?')}`"
+        if e.get("overrides"):
+            what += " with overrides " + ", ".join(f"`{k}={v!r}`" for k, v in e["overrides"].items())
+        commit = str(e.get("git_commit") or "unknown")[:7] + ("+changes" if e.get("git_dirty") else "")
+        what += f", code {commit}"
+        groups.setdefault(what, []).append(name)
+    if not groups:
+        return ""
+    parts = [(f"all {len(ns)} notebooks" if len(ns) == len(notebooks) > 1 else ", ".join(ns)) + f": {w}"
+             for w, ns in groups.items()]
+    other = sum(int(entries[n].get("runs_by_other_code") or 0) for ns in groups.values() for n in ns)
+    tail = (f"; {other} of the runs were computed by other code than the notebooks' (`make reproduce "
+            "RECOMPUTE=stale` computes them again)") if other else ""
+    return "Drawn by " + "; ".join(parts) + tail + " (`manifest.json`)."
+
+
 def ledger_markdown(sections: list[Section], figures_root: str | os.PathLike,
                     errors: dict[str, str] | None = None, picture: str | None = None,
                     absences: list[Absence] | None = None) -> str:
@@ -267,6 +298,9 @@ def ledger_markdown(sections: list[Section], figures_root: str | os.PathLike,
            "not edit by hand. *paper says*: the sentence the row tests; *paper*: the paper's number where "
            "its text gives one; *ours*: the measured value; each figure link opens the figure that shows "
            "the claim.", ""]
+    drawn = runs_line(root, [s.notebook for s in sections])
+    if drawn:
+        out += [drawn, ""]
     n = sum(len(s.claims) for s in sections)
     if not n:
         out += ["No claims file found: no notebook has written its claims yet.", ""]

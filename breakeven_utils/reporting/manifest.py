@@ -16,8 +16,8 @@ from breakeven_utils import __version__
 from breakeven_utils.core.io import atomic_write_text
 from breakeven_utils.store.runs import code_fingerprint
 
-__all__ = ["project_root", "default_output_root", "default_run_store", "output_dir", "notebook_paths",
-           "shown_path", "git_commit", "git_dirty", "write_manifest"]
+__all__ = ["project_root", "in_project", "code_label", "default_output_root", "default_run_store",
+           "output_dir", "notebook_paths", "shown_path", "git_commit", "git_dirty", "write_manifest"]
 
 
 def project_root() -> Path | None:
@@ -27,7 +27,9 @@ def project_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
 
 
-def _in_project(rel: str) -> str:
+def in_project(rel: str) -> str:
+    """``rel`` inside the project (:func:`project_root`); outside a checkout, relative to the
+    notebooks folder (``../rel``)."""
     root = project_root()
     return str(root / rel) if root is not None else str(Path("..") / rel)
 
@@ -38,12 +40,12 @@ def default_output_root(profile: str) -> str:
     ``scripts/reproduce.py`` share this rule). Resolved from the project, not the working
     directory, so papermill run from anywhere writes inside the repository (outside a
     checkout: relative to the notebooks folder, ``../figures``)."""
-    return _in_project("runs/smoke_figures" if profile == "smoke" else "figures")
+    return in_project("runs/smoke_figures" if profile == "smoke" else "figures")
 
 
 def default_run_store() -> str:
     """``$BREAKEVEN_RUNS``, else the project's ``runs/`` (resolved as :func:`default_output_root`)."""
-    return os.environ.get("BREAKEVEN_RUNS") or _in_project("runs")
+    return os.environ.get("BREAKEVEN_RUNS") or in_project("runs")
 
 
 def shown_path(path: str | os.PathLike) -> str:
@@ -90,10 +92,30 @@ def git_commit(repo_dir: str | os.PathLike | None = None) -> str:
     return commit if commit and re.fullmatch(r"[0-9a-f]{40,64}", commit) else "unknown"
 
 
+#: what ``make reproduce`` writes: changes there are outputs, not other code
+OUTPUT_PATHS = ("figures", "notebooks", "tests/notebooks")
+
+
 def git_dirty(repo_dir: str | os.PathLike | None = None) -> bool | None:
-    """Whether the checkout has uncommitted changes to tracked files (None outside git)."""
-    status = _git(repo_dir, "status", "--porcelain", "--untracked-files=no")
+    """Whether the checkout's tracked files other than the outputs (:data:`OUTPUT_PATHS`)
+    differ from its commit (None outside git): a figure drawn while ``make reproduce``
+    rewrites figures/ and notebooks/ still names its code as the commit."""
+    root = _git(repo_dir, "rev-parse", "--show-toplevel")
+    if root is None:
+        return None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                  *(f":(exclude){p}" for p in OUTPUT_PATHS))
     return None if status is None else bool(status)
+
+
+def code_label() -> str:
+    """The code that draws a figure, as its footer says it: the short git commit, with
+    "+changes" when tracked files differ from it; outside git, the run code's fingerprint
+    (``store.runs.code_fingerprint``)."""
+    commit = git_commit()
+    if commit == "unknown":
+        return f"code {code_fingerprint()}"
+    return f"code {commit[:7]}" + ("+changes" if git_dirty() else "")
 
 
 def _jsonable(v):

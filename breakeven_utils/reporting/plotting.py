@@ -7,7 +7,8 @@ rate come from ``LR_COLORS`` / ``lr_color`` so that every figure agrees
 (Fig. 1: eta = 0.01 red, eta = 0.001 blue); other hues (batch sizes) take the
 colour cycle in order, or pass ``palette={value: colour}``. Axis labels use the papers'
 symbols (``SYMBOLS``). Finish every figure with
-``annotate(fig, provenance(data.label, profile, seeds))``.
+``annotate(fig, provenance(data.label, profile, seeds, overrides=..., code=...))`` (a
+notebook's ``nb.provenance(data.label, seeds)`` fills in the rest).
 
 The backend is left alone: notebooks use the inline backend, tests select Agg.
 """
@@ -435,8 +436,10 @@ def _seed_band(ax, groups, x, y, window, color, raw_alpha, errorbar, label):
                  label=f"{label} (mean ± {what}, {len(groups)} seeds)")
 
 
-def provenance(data_label: str, profile: str, seeds) -> str:
-    """Footer text: 'CIFAR-10, JPEG copy · profile cpu · seeds 0, 1, 2'."""
+def provenance(data_label: str, profile: str, seeds, *, overrides: Mapping | None = None,
+               code: str = "") -> str:
+    """Footer text: 'CIFAR-10, JPEG copy · profile cpu · seeds 0, 1, 2 · code b71c998'; a
+    profile run with ``overrides`` says them ('profile cpu with seeds=[0, 1]')."""
     if seeds is None:
         s = "seed n/a"
     else:
@@ -447,7 +450,10 @@ def provenance(data_label: str, profile: str, seeds) -> str:
             s = f"seeds {seq[0]}–{seq[-1]}"
         else:
             s = "seeds " + ", ".join(map(str, seq))
-    return f"{data_label} · profile {profile} · {s}"
+    shown = f"profile {profile}"
+    if overrides:
+        shown += " with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    return " · ".join(x for x in (data_label, shown, s, code) if x)
 
 
 def annotate(fig, text: str):

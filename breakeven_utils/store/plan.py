@@ -41,7 +41,7 @@ from torch import nn
 
 from breakeven_utils import __version__
 from breakeven_utils.core.console import tqdm
-from breakeven_utils.core.data import DATASETS, Data, Split
+from breakeven_utils.core.data import DATASETS, Data, Split, data_root
 from breakeven_utils.core.device import device_label, resolve_device
 from breakeven_utils.core.io import atomic_write_json
 from breakeven_utils.core.models import build_model
@@ -64,8 +64,8 @@ from breakeven_utils.recorder.metrics import (
 from breakeven_utils.recorder.rules import UPDATE_RULES, RuleContext, SGDRule, weight_decay_mask
 from breakeven_utils.store.runs import read_status, store_root
 
-__all__ = ["sizes", "check_config", "calibrate", "run_cost", "plan", "plan_tables", "format_seconds",
-           "CostPrimitives", "metric_hooks", "lanczos_cost"]
+__all__ = ["sizes", "check_config", "calibrate", "run_cost", "plan", "plan_tables", "on_disk", "missing_data",
+           "format_seconds", "CostPrimitives", "metric_hooks", "lanczos_cost"]
 
 # input shape and test-set size of each data set (the loader's; no file is read)
 INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "fashion_mnist": (1, 28, 28),
@@ -629,27 +629,68 @@ def _total_row(name, g, todo, jobs: int) -> dict:
             f"wall, {jobs} parallel job(s)": format_seconds(t["cost_s"].sum() / max(jobs, 1))}
 
 
-def plan_tables(p: dict, jobs: int = 1) -> str:
-    """The plan as Markdown: one table per notebook and a totals table."""
+#: files (globs under the data root) whose presence means ``core.data.load_data`` finds a data
+#: set without a download: its decoded cache, the torchvision layout, the CIFAR-10 JPEG copy
+_DATA_FILES = {"cifar10": ("breakeven_cache/cifar10-*.npz", "cifar-10-batches-py/data_batch_1",
+                           "cifar10-jpeg/train"),
+               "cifar100": ("breakeven_cache/cifar100-*.npz", "cifar-100-python/train"),
+               "fashion_mnist": ("breakeven_cache/fashion_mnist-*.npz",
+                                 "FashionMNIST/raw/train-images-idx3-ubyte*"),
+               "mnist": ("breakeven_cache/mnist-*.npz", "MNIST/raw/train-images-idx3-ubyte*")}
+
+
+def on_disk(name: str, root=None) -> bool:
+    """Whether ``core.data.load_data`` finds the data set ``name`` under the data root
+    (``core.data.data_root``) without a download. Looks at file names only, so the plan lists
+    what is missing before anything is read; a name with no files (``synthetic``) is on disk."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    base = data_root(root)
+    return name not in _DATA_FILES or any(any(base.glob(g)) for g in _DATA_FILES[name])
+
+
+def missing_data(df: pd.DataFrame) -> list[str]:
+    """One line per data set the plan's runs need that is not on disk (``core.data.on_disk``):
+    how many runs of which notebooks need it and where its files go."""
+    lines = []
+    if not len(df):
+        return lines
+    for name, g in df.groupby("data", sort=False):
+        if name in DATASETS and not on_disk(name):
+            info = DATASETS[name]
+            lines.append(f"- **{info.title} is not on disk** (data root {data_root()}): {len(g)} run(s) of "
+                         f"{', '.join(dict.fromkeys(g['notebook']))} need it; put the files at "
+                         f"{info.offline.replace('<root>', str(data_root()))} or allow torchvision to "
+                         "download it (needs internet)")
+    return lines
+
+
+def plan_tables(p: dict, jobs: int = 1, rows: bool = False) -> str:
+    """The plan as Markdown: the data sets missing from disk and the totals first, then (with
+    ``rows``) one table of runs per notebook."""
 
     df = p["runs"]
     lines = [f"# Plan: profile {p['profile']!r} on {p['calibration']['key']}", ""]
+    missing = missing_data(df)
+    lines += (["## Data sets missing from disk", "", *missing, ""] if missing
+              else ["All data sets the runs need are on disk.", ""])
     for nb, reason in p["not_built"].items():
         lines.append(f"- {nb}: {reason}")
-    totals = []
+    totals, tables = [], []
     done = df["cached"].str.startswith("yes") if len(df) else None
     for nb, g in (df.groupby("notebook", sort=False) if len(df) else []):
         t = g.assign(cost=g["cost_s"].map(format_seconds),
                      epochs=g["epochs"].map(lambda e: f"{e:g}"),
                      cached=g["cached"] + g["shared"].map(lambda s: " (run above too)" if s else ""))
-        lines += ["", f"## {nb}: {len(g)} runs", "",
-                  to_markdown(t[["key", "model", "data", "eta", "S", "seed", "optimizer", "epochs",
-                                 "stops early", "iterations", "measurements", "cost", "cached"]],
-                              float_format="{:g}")]
+        tables += ["", f"## {nb}: {len(g)} runs", "",
+                   to_markdown(t[["key", "model", "data", "eta", "S", "seed", "optimizer", "epochs",
+                                  "stops early", "iterations", "measurements", "cost", "cached"]],
+                               float_format="{:g}")]
         totals.append(_total_row(nb, g, ~done[g.index], jobs))
     if totals:
         totals.append(_total_row("all (distinct runs)", df[~df["shared"]], ~done[~df["shared"]], jobs))
-        lines += ["", "## Totals (runs still to compute)", "", to_markdown(pd.DataFrame(totals))]
+        lines += ["## Totals (runs still to compute)", "", to_markdown(pd.DataFrame(totals))]
+    lines += tables if rows else ["", "One row per run: `make plan ROWS=1` (`reproduce.py --plan --rows`)."]
     cal = p["calibration"]
     lines += ["", f"Calibration: {cal['path']} ({'measured now' if cal['calibrated_now'] else 'cached'}); "
               "costs are upper bounds for runs that stop at a training accuracy (costed to their "

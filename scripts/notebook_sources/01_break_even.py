@@ -1,14 +1,17 @@
 # Source of notebooks/01_break_even.ipynb, cell by cell ("# %% [markdown]" / "# %%"
 # separate cells; "# %% tags=parameters" marks the papermill parameters cell).
-# Regenerate the notebook with `python scripts/build_notebooks.py` and commit both.
+# `python scripts/build_notebooks.py 01_break_even` builds its smoke copy for the tests
+# (tests/notebooks/); `make reproduce` fills notebooks/ with the outputs of the run that
+# draws the committed figures/. Commit the source and both notebooks.
 
 # %% [markdown]
 # # The break-even point (break-even paper, Sec. 4.1, App. A and App. C)
 #
-# **Results on real data** (profile `cpu`: figures, tables, claims) are in
-# `figures/break_even/01_break_even.executed.ipynb` (open it from JupyterLab started at the
-# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
-# `make test` re-executes with nbval.
+# **The outputs below are the `cpu` run on real data** that drew the committed
+# `figures/break_even/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
+# seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
+# the run store `runs/` and computes what it lacks (about 19 min from an empty store on 2
+# cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
 # Neural Networks*, ICLR 2020. SimpleCNN on CIFAR-10 is trained with plain SGD
@@ -27,13 +30,12 @@
 #
 # Run it with `make reproduce` (profile `cpu`), or headless with
 # `papermill notebooks/01_break_even.ipynb out.ipynb -p profile cpu`, or "Run All"
-# here after setting `profile` below. The committed copy holds the outputs of a
-# `smoke` run (synthetic data, seconds), which `make test` checks with nbval.
+# here after setting `profile` below.
 
 # %% tags=parameters
-profile = "smoke"      # smoke | cpu | paper
-output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
-run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
+profile = "cpu"        # smoke | cpu | paper
+output_root = None     # None: figures/ (cpu, paper); runs/smoke_figures/, runs/override_figures/
+run_store = None       # None: $BREAKEVEN_RUNS, else runs/
 jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
@@ -56,11 +58,11 @@ from breakeven_utils.reporting import claims, embedding, plotting
 from breakeven_utils.reporting.plotting import SYMBOLS
 
 s = be_settings.settings(profile, **overrides)
-nb = notebook.start("01_break_even", profile, output_root, run_store, jobs)  # paths, sweeps, clock
+nb = notebook.start("01_break_even", profile, output_root, run_store, jobs, overrides)  # paths, sweeps
 out = nb.out
 configs = be_runs.trajectory_configs(s)
 data = load_run_data(configs[0])  # the data set behind every run (for its label and size)
-prov = plotting.provenance(data.label, profile, s["seeds"])
+prov = nb.provenance(data.label, s["seeds"])
 print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, measurement set "
       f"{len(data.measure)} (lambda_H on {s['hessian_n'] or len(data.measure)}), "
       f"learning rates {s['lrs']}, seeds {s['seeds']}, batch {s['batch_size']}")
@@ -222,7 +224,7 @@ for ax, r, row in zip(np.atleast_1d(axes), fig9_runs, corr.itertuples()):
         s["K_M"] or s["batch_size"], s["K_L"]),
         title=f"$\\eta$={r.config.lr:g}: r = {row.pearson_r:.2f} (n={row.n}, p={row.p:.2g})")
 fig9.suptitle("Fig. 9: Pearson correlation of the two estimates of $\\lambda_K^1$ along a trajectory")
-plotting.annotate(fig9, plotting.provenance(data.label, profile, [s["seeds"][0]]))
+plotting.annotate(fig9, nb.provenance(data.label, [s["seeds"][0]]))
 nb.save_figure(fig9, "fig9_lambda_k_m128_vs_m1")
 plt.show()
 nb.save_table(corr, "fig9_correlations")
@@ -256,8 +258,8 @@ with pd.option_context("display.max_colwidth", None):
 # ## Regression check (nbval)
 #
 # The cell below prints rounded summary numbers and the claims table's structure;
-# `make test` re-runs this notebook at the `smoke` profile and compares them with the
-# committed output.
+# `make test` re-runs this notebook's smoke copy (`tests/notebooks/`) and compares them with
+# its committed output. Here they show the `cpu` run.
 
 # %%
 # NBVAL_CHECK_OUTPUT

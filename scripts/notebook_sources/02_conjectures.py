@@ -1,14 +1,17 @@
 # Source of notebooks/02_conjectures.ipynb, cell by cell ("# %% [markdown]" / "# %%"
 # separate cells; "# %% tags=parameters" marks the papermill parameters cell).
-# Regenerate the notebook with `python scripts/build_notebooks.py 02_conjectures` and commit both.
+# `python scripts/build_notebooks.py 02_conjectures` builds its smoke copy for the tests
+# (tests/notebooks/); `make reproduce` fills notebooks/ with the outputs of the run that
+# draws the committed figures/. Commit the source and both notebooks.
 
 # %% [markdown]
 # # The two conjectures: variance reduction and pre-conditioning (break-even paper, Sec. 4.2, App. E-G)
 #
-# **Results on real data** (profile `cpu`: figures, tables, claims) are in
-# `figures/conjectures/02_conjectures.executed.ipynb` (open it from JupyterLab started at the
-# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
-# `make test` re-executes with nbval.
+# **The outputs below are the `cpu` run on real data** that drew the committed
+# `figures/conjectures/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
+# seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
+# the run store `runs/` and computes what it lacks (about 10 min from an empty store on 2
+# cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
 # Neural Networks*, ICLR 2020.
@@ -28,13 +31,12 @@
 #
 # Run it with `make reproduce` (profile `cpu`), or headless with
 # `papermill notebooks/02_conjectures.ipynb out.ipynb -p profile cpu`, or "Run All"
-# here after setting `profile` below. The committed copy holds the outputs of a
-# `smoke` run (synthetic data, tiny models, seconds), which `make test` checks with nbval.
+# here after setting `profile` below.
 
 # %% tags=parameters
-profile = "smoke"      # smoke | cpu | paper
-output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
-run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
+profile = "cpu"        # smoke | cpu | paper
+output_root = None     # None: figures/ (cpu, paper); runs/smoke_figures/, runs/override_figures/
+run_store = None       # None: $BREAKEVEN_RUNS, else runs/
 jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
@@ -57,7 +59,7 @@ from breakeven_utils.reporting import claims, plotting
 from breakeven_utils.reporting.plotting import SYMBOLS
 
 s = cj_settings.settings(profile, **overrides)
-nb = notebook.start("02_conjectures", profile, output_root, run_store, jobs)  # paths, sweeps, clock
+nb = notebook.start("02_conjectures", profile, output_root, run_store, jobs, overrides)  # paths, sweeps
 out = nb.out
 sweeps = cj_runs.sweeps(s)
 by_name = {sw.name: sw for sw in sweeps}
@@ -145,8 +147,7 @@ def figure(names, ys, title, fname):
         for ax, y in zip(row, ys):
             panel(by_name[n], y, ax)
     fig.suptitle(title)
-    plotting.annotate(fig, plotting.provenance(" / ".join(dict.fromkeys(labels[n] for n in names)),
-                                               profile, s["seeds"]))
+    plotting.annotate(fig, nb.provenance(" / ".join(dict.fromkeys(labels[n] for n in names)), s["seeds"]))
     nb.save_figure(fig, fname)
     plt.show()
     return fig
@@ -311,8 +312,8 @@ print(f"notebook wall time: {nb.seconds:.0f} s at profile {profile!r} "
 # ## Regression check (nbval)
 #
 # The cell below prints rounded summary numbers and the claims table's structure;
-# `make test` re-runs this notebook at the `smoke` profile and compares them with the
-# committed output.
+# `make test` re-runs this notebook's smoke copy (`tests/notebooks/`) and compares them with
+# its committed output. Here they show the `cpu` run.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -1,14 +1,17 @@
 # Source of notebooks/03_batchnorm.ipynb, cell by cell ("# %% [markdown]" / "# %%"
 # separate cells; "# %% tags=parameters" marks the papermill parameters cell).
-# Regenerate the notebook with `python scripts/build_notebooks.py 03_batchnorm` and commit both.
+# `python scripts/build_notebooks.py 03_batchnorm` builds its smoke copy for the tests
+# (tests/notebooks/); `make reproduce` fills notebooks/ with the outputs of the run that
+# draws the committed figures/. Commit the source and both notebooks.
 
 # %% [markdown]
 # # BatchNorm needs a high learning rate (break-even paper, Sec. 4.3 and App. H)
 #
-# **Results on real data** (profile `cpu`: figures, tables, claims) are in
-# `figures/batchnorm/03_batchnorm.executed.ipynb` (open it from JupyterLab started at the
-# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
-# `make test` re-executes with nbval.
+# **The outputs below are the `cpu` run on real data** that drew the committed
+# `figures/batchnorm/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
+# seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
+# the run store `runs/` and computes what it lacks (about 10 min from an empty store on 2
+# cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
 # Neural Networks*, ICLR 2020. The paper's third claim: SGD's implicit
@@ -50,13 +53,12 @@
 #
 # Run it with `make reproduce` (profile `cpu`), or headless with
 # `papermill notebooks/03_batchnorm.ipynb out.ipynb -p profile cpu`, or "Run All" here
-# after setting `profile` below. The committed copy holds the outputs of a `smoke` run
-# (synthetic data, tiny models, seconds), which `make test` checks with nbval.
+# after setting `profile` below.
 
 # %% tags=parameters
-profile = "smoke"      # smoke | cpu | paper
-output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
-run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
+profile = "cpu"        # smoke | cpu | paper
+output_root = None     # None: figures/ (cpu, paper); runs/smoke_figures/, runs/override_figures/
+run_store = None       # None: $BREAKEVEN_RUNS, else runs/
 jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys to override, e.g. {"seeds": [0, 1, 2]}
 
@@ -75,11 +77,10 @@ from breakeven_utils.papers.batchnorm import settings as bn_settings
 from breakeven_utils.papers.common import tidy
 from breakeven_utils.recorder import load_run_data
 from breakeven_utils.reporting import claims as cl
-from breakeven_utils.reporting import plotting
 from breakeven_utils.reporting.plotting import SYMBOLS
 
 s = bn_settings.settings(profile, **overrides)  # bad input (empty eta/S lists, S > n_train, ...) fails here
-nb = notebook.start("03_batchnorm", profile, output_root, run_store, jobs)  # paths, sweeps, clock
+nb = notebook.start("03_batchnorm", profile, output_root, run_store, jobs, overrides)  # paths, sweeps
 out = nb.out
 # EXECUTOR=/DEVICE=/JOBS=/THREADS= (store.sweeps.sweep_env) choose where the runs go
 sweep_kw = nb.sweep_env()
@@ -87,7 +88,7 @@ sweeps = bn_runs.sweeps(s)
 by_name = {sw.name: sw for sw in sweeps}
 configs = bn_runs.run_configs(profile, **overrides)
 data = load_run_data(configs[0])
-footer = plotting.provenance(data.label, profile, s["seeds"]) + "\n" + bn_figures.BN_MODES_TEXT
+footer = nb.provenance(data.label, s["seeds"]) + "\n" + bn_figures.BN_MODES_TEXT
 W = s["window"]
 c0 = by_name["bn_eta"].configs[0]
 print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, n_val={len(data.val)}, "
@@ -263,8 +264,8 @@ print(f"notebook wall time: {nb.seconds:.0f} s at profile {profile!r} "
 # ## Regression check (nbval)
 #
 # The cell below prints rounded summary numbers and the claims table's structure;
-# `make test` re-runs this notebook at the `smoke` profile and compares them with the
-# committed output.
+# `make test` re-runs this notebook's smoke copy (`tests/notebooks/`) and compares them with
+# its committed output. Here they show the `cpu` run.
 
 # %%
 # NBVAL_CHECK_OUTPUT

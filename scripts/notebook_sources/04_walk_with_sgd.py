@@ -1,14 +1,17 @@
 # Source of notebooks/04_walk_with_sgd.ipynb, cell by cell ("# %% [markdown]" / "# %%"
 # separate cells; "# %% tags=parameters" marks the papermill parameters cell).
-# Regenerate the notebook with `python scripts/build_notebooks.py 04_walk_with_sgd` and commit both.
+# `python scripts/build_notebooks.py 04_walk_with_sgd` builds its smoke copy for the tests
+# (tests/notebooks/); `make reproduce` fills notebooks/ with the outputs of the run that
+# draws the committed figures/. Commit the source and both notebooks.
 
 # %% [markdown]
 # # A Walk with SGD: the loss between consecutive iterates
 #
-# **Results on real data** (profile `cpu`: figures, tables, claims) are in
-# `figures/walk/04_walk_with_sgd.executed.ipynb` (open it from JupyterLab started at the
-# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
-# `make test` re-executes with nbval.
+# **The outputs below are the `cpu` run on real data** that drew the committed
+# `figures/walk/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
+# seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
+# the run store `runs/` and computes what it lacks (about 8 min from an empty store on 2
+# cores), `smoke` takes seconds on synthetic data.
 #
 # Xing, Arpit, Tsirigotis, Bengio. *A Walk with SGD*, arXiv:1802.08770 (2018). Figure
 # numbers follow the paper's text (the caption file of another version numbers them
@@ -32,14 +35,12 @@
 # (learning-rate schedules), Fig. 28 (the quadratic), and the claims table.
 #
 # Run it with `make reproduce NOTEBOOKS=04_walk_with_sgd` (profile `cpu`), or headless with
-# `papermill notebooks/04_walk_with_sgd.ipynb out.ipynb -p profile cpu`. The committed copy
-# holds the outputs of a `smoke` run (synthetic data, tiny models, seconds), which
-# `make test` checks with nbval.
+# `papermill notebooks/04_walk_with_sgd.ipynb out.ipynb -p profile cpu`.
 
 # %% tags=parameters
-profile = "smoke"      # smoke | cpu | paper
-output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
-run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
+profile = "cpu"        # smoke | cpu | paper
+output_root = None     # None: figures/ (cpu, paper); runs/smoke_figures/, runs/override_figures/
+run_store = None       # None: $BREAKEVEN_RUNS, else runs/
 jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys of the walk section to override
 
@@ -61,7 +62,7 @@ from breakeven_utils.recorder import load_run_data
 from breakeven_utils.reporting import claims, plotting
 
 s = walk_settings.settings(profile, **overrides)
-nb = notebook.start("04_walk_with_sgd", profile, output_root, run_store, jobs)  # paths, sweeps, clock
+nb = notebook.start("04_walk_with_sgd", profile, output_root, run_store, jobs, overrides)  # paths, sweeps
 out = nb.out
 rs = walk_runs.runs(s)
 by_name = {r.name: r for r in rs}
@@ -72,9 +73,8 @@ labels = {f: load_run_data(next(r.config for r in rs if r.meta.get("family") == 
 
 def foot(family, seeds=None):
     fam = fams[family]
-    return plotting.provenance(f"{labels[family]} ({fam['n_train']:,} training images: the runs' "
-                               f"training set), {fam['label']}", profile,
-                               s["seeds"] if seeds is None else seeds)
+    return nb.provenance(f"{labels[family]} ({fam['n_train']:,} training images: the runs' "
+                         f"training set), {fam['label']}", s["seeds"] if seeds is None else seeds)
 
 
 print(f"profile {profile!r}: {len({r.config.key() for r in rs})} distinct runs")
@@ -498,8 +498,8 @@ print(f"notebook wall time: {nb.seconds:.0f} s at profile {profile!r} "
 # %% [markdown]
 # ## Regression check (nbval)
 #
-# The cell below prints rounded summary numbers; `make test` re-runs this notebook at the
-# `smoke` profile and compares them with the committed output.
+# The cell below prints rounded summary numbers; `make test` re-runs this notebook's smoke copy
+# (`tests/notebooks/`) and compares them with its committed output. Here they show the `cpu` run.
 
 # %%
 # NBVAL_CHECK_OUTPUT

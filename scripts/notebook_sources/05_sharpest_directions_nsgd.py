@@ -1,14 +1,17 @@
 # Source of notebooks/05_sharpest_directions_nsgd.ipynb, cell by cell ("# %% [markdown]" / "# %%"
 # separate cells; "# %% tags=parameters" marks the papermill parameters cell).
-# Regenerate the notebook with `python scripts/build_notebooks.py 05_sharpest_directions_nsgd`.
+# `python scripts/build_notebooks.py 05_sharpest_directions_nsgd` builds its smoke copy for the tests
+# (tests/notebooks/); `make reproduce` fills notebooks/ with the outputs of the run that
+# draws the committed figures/. Commit the source and both notebooks.
 
 # %% [markdown]
 # # The sharpest directions along the SGD trajectory, and Nudged SGD
 #
-# **Results on real data** (profile `cpu`: figures, tables, claims) are in
-# `figures/nsgd/05_sharpest_directions_nsgd.executed.ipynb` (open it from JupyterLab started at the
-# repository root). The copy in `notebooks/` carries a `smoke` run on synthetic data, which
-# `make test` re-executes with nbval.
+# **The outputs below are the `cpu` run on real data** that drew the committed
+# `figures/nsgd/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
+# seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
+# the run store `runs/` and computes what it lacks (about 28 min from an empty store on 2
+# cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski, Kenton, Ballas, Fischer, Bengio, Storkey, *DNN's Sharpest Directions Along
 # the SGD Trajectory* (2018; ICLR 2019 as *On the Relation Between the Sharpest Directions
@@ -35,14 +38,13 @@
 # for SimpleCNN, NSGD eigenvectors refreshed at the start of every epoch. Everything is
 # computed by `breakeven_utils.papers.sharpest_nsgd` (`rules`: the update rules; `runs`,
 # `analysis`, `claims`: the runs, tables and claims; `sharpest`: eigenpairs with L2, the Fig. 4
-# probes). The committed copy of
-# this notebook holds a `smoke` run (synthetic data, tiny models, seconds) for nbval;
+# probes).
 # `make reproduce NOTEBOOKS=05_sharpest_directions_nsgd` runs the `cpu` profile.
 
 # %% tags=parameters
-profile = "smoke"      # smoke | cpu | paper
-output_root = None     # None: ../figures (cpu, paper) or ../runs/smoke_figures (smoke)
-run_store = None       # None: $BREAKEVEN_RUNS, else ../runs
+profile = "cpu"        # smoke | cpu | paper
+output_root = None     # None: figures/ (cpu, paper); runs/smoke_figures/, runs/override_figures/
+run_store = None       # None: $BREAKEVEN_RUNS, else runs/
 jobs = None            # runs in parallel (processes, one torch thread each); None: 1 at smoke, else 2
 overrides = {}         # profile keys to override
 
@@ -67,13 +69,13 @@ from breakeven_utils.store import runs as records
 
 s = sn_settings.settings(profile, **overrides)
 # paths, sweep environment, clock
-nb = notebook.start("05_sharpest_directions_nsgd", profile, output_root, run_store, jobs)
+nb = notebook.start("05_sharpest_directions_nsgd", profile, output_root, run_store, jobs, overrides)
 out = nb.out
 ex = sn_runs.experiments(s)
 fams = sn_runs.families(s)
 configs = sn_runs.run_configs(profile, **overrides)
 label = load_run_data(configs[0]).label
-foot = plotting.provenance(label, profile, s["seeds"][:1])
+foot = nb.provenance(label, s["seeds"][:1])
 print(f"profile {profile!r}: {label}, n_train={s['n_train']}, Hessian on {s['hessian_n']} examples "
       f"(LM, tol {s['hessian_tol']:g}), {len(configs)} distinct runs")
 for g, runs in ex.items():
@@ -472,6 +474,9 @@ print(f"notebook wall time: {wall:.0f} s at profile {profile!r} ({len(configs)} 
 
 # %% [markdown]
 # ## Regression check (nbval)
+#
+# The cell below prints the runs' structure; `make test` re-runs this notebook's smoke copy
+# (`tests/notebooks/`) and compares it with its committed output. Here it shows the `cpu` run.
 
 # %%
 # NBVAL_CHECK_OUTPUT

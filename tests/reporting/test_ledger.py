@@ -206,3 +206,42 @@ def test_reproduce_writes_the_ledger_after_the_notebooks(tmp_path):
     assert "| **all papers** | **1** | **0** | **0** | **1** |" in (out / "CLAIMS.md").read_text()
     assert (out / "claims_ledger.png").is_file()
     assert json.loads((out / "manifest.json").read_text())["notebooks"]["01_tiny"]["status"] == "ok"
+
+
+def test_reproduce_publishes_an_executed_notebook_only_into_the_committed_notebooks(tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import nbformat
+    import reproduce
+
+    assert reproduce.publish_target(REPO / "notebooks" / "01_break_even.ipynb", REPO / "figures") == \
+        REPO / "notebooks" / "01_break_even.ipynb"
+    assert reproduce.publish_target(REPO / "notebooks" / "01_break_even.ipynb", tmp_path) is None
+    assert reproduce.publish_target(tmp_path / "01_break_even.ipynb", REPO / "figures") is None
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "smoke"  # a comment\noutput_root = None')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print(profile)")]
+    src = tmp_path / "01_tiny.ipynb"
+    nbformat.write(nb, src)
+    entry = reproduce.run_notebook(src, tmp_path / "figs", "cpu", "python3", 120, False, publish_to=src)
+    assert entry["status"] == "ok" and entry["executed_notebook"] == "../01_tiny.ipynb"
+    done = nbformat.read(src, as_version=4)
+    figs = tmp_path / "figs"
+    assert done.cells[0].source == f'profile = "cpu"  # a comment\noutput_root = "{figs}"'
+    assert len(done.cells) == 2 and done.cells[1].outputs[0].text == "cpu\n"
+    assert not list((tmp_path / "figs").rglob("*.ipynb"))  # the executed copy was moved, not kept
+
+
+def test_runs_line_says_profile_overrides_code_and_stale_runs(tmp_path):
+    assert L.runs_line(tmp_path, ["01_break_even"]) == ""  # no manifest
+    entry = {"profile": "cpu", "git_commit": "0123456789abcdef", "git_dirty": False, "runs_by_other_code": 0}
+    m = {"notebooks": {"01_break_even": entry, "02_conjectures": dict(entry),
+                       "03_batchnorm": {**entry, "overrides": {"seeds": [0, 1]}, "git_dirty": True,
+                                        "runs_by_other_code": 2}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    assert L.runs_line(tmp_path, ["01_break_even", "02_conjectures"]) == \
+        "Drawn by all 2 notebooks: profile `cpu`, code 0123456 (`manifest.json`)."
+    line = L.runs_line(tmp_path, ["01_break_even", "02_conjectures", "03_batchnorm"])
+    assert "01_break_even, 02_conjectures: profile `cpu`, code 0123456" in line
+    assert "03_batchnorm: profile `cpu` with overrides `seeds=[0, 1]`, code 0123456+changes" in line
+    assert "2 of the runs were computed by other code" in line

@@ -170,6 +170,8 @@ def test_provenance_and_annotate_replaces_footer():
         "CIFAR-10, JPEG copy · profile cpu · seeds 0, 1, 2"
     assert P.provenance("x", "paper", range(5)).endswith("seeds 0–4")
     assert P.provenance("x", "smoke", 0).endswith("seed 0")
+    assert P.provenance("x", "cpu", [0], overrides={"seeds": [0], "n_train": 500}, code="code abc1234") == \
+        "x · profile cpu with seeds=[0], n_train=500 · seed 0 · code abc1234"
     fig, _ = P.subplots(2)
     P.annotate(fig, "first")
     P.annotate(fig, "second")

@@ -81,6 +81,25 @@ def test_write_manifest_merges_entries(tmp_path):
     assert R.git_commit(tmp_path) == "unknown"  # not a git repository
 
 
+def test_git_dirty_counts_code_changes_not_the_outputs_reproduce_writes(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    assert R.git_dirty(tmp_path) is None  # not a git repository
+    git("init", "-q")
+    for f in ("pkg/loop.py", "figures/fig.png", "notebooks/01.ipynb", "tests/notebooks/01.ipynb"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("1")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert R.git_dirty(tmp_path) is False
+    for f in ("figures/fig.png", "notebooks/01.ipynb", "tests/notebooks/01.ipynb"):
+        (tmp_path / f).write_text("2")
+    assert R.git_dirty(tmp_path) is False and R.git_dirty(tmp_path / "pkg") is False  # outputs only
+    (tmp_path / "pkg" / "loop.py").write_text("2")
+    assert R.git_dirty(tmp_path) is True
+
+
 def _notebook(path: Path, body: str):
     import nbformat
 

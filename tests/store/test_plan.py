@@ -5,6 +5,7 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from breakeven_utils.papers import registry
@@ -117,8 +118,32 @@ def test_plan_smoke_tables_cache_and_cached_runs(tmp_path):
     assert again["calibration"]["calibrated_now"] == 0  # the cached calibration
     assert again["runs"]["cached"].tolist().count("yes") == 1
     text = plan.plan_tables(again, jobs=2)
-    assert "## 01_break_even: 3 runs" in text and "all (distinct runs)" in text
+    assert "## 01_break_even: 3 runs" not in text and "make plan ROWS=1" in text  # totals only
+    assert "All data sets the runs need are on disk." in text  # smoke: synthetic data
+    assert text.index("## Totals") < text.index("Calibration:")
     assert "| 01_break_even       |    3 |      1 |      2 |" in text
+    rows = plan.plan_tables(again, jobs=2, rows=True)
+    assert "## 01_break_even: 3 runs" in rows and rows.index("## Totals") < rows.index("## 01_break_even")
+
+
+def test_plan_names_the_data_sets_missing_from_disk_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("BREAKEVEN_DATA", str(tmp_path))  # an empty data root
+    df = pd.DataFrame({"notebook": ["04_walk_with_sgd", "04_walk_with_sgd", "05_sharpest_directions_nsgd"],
+                       "data": ["mnist", "mnist", "cifar100"]})
+    lines = plan.missing_data(df)
+    assert len(lines) == 2 and "MNIST is not on disk" in lines[0]
+    assert "2 run(s) of 04_walk_with_sgd" in lines[0]
+    assert "CIFAR-100" in lines[1] and str(tmp_path) in lines[1]
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"")
+    assert [ln for ln in plan.missing_data(df) if "MNIST is" in ln] == []
+    assert plan.on_disk("mnist") and not plan.on_disk("cifar10") and plan.on_disk("synthetic")
+    (tmp_path / "cifar10-jpeg" / "train").mkdir(parents=True)
+    (tmp_path / "breakeven_cache").mkdir()
+    (tmp_path / "breakeven_cache" / "cifar100-torchvision.npz").write_bytes(b"")
+    assert plan.on_disk("cifar10") and plan.on_disk("cifar100")
+    with pytest.raises(ValueError, match="unknown data set 'imagenet'"):
+        plan.on_disk("imagenet")
 
 
 ENV = ("BREAKEVEN_EXECUTOR", "BREAKEVEN_SCHEDULER", "BREAKEVEN_DEVICE", "BREAKEVEN_RUNS",
@@ -132,7 +157,7 @@ def test_reproduce_plan_prints_every_notebook(tmp_path, capsys, monkeypatch):
                            "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     for sec in registry.SECTIONS:
-        assert f"## {sec.notebook}:" in out
+        assert f"| {sec.notebook}" in out  # its totals row
 
 
 @pytest.mark.parametrize("argv, match", [
