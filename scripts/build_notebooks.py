@@ -1,8 +1,9 @@
 """Build the notebooks from their sources, scripts/notebook_sources/NN_*.py:
 
 - ``tests/notebooks/NN_*.ipynb``: executed at the ``smoke`` profile with papermill (synthetic
-  data, seconds), the copies ``make test`` re-executes with nbval. They keep papermill's
-  injected cell (``profile = "smoke"``) after the ``parameters`` cell.
+  data, seconds), the copies ``make test`` re-executes with nbval. They open with a note that
+  says so and keep papermill's injected cell (``profile = "smoke"``) after the ``parameters``
+  cell.
 - ``notebooks/NN_*.ipynb``, the copies a reader opens, carry the outputs of the run that drew
   the committed ``figures/`` (``make reproduce`` writes them: ``reporting.published``). Where
   a source's cells changed, this script writes the new cells there without outputs and says
@@ -29,6 +30,11 @@ from breakeven_utils.reporting.published import INJECTED_TAG, PARAMETERS_TAG  # 
 SOURCES = ROOT / "scripts" / "notebook_sources"
 NOTEBOOKS = ROOT / "notebooks"
 SMOKE_COPIES = ROOT / "tests" / "notebooks"
+#: the tag of the note a smoke copy opens with (not part of the source)
+SMOKE_NOTE_TAG = "smoke-copy-note"
+SMOKE_NOTE = ("**Smoke copy for the tests** (`make test` re-executes it with nbval): synthetic data and tiny "
+              "models, no result of the papers' (every verdict is *not testable* at `smoke`). The results "
+              "on real data are in `notebooks/`.")
 
 
 def parse(text: str) -> nbformat.NotebookNode:
@@ -56,14 +62,18 @@ def cells_of(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     """(type, source) of every cell but the ``parameters`` cell (its values are the run's) and
     papermill's injected cell: what must equal the source's build."""
     return [(c.cell_type, c.source) for c in nb.cells
-            if not {PARAMETERS_TAG, INJECTED_TAG} & set(c.metadata.get("tags", []))]
+            if not {PARAMETERS_TAG, INJECTED_TAG, SMOKE_NOTE_TAG} & set(c.metadata.get("tags", []))]
 
 
 def build_smoke_copy(src: Path, execute: bool) -> Path:
     """tests/notebooks/<name>.ipynb from ``src``, executed at ``smoke`` unless ``execute`` is False."""
     SMOKE_COPIES.mkdir(parents=True, exist_ok=True)
     target = SMOKE_COPIES / f"{src.stem}.ipynb"
-    nbformat.write(parse(src.read_text()), target)
+    nb = parse(src.read_text())
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(SMOKE_NOTE, metadata={"tags": [SMOKE_NOTE_TAG]}))
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:02d}"
+    nbformat.write(nb, target)
     if execute:
         import papermill as pm
 

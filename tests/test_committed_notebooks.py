@@ -57,6 +57,7 @@ def test_smoke_copy_for_nbval_is_the_build_of_its_source(src):
     nb = nbformat.read(ROOT / "tests" / "notebooks" / f"{src.stem}.ipynb", as_version=4)
     assert cells_of(nb) == cells_of(parse(src.read_text())), \
         f"tests/notebooks/{src.stem}.ipynb is stale: python scripts/build_notebooks.py {src.stem}"
+    assert "smoke-copy-note" in tags(nb.cells[0]) and "Smoke copy for the tests" in nb.cells[0].source
     injected = [c for c in nb.cells if "injected-parameters" in tags(c)]
     assert len(injected) == 1 and re.search(r'^profile = "smoke"', injected[0].source, re.M)
     assert any(c.outputs for c in nb.cells if c.cell_type == "code"), "executed (nbval compares outputs)"

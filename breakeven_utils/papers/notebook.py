@@ -18,6 +18,7 @@ from pathlib import Path
 from IPython import get_ipython
 
 from breakeven_utils.papers.registry import Section, section
+from breakeven_utils.reporting.claims import at_profile, save_claims
 from breakeven_utils.reporting.manifest import (
     code_label,
     default_output_root,
@@ -88,6 +89,14 @@ class Notebook:
     def save_table(self, df, name: str, **kw):
         """``name.csv`` / ``.md`` in the notebook's figure folder."""
         return save_table(df, name, self.out, **kw)
+
+    def save_claims(self, claims) -> list:
+        """The claims as this profile can state them (``reporting.claims.at_profile``: none is
+        decided at ``smoke``), written to the notebook's folder (``claims.csv``/``.md``) and
+        returned for display."""
+        claims = at_profile(claims, self.profile)
+        save_claims(claims, self.out)
+        return claims
 
     def write_manifest(self, entry: dict, runs=None) -> dict:
         """Merge ``entry`` (plus ``notebook_seconds`` and, with ``runs``, their compute time:

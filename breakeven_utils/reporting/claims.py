@@ -47,7 +47,8 @@ __all__ = [
     "VERDICTS", "HOLDS", "FAILS", "UNTESTABLE", "PAPERS", "PAPER_TITLES", "Claim", "FIELDS",
     "OPTIONAL_FIELDS", "COMPACT",
     "cite", "quoted", "Absence", "Peak", "scatter_se", "compare_peaks", "peaks_text",
-    "claims_frame", "compact_table", "save_claims", "load_claims", "verdict_counts",
+    "claims_frame", "compact_table", "at_profile", "NO_VERDICT_PROFILES", "save_claims", "load_claims",
+    "verdict_counts",
     "DEFAULT_WINDOW", "smooth", "SmoothedMax", "smoothed_max", "transient_end",
     "Z", "FALLBACK_RTOL", "Ordering", "ordering_steps", "ordering_verdict", "mean_se",
     "DEFAULT_N_BOOT", "K_STATS", "resampled_grams", "bootstrap_se",
@@ -255,6 +256,24 @@ def verdict_counts(claims: Iterable[Claim | Mapping]) -> dict[str, int]:
     """{verdict: count} over :data:`VERDICTS` (zeros included)."""
     cs = _as_claims(claims)
     return {v: sum(c.verdict == v for c in cs) for v in VERDICTS}
+
+
+#: profiles whose runs cannot decide a claim, and why: their verdicts are all "not testable"
+NO_VERDICT_PROFILES = {"smoke": "the smoke profile trains tiny models on synthetic data (a test of the "
+                                "code, not of the papers)"}
+
+
+def at_profile(claims: Iterable[Claim | Mapping], profile: str) -> list[Claim]:
+    """``claims`` as runs at ``profile`` can state them: at a profile of
+    :data:`NO_VERDICT_PROFILES` every verdict becomes "not testable at this scale", its reason
+    saying why and what the rule gave (the rules still run, and nbval checks them); at any
+    other profile they are returned unchanged."""
+    cs = _as_claims(claims)
+    why = NO_VERDICT_PROFILES.get(profile)
+    if why is None:
+        return cs
+    return [replace(c, verdict=UNTESTABLE, reason=f"{why}; the rule gave {c.verdict!r}"
+                    + (f" ({c.reason})" if c.reason else "")) for c in cs]
 
 
 def save_claims(claims: Iterable[Claim | Mapping], outdir: str | os.PathLike,

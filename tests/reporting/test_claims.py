@@ -48,6 +48,17 @@ def test_claim_rejects_bad_input(kw, match):
         _claim(**kw)
 
 
+def test_no_verdict_is_decided_at_smoke_and_the_rules_outcome_is_kept_in_the_reason():
+    cs = [_claim(verdict=False, reason="eta=0.1 below eta=0.01 beyond 1.96 SE"), _claim(verdict=True),
+          _claim(verdict=None, reason="within noise")]
+    smoke = C.at_profile(cs, "smoke")
+    assert [c.verdict for c in smoke] == [C.UNTESTABLE] * 3
+    assert smoke[0].reason.startswith("the smoke profile trains tiny models on synthetic data")
+    assert smoke[0].reason.endswith("the rule gave 'does not hold' (eta=0.1 below eta=0.01 beyond 1.96 SE)")
+    assert smoke[1].reason.endswith("the rule gave 'holds'") and smoke[1].claim == cs[1].claim
+    assert C.at_profile(cs, "cpu") == cs and C.at_profile(cs, "paper") == cs
+
+
 def test_save_and_load_roundtrip(tmp_path):
     cs = [_claim(), _claim(paper="sharpest", section="3", figure="Table 1", claim="a | pipe",
                            verdict=None, reason="within noise", figure_file="fig1.png")]

@@ -14,9 +14,8 @@ from scipy import stats
 from breakeven_utils.papers.walk.quotes import QUOTES
 from breakeven_utils.papers.walk.settings import PAPER_VALUES
 from breakeven_utils.reporting.claims import FALLBACK_RTOL, Claim, Z, ordering_verdict, quoted, scatter_se
-from breakeven_utils.reporting.claims import save_claims as save_claims_table
 
-__all__ = ["PAPER_VALUES", "ordering", "claims", "save_claims", "SATURATION_DROP", "SINGLE_RUN_RTOL",
+__all__ = ["PAPER_VALUES", "ordering", "claims", "SATURATION_DROP", "SINGLE_RUN_RTOL",
            "single_run_verdict", "accuracy_margin", "barrier_claim", "lambda_h_decay_claim",
            "gd_cos_verdict", "height_step", "almost_all_epochs",
            "GD_COS_ABOUT"]
@@ -373,7 +372,3 @@ def lambda_h_decay_claim(curve: np.ndarray, setting: str) -> Claim:
                   ours=f"max over the first quarter {curve[i]:.3g}, last {curve[-1]:.3g}",
                   verdict=verdict, reason=reason, figure_file="fig3_lambda_h_val_acc.png")
 
-
-def save_claims(rows: list, outdir, name: str = "claims"):
-    """claims.csv (every field) and claims.md (compact) in ``outdir``."""
-    return save_claims_table(rows, outdir, name=name)
