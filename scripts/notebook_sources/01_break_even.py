@@ -10,7 +10,7 @@
 # **The outputs below are the `cpu` run on real data** that drew the committed
 # `figures/break_even/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
 # seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
-# the run store `runs/` and computes what it lacks (about 19 min from an empty store on 2
+# the run store `runs/` and computes what it lacks (about 10 min from an empty store on 2
 # cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
@@ -246,7 +246,7 @@ corr.round({"pearson_r": 2, "p": 3})
 
 # %%
 claim_rows = be_claims.claims(df, spec_K, spec_H, corr, setting=f"SimpleCNN, {data.label}", m1_L=s["K1_L"])
-claims.save_claims(claim_rows, out)
+claim_rows = nb.save_claims(claim_rows)  # claims.csv/.md; none is decided at smoke
 nb.write_manifest({"profile": profile, "data": data.label, "seeds": s["seeds"], "learning_rates": s["lrs"]},
                   runs=results + fig9_runs)
 print("verdicts:", claims.verdict_counts(claim_rows))

@@ -10,7 +10,7 @@
 # **The outputs below are the `cpu` run on real data** that drew the committed
 # `figures/conjectures/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
 # seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
-# the run store `runs/` and computes what it lacks (about 10 min from an empty store on 2
+# the run store `runs/` and computes what it lacks (about 15 min from an empty store on 2
 # cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
@@ -286,7 +286,7 @@ mx = cj_analysis.setting_maxima(df)
 nb.save_table(mx, "maxima")
 claim_rows = (cj_claims.claims(mx, df, labels={sw.name: f"{sw.label}, {labels[sw.name]}" for sw in sweeps})
               + cj_claims.skipped_claims(cj_runs.skipped(s)))
-claims.save_claims(claim_rows, out)
+claim_rows = nb.save_claims(claim_rows)  # claims.csv/.md; none is decided at smoke
 nb.write_manifest({"profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
                    "sweeps": {sw.name: sorted(set(sw.values)) for sw in sweeps}, "runs": n_unique,
                    "skipped": cj_runs.skipped(s)}, runs=raw)

@@ -10,7 +10,7 @@
 # **The outputs below are the `cpu` run on real data** that drew the committed
 # `figures/batchnorm/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
 # seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
-# the run store `runs/` and computes what it lacks (about 10 min from an empty store on 2
+# the run store `runs/` and computes what it lacks (about 4 min from an empty store on 2
 # cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
@@ -44,7 +44,7 @@
 # frozen during the measurement (tested bitwise in `tests/papers/batchnorm/test_batchnorm.py`); accuracies
 # use the running statistics (eval mode); $\|g\|/\|g_5\|$ uses the step's own gradient.
 #
-# **Scale.** `cpu` (sized for about 10 minutes on 2 cores from an empty run store): 3,200
+# **Scale.** `cpu` (about 4 minutes on 2 cores from an empty run store): 3,200
 # CIFAR-10 images (K needs $L\cdot M = 3{,}200$), 500 validation images, 2 epochs (50 steps at
 # $S=128$), one seed, measurements at iterations 0, 5, 12 and at every epoch end, $\lambda_H^1$ on 64
 # examples for the learning-rate sweep only. This covers the early phase of training: the
@@ -245,7 +245,7 @@ plt.show()
 
 # %%
 claims = bn_claims.claims(df, s)
-cl.save_claims(claims, out)
+claims = nb.save_claims(claims)  # claims.csv/.md; none is decided at smoke
 maxima = bn_analysis.maxima(df, W)
 nb.save_table(maxima, "maxima")
 with pd.option_context("display.max_colwidth", None):

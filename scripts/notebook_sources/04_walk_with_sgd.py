@@ -10,7 +10,7 @@
 # **The outputs below are the `cpu` run on real data** that drew the committed
 # `figures/walk/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
 # seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
-# the run store `runs/` and computes what it lacks (about 8 min from an empty store on 2
+# the run store `runs/` and computes what it lacks (about 2 min from an empty store on 2
 # cores), `smoke` takes seconds on synthetic data.
 #
 # Xing, Arpit, Tsirigotis, Bengio. *A Walk with SGD*, arXiv:1802.08770 (2018). Figure
@@ -98,7 +98,7 @@ for r in rs:
 # `trajectory` lr (0.1) for its trajectory figures; set the `tables` lrs to `[0.3, 0.15]`
 # with family `resnet56` for its Table 2.
 #
-# The `cpu` profile (2 CPU cores, about 15 minutes from an empty run store) scales this down:
+# The `cpu` profile (2 CPU cores, about 2 minutes from an empty run store) scales this down:
 #
 # - **Per-epoch tables (Table 1, 2, Fig. 8, Fig. 3):** the MLP 784-300-100-10 on 4,000
 #   Fashion-MNIST images (the offline copy has no MNIST; the subset is the run's training
@@ -480,7 +480,7 @@ r_in["schedules"] = sched_tab
 r_in["lambda_H"] = lam_curve
 r_in["n_val"] = fams[nz["family"]]["n_val"]
 claim_rows = wc.claims(r_in)
-wc.save_claims(claim_rows, out)
+claim_rows = nb.save_claims(claim_rows)  # claims.csv/.md; none is decided at smoke
 claims_df = claims.claims_frame(claim_rows)
 nb.write_manifest({"profile": profile, "data": sorted(set(labels.values())), "seeds": s["seeds"],
                    "runs": len({r.config.key() for r in rs}), "failed": [n for n, _ in failed]},
