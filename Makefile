@@ -88,5 +88,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check breakeven_utils tests benchmarks scripts
 	$(BIN)/lint-imports --no-cache
 
+# every estimator against curvlinops, hessian-eigenthings, BackPACK and pyhessian, one table
+# (QUICK=1: under 5 minutes); installs the bench extra first
 benchmark: $(STAMP) data
-	$(BIN)/python benchmarks/estimators.py
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster,bench]'
+	$(BIN)/python benchmarks/peers.py $(if $(QUICK),--quick)
