@@ -57,8 +57,8 @@ from breakeven_utils.recorder import load_run_data
 from breakeven_utils.reporting import claims, embedding, plotting
 from breakeven_utils.reporting.plotting import SYMBOLS
 
-s = be_settings.settings(profile, **overrides)
 nb = notebook.start("01_break_even", profile, output_root, run_store, jobs, overrides)  # paths, sweeps
+s = be_settings.settings(profile, **overrides)
 out = nb.out
 configs = be_runs.trajectory_configs(s)
 data = load_run_data(configs[0])  # the data set behind every run (for its label and size)

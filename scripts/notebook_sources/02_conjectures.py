@@ -58,8 +58,8 @@ from breakeven_utils.recorder import load_run_data
 from breakeven_utils.reporting import claims, plotting
 from breakeven_utils.reporting.plotting import SYMBOLS
 
-s = cj_settings.settings(profile, **overrides)
 nb = notebook.start("02_conjectures", profile, output_root, run_store, jobs, overrides)  # paths, sweeps
+s = cj_settings.settings(profile, **overrides)
 out = nb.out
 sweeps = cj_runs.sweeps(s)
 by_name = {sw.name: sw for sw in sweeps}

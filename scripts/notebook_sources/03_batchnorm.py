@@ -79,8 +79,8 @@ from breakeven_utils.recorder import load_run_data
 from breakeven_utils.reporting import claims as cl
 from breakeven_utils.reporting.plotting import SYMBOLS
 
-s = bn_settings.settings(profile, **overrides)  # bad input (empty eta/S lists, S > n_train, ...) fails here
 nb = notebook.start("03_batchnorm", profile, output_root, run_store, jobs, overrides)  # paths, sweeps
+s = bn_settings.settings(profile, **overrides)  # bad input (empty eta/S lists, S > n_train, ...) fails here
 out = nb.out
 # EXECUTOR=/DEVICE=/JOBS=/THREADS= (store.sweeps.sweep_env) choose where the runs go
 sweep_kw = nb.sweep_env()

@@ -61,8 +61,8 @@ from breakeven_utils.papers.walk import settings as walk_settings
 from breakeven_utils.recorder import load_run_data
 from breakeven_utils.reporting import claims, plotting
 
-s = walk_settings.settings(profile, **overrides)
 nb = notebook.start("04_walk_with_sgd", profile, output_root, run_store, jobs, overrides)  # paths, sweeps
+s = walk_settings.settings(profile, **overrides)
 out = nb.out
 rs = walk_runs.runs(s)
 by_name = {r.name: r for r in rs}

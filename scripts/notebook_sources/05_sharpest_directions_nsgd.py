@@ -67,9 +67,9 @@ from breakeven_utils.reporting import claims as cl
 from breakeven_utils.reporting import plotting
 from breakeven_utils.store import runs as records
 
-s = sn_settings.settings(profile, **overrides)
-# paths, sweep environment, clock
+# paths, sweep environment, clock; the parameters checked before the settings use them
 nb = notebook.start("05_sharpest_directions_nsgd", profile, output_root, run_store, jobs, overrides)
+s = sn_settings.settings(profile, **overrides)
 out = nb.out
 ex = sn_runs.experiments(s)
 fams = sn_runs.families(s)
