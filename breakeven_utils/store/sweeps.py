@@ -137,7 +137,7 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
         print(f"sweep: {len(stale)} of {len(keys)} stored runs were computed by other code: recomputing them")
     elif stale:
         first = next(iter(stale.values()))
-        print(f"sweep: {len(stale)} of {len(keys)} stored runs were computed by other code ({first}); "
+        print(f"sweep: {len(stale)} of {len(keys)} stored runs were {first}; "
               "they are reused: RECOMPUTE=stale (make reproduce RECOMPUTE=stale) computes them again")
     reports: dict[str, dict] = {}
     bar = SweepProgress(unique, root, jobs=jobs, progress=progress, device=device, threads=threads_per_job,
