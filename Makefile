@@ -77,10 +77,11 @@ test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest tests --nbval-lax -p no:cacheprovider
 
-# JupyterLab rooted at the repository, opening the first notebook; LAB_OPTS passes more options
-# (e.g. LAB_OPTS="--no-browser --port 8890")
+# JupyterLab rooted at the repository, opening the first notebook (as root, e.g. in a container,
+# with --allow-root); LAB_OPTS passes more options (e.g. LAB_OPTS="--no-browser --port 8890")
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_OPTS) notebooks/01_break_even.ipynb
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) \
+		$(LAB_OPTS) notebooks/01_break_even.ipynb
 
 # ruff (package, tests, benchmarks, scripts and the notebook sources) and the import
 # contract of pyproject.toml [tool.importlinter] (layers, independent paper sections, no cycles)
