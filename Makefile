@@ -45,7 +45,7 @@ ifneq ($(OFFLINE_DATA),)
 export BREAKEVEN_DATA := $(CURDIR)/.data
 endif
 
-.PHONY: reproduce plan test lab lint benchmark data env clean-figures
+.PHONY: reproduce plan preflight test lab lint benchmark data env clean-figures
 
 env: $(STAMP)
 
@@ -69,6 +69,12 @@ SLURM_ENV = $(if $(PARTITION),BREAKEVEN_SLURM_PARTITION=$(PARTITION)) $(if $(GPU
 
 reproduce: $(STAMP) data
 	$(SLURM_ENV) $(if $(RECOMPUTE),RECOMPUTE=$(RECOMPUTE)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(RUN_OPTS)
+
+# every run of PROFILE (default paper here) built, its model constructed and one forward and
+# backward pass of its first batch taken on the CPU; report in figures/preflight_<profile>.md
+preflight: $(STAMP) data
+	$(BIN)/python scripts/preflight.py --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
+		$(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 plan: $(STAMP)
 	$(BIN)/python scripts/reproduce.py --plan --profile $(PROFILE) $(RUN_OPTS) $(if $(ROWS),--rows)
