@@ -33,8 +33,8 @@ from breakeven_utils.store.plan import on_disk
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "RunCheck", "signature", "first_batch", "check_run", "preflight",
            "report"]
 
-#: the largest full-batch pass checked: a run whose full-batch gradient goes over more examples in
-#: one pass (``gd_chunk`` unset) is checked on this many and flagged
+#: the largest full-batch pass checked (the first this many examples of a chunk); a run whose
+#: full-batch gradient goes over more of its training set in one pass (``gd_chunk`` unset) is flagged
 MAX_PASS = 1024
 
 #: the input shape of one example of each data set (what a stand-in for a missing one draws)
@@ -94,11 +94,10 @@ def check_run(notebook: str, c: RunConfig, cache: dict) -> RunCheck:
         c.validate()
         x, y, k, source = first_batch(c, cache)
         batch = len(x)
-        if c.full_batch and (c.gd_chunk or c.n_train) > MAX_PASS:
-            note = (f"full-batch gradient over {c.gd_chunk or c.n_train:,} examples in one pass"
-                    + ("" if c.gd_chunk else " (gd_chunk unset)") + f": checked on the first {batch}; "
-                    "the pass keeps the activations of all of them (about "
-                    f"{(c.gd_chunk or c.n_train) / batch:.0f}x this batch's memory)")
+        if c.full_batch and c.gd_chunk is None and c.n_train > MAX_PASS:
+            note = (f"full-batch gradient over {c.n_train:,} examples in one pass (gd_chunk unset): checked "
+                    f"on the first {batch}; the pass keeps the activations of all of them (about "
+                    f"{c.n_train / batch:.0f}x this batch's memory)")
         # build_run_model reads the training inputs' shape and the number of classes of its data
         model = build_run_model(c, SimpleNamespace(train=SimpleNamespace(x=x), num_classes=k), "cpu")
         params = [p for p in model.parameters() if p.requires_grad]

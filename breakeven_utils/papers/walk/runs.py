@@ -71,6 +71,8 @@ def _cfg(s: dict, fam: dict, **kw):
                 hessian_bn_mode="train", train_eval_on="train", measure_every=0,
                 measure_every_epochs=0)
     base.update(kw)
+    if base["optimizer"] in ("gd", "gd_noise") and s.get("gd_chunk"):  # full batch, in chunks (paper)
+        base["gd_chunk"] = int(s["gd_chunk"])
     return RunConfig(**base)
 
 
