@@ -19,23 +19,15 @@ import sys
 import time
 
 import torch
+from timing import batched_gradient, per_example_loop, timed  # benchmarks/timing.py
 
 from breakeven_utils import curvature as C
 from breakeven_utils.core.data import load_data
 from breakeven_utils.core.models import build_model
-from breakeven_utils.core.params import gradient_vector
 
 SECTIONS = ("hvp", "eigs", "warm", "trace", "K", "per_example")
 
 
-def timed(fn, repeat=1):
-    """(result of the last call, median wall time)."""
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times)
 
 
 def main(argv=None):
@@ -249,21 +241,8 @@ def main(argv=None):
         xp, yp = data.train.x[:n_pe], data.train.y[:n_pe]
         G, t_pe = timed(lambda: C.per_example_gradients(model, lf, xp, yp, chunk_size=128))
 
-        def batch_grad():
-            model.zero_grad(set_to_none=True)
-            lf(model(xp), yp).backward()
-            model.zero_grad(set_to_none=True)
-        _, t_batch = timed(batch_grad, 2)
-
-        def loop():
-            out = torch.empty_like(G)
-            for i in range(n_pe):
-                model.zero_grad(set_to_none=True)
-                lf(model(xp[i:i + 1]), yp[i:i + 1]).backward()
-                out[i] = gradient_vector(model)
-            model.zero_grad(set_to_none=True)
-            return out
-        Gl, t_loop = timed(loop)
+        _, t_batch = timed(lambda: batched_gradient(model, lf, xp, yp), 2)
+        Gl, t_loop = timed(lambda: per_example_loop(model, lf, xp, yp))
         rel = (G - Gl).norm(dim=1) / Gl.norm(dim=1).clamp_min(1e-30)
         row(f"per-example gradients, {n_pe} images", f"{t_pe:.1f} s", f"{t_loop:.1f} s (loop)",
             f"{t_loop / t_pe:.1f}x",

@@ -35,24 +35,15 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from timing import batched_gradient, per_example_loop, timed  # noqa: E402  (benchmarks/timing.py)
+
 from breakeven_utils import curvature as C  # noqa: E402
 from breakeven_utils.core.data import load_data  # noqa: E402
 from breakeven_utils.core.models import build_model  # noqa: E402
-from breakeven_utils.core.params import gradient_vector  # noqa: E402
 from breakeven_utils.core.profiles import get_profile  # noqa: E402
 
 PEERS = ("curvlinops", "hessian-eigenthings", "BackPACK", "pyhessian")
 ROWS = ("hvp", "top1", "top5", "trajectory", "trace", "density", "per_example", "K")
-
-
-def timed(fn, repeat=1):
-    """(result of the last call, median wall time in seconds)."""
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times)
 
 
 def rel_err(values, ref, k):
@@ -415,20 +406,8 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001 -- a layer BackPACK does not support
             t_bp, bp_cell = None, f"fails: {type(e).__name__}: {str(e).splitlines()[0][:60]}"
 
-        def batch_grad():
-            model.zero_grad(set_to_none=True)
-            lf(model(xp), yp).backward()
-            model.zero_grad(set_to_none=True)
-        _, t_batch = timed(batch_grad, 3)
-
-        def loop():
-            out = torch.empty_like(G)
-            for i in range(n):
-                model.zero_grad(set_to_none=True)
-                lf(model(xp[i:i + 1]), yp[i:i + 1]).backward()
-                out[i] = gradient_vector(model)
-            return out
-        Gl, t_loop = timed(loop)
+        _, t_batch = timed(lambda: batched_gradient(model, lf, xp, yp), 3)
+        Gl, t_loop = timed(lambda: per_example_loop(model, lf, xp, yp))
         rel = ((G - Gl).norm(dim=1) / Gl.norm(dim=1).clamp_min(1e-30))
         table.add(f"per-example gradients, {n} images",
                   f"{t_ours:.2f} s (vs a loop: rel. difference median {float(rel.median()):.0e})",

@@ -25,7 +25,11 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from breakeven_utils.reporting.published import INJECTED_TAG, PARAMETERS_TAG  # noqa: E402
+from breakeven_utils.reporting.published import (  # noqa: E402
+    INJECTED_TAG,
+    PARAMETERS_TAG,
+    without_run_metadata,
+)
 
 SOURCES = ROOT / "scripts" / "notebook_sources"
 NOTEBOOKS = ROOT / "notebooks"
@@ -80,15 +84,10 @@ def build_smoke_copy(src: Path, execute: bool) -> Path:
         pm.execute_notebook(str(target), str(target), parameters={"profile": "smoke"},
                             cwd=str(SMOKE_COPIES), kernel_name="python3", progress_bar=False)
         nb = nbformat.read(target, as_version=4)
-        for cell in nb.cells:  # papermill's execution metadata changes every run: drop it
-            cell.metadata.pop("papermill", None)
-            cell.metadata.pop("execution", None)
+        for cell in nb.cells:
             if cell.get("outputs"):  # keep the copies small: no progress bars or warnings
                 cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"]
-        nb.metadata.pop("papermill", None)
-        for i, cell in enumerate(nb.cells):  # papermill's injected cell gets a random id
-            cell["id"] = f"cell-{i:02d}"
-        nbformat.write(nb, target)
+        nbformat.write(without_run_metadata(nb), target)
     return target
 
 

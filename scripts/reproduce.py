@@ -132,11 +132,12 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
             log_output=log_output, execution_timeout=timeout,
         )
         entry.update(status="ok", error=None)
-        relative_paths(executed)
-        if publish_to is not None:
+        if publish_to is not None:  # the published copy drops papermill's metadata altogether
             target = publish(executed, publish_to)
             executed.unlink()
             entry["executed_notebook"] = os.path.relpath(target, out)
+        else:
+            relative_paths(executed)
     except Exception as e:  # noqa: BLE001 -- report and continue with the next notebook
         if hasattr(e, "ename"):  # papermill.PapermillExecutionError: a cell raised
             err = f"{e.ename}: {e.evalue} (cell {e.exec_count})"

@@ -18,7 +18,8 @@ import nbformat
 
 from breakeven_utils.core.io import atomic_write_text
 
-__all__ = ["INJECTED_TAG", "PARAMETERS_TAG", "fold_parameters", "reader_copy", "publish"]
+__all__ = ["INJECTED_TAG", "PARAMETERS_TAG", "fold_parameters", "reader_copy", "without_run_metadata",
+           "publish"]
 
 #: papermill's tag on the cell it inserts after the ``parameters`` cell
 INJECTED_TAG = "injected-parameters"
@@ -106,10 +107,18 @@ def reader_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         params[0].source = fold_parameters(params[0].source, cell.source)
         nb.cells.remove(cell)
     for cell in nb.cells:
-        cell.metadata.pop("papermill", None)
-        cell.metadata.pop("execution", None)
         if "outputs" in cell:
             cell.outputs = _streams(cell.outputs)
+    return without_run_metadata(nb)
+
+
+def without_run_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` (changed in place) without what changes from one execution to the next:
+    papermill's and the execution's metadata; cell ids ``cell-00``, ``cell-01``, ... (papermill
+    gives its injected cell a random one)."""
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
     nb.metadata.pop("papermill", None)
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:02d}"
