@@ -768,7 +768,8 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
             rising = sorted({x for r in open_.itertuples() for x in (r.setting_a, r.setting_b) if at_end[x]})
             parts.append("still rising at the last measurement (its peak is a lower bound that could "
                          f"change the step): {', '.join(name(x) for x in rising)} in "
-                         + "; ".join(describe(r) for r in open_.itertuples()))
+                         + "; ".join(describe(r) for r in open_.itertuples())
+                         + " (runs continued past their peak would decide it)")
         if len(against):
             verdict = FAILS
             parts.insert(0, "against the prediction beyond the noise: "
@@ -800,7 +801,8 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
     if verdicts["smoothed"] != verdicts["raw"]:
         why = (f"depends on the smoothing: the {window}-point smoothed maxima give '{verdicts['smoothed']}'"
                + (f" ({whys['smoothed']})" if whys["smoothed"] else "")
-               + f", the raw maxima '{verdicts['raw']}'" + (f" ({whys['raw']})" if whys["raw"] else ""))
+               + f", the raw maxima '{verdicts['raw']}'" + (f" ({whys['raw']})" if whys["raw"] else "")
+               + "; denser measurements around the peaks, or several seeds, would decide it")
         return Ordering(UNTESTABLE, "; ".join([why] + notes), margin, peaks)
     reason = "; ".join(p for p in [whys["smoothed"]] + notes if p)
     return Ordering(verdicts["smoothed"], reason, margin, peaks)

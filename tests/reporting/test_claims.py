@@ -453,6 +453,7 @@ def test_compare_peaks_a_still_rising_peak_is_a_lower_bound():
     # eta=0.1 lower than eta=0.01 but still rising: it could catch up -> not testable, named
     o = C.compare_peaks({0.01: _hump(10), 0.1: rising}, -1, symbol="eta")
     assert o.verdict == C.UNTESTABLE and "still rising" in o.reason and "eta=0.1" in o.reason
+    assert "(runs continued past their peak would decide it)" in o.reason
     assert o.peaks[0.1].at_end and "still rising" in C.peaks_text(o.peaks, "eta")
     # the smaller eta still rising above the larger one's peak: a rise only helps -> holds
     o = C.compare_peaks({0.01: rising * 2, 0.1: _hump(4)}, -1, symbol="eta")
@@ -466,6 +467,7 @@ def test_compare_peaks_raw_and_smoothed_must_agree():
     b = np.array([1, 6, 7, 8, 8, 8, 7, 6, 5.])
     o = C.compare_peaks({1: a, 2: b}, +1, window=3)
     assert o.verdict == C.UNTESTABLE and "depends on the smoothing" in o.reason
+    assert "denser measurements around the peaks, or several seeds, would decide it" in o.reason
 
 
 def test_compare_peaks_excludes_and_names_missing_settings():
