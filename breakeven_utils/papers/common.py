@@ -32,7 +32,7 @@ from breakeven_utils.reporting.claims import (
 
 __all__ = [
     "BREAK_EVEN_PAPER_VALUES", "paper_value", "paper_values_table",
-    "VARIED", "Sweep", "tidy",
+    "VARIED", "Sweep", "tidy", "iteration_schedule",
     "WINDOW", "solver_bound", "max_with_se", "curves_of", "compare_peaks_of", "compare_runs_peaks",
     "break_even_reached",
 ]
@@ -123,6 +123,19 @@ class Sweep:
             raise ValueError(f"param must be one of {VARIED}, got {self.param!r}")
         if len(self.configs) != len(self.values):
             raise ValueError("configs and values differ in length")
+
+
+def iteration_schedule(total: int, every: int, dense_until: int, late_every: int) -> tuple[int, ...]:
+    """Measurement iterations of a run of ``total`` steps, dense where the break-even point
+    comes (break-even Sec. 4.1: early, sooner at a large eta): 0 and every ``every`` steps up
+    to ``dense_until``, then every ``late_every`` steps, and the last step. In iterations, not
+    epochs, so runs compared at equal steps (S varied) are measured at the same iterations."""
+    if min(int(total), int(every), int(late_every)) < 1 or int(dense_until) < 0:
+        raise ValueError(f"iteration_schedule needs total, every, late_every >= 1 and dense_until >= 0, "
+                         f"got {total}, {every}, {dense_until}, {late_every}")
+    total, dense_until = int(total), min(int(dense_until), int(total))
+    ts = set(range(0, dense_until + 1, int(every))) | set(range(dense_until, total + 1, int(late_every)))
+    return tuple(sorted(ts | {total}))
 
 
 def tidy(df: pd.DataFrame, sw: Sweep) -> pd.DataFrame:

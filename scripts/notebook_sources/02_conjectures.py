@@ -73,7 +73,8 @@ for sw in sweeps:
     c = sw.configs[0]
     print(f"  {sw.name:15s} {sw.label:38s} {cj_settings.PARAM_SYMBOL[sw.param]} in "
           f"{sorted(set(sw.values))} | "
-          f"{labels[sw.name]}, n_train={c.n_train}, {c.max_epochs} epochs, K: L={c.K_L}, M={c.K_M}"
+          f"{labels[sw.name]}, n_train={c.n_train}, "
+          f"{f'{c.max_iters} steps' if c.max_iters else f'{c.max_epochs} epochs'}, K: L={c.K_L}, M={c.K_M}"
           f"{', lambda_H' if sw.lambda_H else ''}")
 for fam, reason in cj_runs.skipped(s).items():
     print(f"  skipped {fam}: {reason}")

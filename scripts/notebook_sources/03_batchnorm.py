@@ -91,8 +91,9 @@ data = load_run_data(configs[0])
 footer = nb.provenance(data.label, s["seeds"]) + "\n" + bn_figures.BN_MODES_TEXT
 W = s["window"]
 c0 = by_name["bn_eta"].configs[0]
+budget = f"{c0.max_iters} steps per run" if c0.max_iters else f"{c0.max_epochs} epochs"
 print(f"profile {profile!r}: {data.label}, n_train={len(data.train)}, n_val={len(data.val)}, "
-      f"{s['max_epochs']} epochs, seeds {s['seeds']}; {len(configs)} distinct runs "
+      f"{budget}, seeds {s['seeds']}; {len(configs)} distinct runs "
       f"(jobs={sweep_kw['jobs']}, threads per job: {sweep_kw['threads_per_job'] or 'default'})")
 print(f"K: L={c0.K_L}, M={c0.K_M}, BN mode {c0.K_bn_mode!r}; lambda_H on {c0.hessian_n} examples, "
       f"tol {c0.hessian_tol:g}, BN mode {c0.hessian_bn_mode!r}")

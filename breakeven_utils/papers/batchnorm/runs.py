@@ -17,7 +17,7 @@ from breakeven_utils.papers.batchnorm.settings import (
     check_settings,
     settings,
 )
-from breakeven_utils.papers.common import Sweep
+from breakeven_utils.papers.common import Sweep, iteration_schedule
 from breakeven_utils.recorder.config import RunConfig
 
 __all__ = ["has_batchnorm", "check_config", "measure_at", "sweeps", "run_configs"]
@@ -44,11 +44,17 @@ def check_config(c) -> None:
 
 def measure_at(s: dict, batch_size: int) -> tuple[int, ...] | None:
     """Measurement iterations: ``measure_early`` (dense, early: Fig. 7b's iteration axis)
-    and every epoch end up to ``max_epochs``; None when the profile uses the shared
+    and, when the profile sets ``max_iters`` (every run the same number of steps, whatever
+    its eta or S), ``iteration_schedule(max_iters, *measure_iters)``, else every epoch end up
+    to ``max_epochs``; None when the profile uses the shared
     ``measure_every``/``measure_dense_until`` schedule instead."""
     early = s.get("measure_early")
     if early is None:
         return None
+    if s.get("max_iters") is not None:
+        total = int(s["max_iters"])
+        return tuple(sorted({int(t) for t in early if t <= total}
+                            | set(iteration_schedule(total, *s["measure_iters"]))))
     bpe = s["n_train"] // int(batch_size)
     total = bpe * s["max_epochs"]
     return tuple(sorted({int(t) for t in early if t <= total}
@@ -62,7 +68,8 @@ def _config(s: dict, *, model: str, lr: float, batch_size: int, seed: int, metri
         n_measure=s["n_measure"], data_seed=0, normalize="standard", augment=False,
         model=model, model_kwargs=dict(s.get("model_kwargs", {})), optimizer="sgd",
         lr=float(lr), momentum=0.0, batch_size=int(batch_size), seed=int(seed),
-        max_epochs=int(s["max_epochs"]), measure_every=int(s["measure_every"]),
+        max_epochs=None if s.get("max_iters") is not None else int(s["max_epochs"]),
+        max_iters=s.get("max_iters"), measure_every=int(s["measure_every"]),
         measure_dense_until=s["measure_dense_until"], measure_every_epochs=1,
         measure_at=measure_at(s, batch_size), metrics=tuple(metrics), hessian_k=1,
         hessian_n=s["hessian_n"], hessian_tol=s["hessian_tol"], hessian_bn_mode="train",

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from breakeven_utils.papers.common import Sweep
+from breakeven_utils.papers.common import Sweep, iteration_schedule
 from breakeven_utils.papers.conjectures.settings import settings
 from breakeven_utils.recorder.config import RunConfig
 
@@ -26,7 +26,7 @@ def _config(s: dict, fam: dict, *, lr, batch_size, seed, K_M, momentum=0.0, lamb
         weight_decay=float(fam.get("weight_decay", 0.0)),
         weight_decay_on=fam.get("weight_decay_on", "all"),
         schedule=schedule, milestones=tuple(milestones), gamma=0.1,
-        seed=int(seed), max_epochs=int(fam.get("max_epochs", s["max_epochs"])),
+        seed=int(seed), **_budget(s, fam),
         measure_every=int(fam.get("measure_every", s["measure_every"])),
         measure_dense_until=fam.get("measure_dense_until", s["measure_dense_until"]),
         measure_every_epochs=1,
@@ -34,18 +34,35 @@ def _config(s: dict, fam: dict, *, lr, batch_size, seed, K_M, momentum=0.0, lamb
         K_L=int(s["K_L"]), K_M=int(K_M), acc_thresholds=(float(s["acc_threshold"]),), **extra)
 
 
+def _budget(s: dict, fam: dict) -> dict:
+    """The training budget: ``max_iters`` steps for every run of the family when it sets one
+    (runs compared over S take the same number of steps, not a fraction of them), measured at
+    ``iteration_schedule(max_iters, *measure_iters)``; else ``max_epochs``, measured every
+    ``measure_every`` steps up to ``measure_dense_until``, then every epoch."""
+    if fam.get("max_iters") is None:
+        return {"max_epochs": int(fam.get("max_epochs", s["max_epochs"]))}
+    n = int(fam["max_iters"])
+    return {"max_epochs": None, "max_iters": n, "measure_at": iteration_schedule(n, *fam["measure_iters"])}
+
+
 def _vary(name, label, param, figures, s, fam, values, fixed, K_M_fixed=None, **kw):
     """A Sweep over ``param`` = each of ``values`` (per seed), the rest ``fixed``; K with M = S
     unless ``K_M_fixed``."""
     cfgs, vals = [], []
     for v in values:
-        for seed in s["seeds"]:
+        for seed in fam.get("seeds", s["seeds"]):
             args = dict(fixed, **{param: v})
             K_M = K_M_fixed if K_M_fixed is not None else args["batch_size"]
             cfgs.append(_config(s, fam, seed=seed, K_M=K_M, **args, **kw))
             vals.append(v)
     return Sweep(name, label, param, figures, cfgs, vals, lambda_H=bool(kw.get("lambda_H")),
                  dataset=cfgs[0].dataset if cfgs else "")
+
+
+def _model_of(fam: dict) -> dict:
+    """A family's model keys without its own budget and seeds (the momentum and decay sweeps
+    reuse SimpleCNN's model, with the profile's budget and seeds unless they set their own)."""
+    return {k: v for k, v in fam.items() if k not in ("seeds", "max_iters", "measure_iters")}
 
 
 def skipped(s: dict) -> dict:
@@ -90,7 +107,7 @@ def sweeps(s: dict) -> list[Sweep]:
     fam = s.get("momentum") or {}
     if fam and not fam.get("skip"):
         own = ("betas", "lr", "fixed_beta", "fixed_lrs")
-        base = dict(s["simple_cnn"], **{k: v for k, v in fam.items() if k not in own})
+        base = dict(_model_of(s["simple_cnn"]), **{k: v for k, v in fam.items() if k not in own})
         base.setdefault("model", "simple_cnn")
         out.append(_vary("momentum_beta", f"SimpleCNN, vary beta (eta={fam['lr']:g})", "momentum",
                          "Fig. 20, 21", s, base, fam["betas"],
@@ -100,7 +117,8 @@ def sweeps(s: dict) -> list[Sweep]:
                          dict(momentum=fam["fixed_beta"], batch_size=base["batch_for_eta"])))
     fam = s.get("decay") or {}
     if fam and not fam.get("skip"):
-        base = dict(s["simple_cnn"], **{k: v for k, v in fam.items() if k not in ("lrs", "decay_epoch")})
+        base = dict(_model_of(s["simple_cnn"]),
+                    **{k: v for k, v in fam.items() if k not in ("lrs", "decay_epoch")})
         base.setdefault("model", "simple_cnn")
         out.append(_vary("decay_eta", f"SimpleCNN, eta/10 after epoch {fam['decay_epoch']}, vary eta", "lr",
                          "Fig. 24, 25", s, base, fam["lrs"], dict(batch_size=base["batch_for_eta"]),

@@ -24,6 +24,7 @@ from breakeven_utils.papers.batchnorm import claims as bn_claims
 from breakeven_utils.papers.batchnorm import figures as bn_figures
 from breakeven_utils.papers.batchnorm import runs as bn_runs
 from breakeven_utils.papers.batchnorm import settings as bn_settings
+from breakeven_utils.papers.common import iteration_schedule
 from breakeven_utils.reporting import claims as cl
 from breakeven_utils.store import sweeps
 
@@ -65,12 +66,34 @@ def test_profiles_build_every_run_without_training():
 
 
 def test_measurement_schedule_dense_early_then_every_epoch():
-    s = bn_settings.settings("cpu")
-    at = bn_runs.measure_at(s, 128)
-    bpe = s["n_train"] // 128
+    s = bn_settings.settings("smoke")
+    at = bn_runs.measure_at(s, 32)
+    bpe = s["n_train"] // 32
     assert set(s["measure_early"]) <= set(at)
     assert {bpe * e for e in range(1, s["max_epochs"] + 1)} <= set(at) and max(at) == bpe * s["max_epochs"]
     assert bn_runs.measure_at(bn_settings.settings("paper"), 128) is None  # shared measure_every schedule
+
+
+def test_cpu_runs_take_equal_steps_measured_at_the_same_iterations():
+    """#21: at cpu every run of notebook 3 takes max_iters steps, whatever its eta or S (at
+    equal epochs S = 512 took 12 steps and S = 10 640), measured at the same iterations."""
+    s = bn_settings.settings("cpu")
+    n = s["max_iters"]
+    cfgs = bn_runs.run_configs("cpu")
+    assert {c.max_iters for c in cfgs} == {n} and {c.max_epochs for c in cfgs} == {None}
+    assert len({c.measure_at for c in cfgs}) == 1
+    at = cfgs[0].measure_at
+    assert set(s["measure_early"]) <= set(at) and at[-1] == n
+    every, dense_until, late = s["measure_iters"]
+    assert set(range(0, dense_until + 1, every)) <= set(at)
+    assert all(b - a <= late for a, b in zip(at, at[1:]))
+
+
+def test_iteration_schedule():
+    assert iteration_schedule(100, 10, 30, 25) == (0, 10, 20, 30, 55, 80, 100)
+    assert iteration_schedule(20, 5, 50, 50) == (0, 5, 10, 15, 20)
+    with pytest.raises(ValueError, match="iteration_schedule"):
+        iteration_schedule(100, 0, 30, 25)
 
 
 @pytest.mark.parametrize("override, match", [
