@@ -6,6 +6,9 @@
 #
 #   make lab         JupyterLab at the repository root (notebooks/ show the cpu results; figures/ beside)
 #
+#   make device-check  on a new machine with a GPU: the device works, the estimators agree there,
+#                    a paper run's cost there and on the CPU, the plan recalibrated on it
+#
 #   make plan        the data sets missing from disk and the totals of the runs the notebooks would
 #                    launch at PROFILE on this device (ROWS=1: every run); trains nothing (under a minute)
 #
@@ -45,7 +48,7 @@ ifneq ($(OFFLINE_DATA),)
 export BREAKEVEN_DATA := $(CURDIR)/.data
 endif
 
-.PHONY: reproduce plan preflight test lab lint benchmark data env clean-figures
+.PHONY: reproduce plan preflight device-check test lab lint benchmark data env clean-figures
 
 env: $(STAMP)
 
@@ -75,6 +78,12 @@ reproduce: $(STAMP) data
 preflight: $(STAMP) data
 	$(BIN)/python scripts/preflight.py --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
 		$(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+
+# first thing on a machine with a GPU: CUDA visible, the estimators on it against dense oracles,
+# notebook 1's paper run timed there and on the CPU, the plan recalibrated (without a GPU: the
+# CPU half, a few minutes)
+device-check: $(STAMP) data
+	$(BIN)/python scripts/device_check.py $(if $(DEVICE),--device $(DEVICE))
 
 plan: $(STAMP)
 	$(BIN)/python scripts/reproduce.py --plan --profile $(PROFILE) $(RUN_OPTS) $(if $(ROWS),--rows)

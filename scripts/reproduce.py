@@ -34,6 +34,7 @@ ledger ``<out>/CLAIMS.md`` (+ ``claims_ledger.png``) is written from every
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -149,6 +150,25 @@ def run_notebook(nb: Path, out: Path, profile: str, kernel: str, timeout: float 
     return entry
 
 
+def fresh_run_entry(entry: dict, jobs: int | None = None) -> dict:
+    """The manifest's fresh-run fields when this execution computed every run of the notebook
+    (an empty run store): its wall time is the notebook's cost from scratch, which the cpu
+    budget (#21) and ``benchmarks/plan_accuracy.py`` read; {} otherwise (a redraw from stored
+    runs keeps the last fresh measurement)."""
+    runs, computed = entry.get("runs"), entry.get("runs_computed")
+    if entry.get("status") != "ok" or not runs or computed != runs:
+        return {}
+    # the layout store.executors.sweep_env gives the notebook's sweeps
+    jobs = jobs or (1 if entry.get("profile") == "smoke" else 2)
+    threads = os.environ.get("BREAKEVEN_THREADS") or ("1" if jobs > 1 else "all")
+    git = str(entry.get("git_commit", "?"))[:7]
+    return {"fresh_run_wall_time_s": entry["wall_time_s"],
+            "fresh_run_note": (f"empty run store, {runs} runs computed by this execution "
+                               f"(code {entry.get('code', '?')}, git {git}), "
+                               f"{jobs} job(s) x {threads} thread(s), "
+                               f"{entry.get('cpu_count')} cores; wall_time_s is the last execution")}
+
+
 def relative_paths(executed: Path) -> None:
     """papermill's metadata (input_path, output_path) as paths relative to the repository,
     so a committed executed notebook names no machine's folders."""
@@ -217,8 +237,33 @@ def print_plan(args, store: Path) -> int:
                       store=store, recalibrate=args.recalibrate)
     except ValueError as e:
         raise SystemExit(f"reproduce --plan: {e}") from None
-    print(plan.plan_tables(p, jobs=args.jobs or 1, rows=args.rows))
+    # the layout the notebooks' sweeps use (store.executors.sweep_env): 1 job at smoke, else 2
+    jobs = args.jobs or (1 if args.profile == "smoke" else 2)
+    print(plan.plan_tables(p, jobs=jobs, rows=args.rows,
+                           overhead=notebook_overheads(default_out(args.profile) / "manifest.json",
+                                                       args.profile, list(runs))))
     return 0
+
+
+def notebook_overheads(manifest: Path, profile: str, names: list) -> dict:
+    """{notebook: seconds it spends beside its runs} from its last execution at ``profile`` in
+    ``manifest``: the wall time of a redraw (no run computed); :data:`DEFAULT_OVERHEAD_S` for a
+    notebook whose last execution computed runs or that never ran there."""
+    try:
+        entries = json.loads(manifest.read_text())["notebooks"]
+    except (OSError, ValueError, KeyError):
+        entries = {}
+    out = {}
+    for nb in names:
+        e = entries.get(nb) or {}
+        redraw = (e.get("profile") == profile and e.get("status") == "ok" and e.get("runs_computed") == 0
+                  and e.get("wall_time_s") is not None)
+        out[nb] = float(e["wall_time_s"]) if redraw else DEFAULT_OVERHEAD_S
+    return out
+
+
+#: a notebook's own time beside its runs when no redraw of it was measured (17-25 s at cpu here)
+DEFAULT_OVERHEAD_S = 30.0
 
 
 def write_ledger(out: Path) -> bool:
@@ -288,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         entry = run_notebook(nb, out, args.profile, args.kernel, args.timeout, args.log_output,
                              args.jobs, publish_to=publish_target(nb, out))
         manifest = write_manifest(out / "manifest.json", {nb.stem: entry})
+        fresh = fresh_run_entry(manifest["notebooks"].get(nb.stem, {}), args.jobs)
+        if fresh:
+            manifest = write_manifest(out / "manifest.json", {nb.stem: fresh})
         other = manifest["notebooks"].get(nb.stem, {}).get("runs_by_other_code")
         print(f"reproduce: {nb.name} {entry['status']} in {entry['wall_time_s']:.1f} s"
               + (f" -- {entry['error']}" if entry["error"] else ""), flush=True)

@@ -28,6 +28,7 @@ from breakeven_utils.reporting.claims import (
     scatter_se,
     smooth,
     smoothed_max,
+    transient_end,
 )
 
 __all__ = [
@@ -271,13 +272,16 @@ def compare_runs_peaks(runs: dict, col: str, sign: int = +1, *, window: int = WI
 
 
 def break_even_reached(run: pd.DataFrame, col: str = "lambda_K_1", *, window: int = WINDOW,
-                       order: str = "iteration") -> tuple[bool, str]:
+                       order: str = "iteration", after_transient: bool = False) -> tuple[bool, str]:
     """Whether a run went past its break-even point (break-even paper Sec. 3, Fig. 1): its
     smoothed ``col`` (lambda_K^1) falls after its maximum (the first, shared measurement left
     out) by more than claims.Z combined standard errors (the ``<col>_se`` bootstrap, else
     the curve's scatter) by the last measurement, in every seed. A claim about a trajectory
-    up to and past that point is not testable on a run that stops before it. Returns
-    (reached, what was measured)."""
+    up to and past that point is not testable on a run that stops before it.
+    ``after_transient``: the maximum is sought after the initial transient
+    (``reporting.claims.transient_end``): with BatchNorm lambda_K^1 starts high and decays
+    first (Sec. 4.3), a fall that is not the break-even point. Returns (reached, what was
+    measured)."""
     if not len(run) or col not in run:
         return False, "not measured"
     if "status" in run and (run["status"] == "diverged").any():
@@ -295,12 +299,17 @@ def break_even_reached(run: pd.DataFrame, col: str = "lambda_K_1", *, window: in
         if not np.isfinite(e).any():
             e = scatter_se(x, window)
         sm = smooth(x, window)
-        k = 1 + int(np.nanargmax(sm[1:]))
+        start = max(1, transient_end(x, window)) if after_transient else 1
         last = int(np.flatnonzero(np.isfinite(sm))[-1])
+        start = min(start, last)
+        k = start + int(np.nanargmax(sm[start:]))
         margin = Z * float(np.sqrt(np.nansum([e[k] ** 2, e[last] ** 2]) / window))
         fell = k < last and sm[k] - sm[last] > margin
         ok &= fell
-        whys.append(f"smoothed max {sm[k]:.3g} at iteration {it[k]:g}, {sm[last]:.3g} at the last "
+        whys.append(f"smoothed max {sm[k]:.3g} at iteration {it[k]:g}"
+                    + (f" (after the initial transient, which ends at iteration {it[start]:g})"
+                       if after_transient and start > 1 else "")
+                    + f", {sm[last]:.3g} at the last "
                     f"measurement (iteration {it[last]:g}): "
                     + ("falls beyond the noise" if fell
                        else f"no fall beyond the noise ({Z:g} se = {margin:.3g})"))

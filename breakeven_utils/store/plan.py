@@ -64,8 +64,8 @@ from breakeven_utils.recorder.metrics import (
 from breakeven_utils.recorder.rules import UPDATE_RULES, RuleContext, SGDRule, weight_decay_mask
 from breakeven_utils.store.runs import read_status, store_root
 
-__all__ = ["sizes", "check_config", "calibrate", "run_cost", "plan", "plan_tables", "on_disk", "missing_data",
-           "format_seconds", "CostPrimitives", "metric_hooks", "lanczos_cost"]
+__all__ = ["makespan", "sizes", "check_config", "calibrate", "run_cost", "plan", "plan_tables", "on_disk",
+           "missing_data", "format_seconds", "CostPrimitives", "metric_hooks", "lanczos_cost"]
 
 # input shape and test-set size of each data set (the loader's; no file is read)
 INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "fashion_mnist": (1, 28, 28),
@@ -620,13 +620,25 @@ def plan(runs: dict, profile: str, *, device: str = "auto", store=None, recalibr
             "calibration": cal, "device": cal["device_name"], "seconds": time.perf_counter() - t0}
 
 
-def _total_row(name, g, todo, jobs: int) -> dict:
+def makespan(costs, jobs: int) -> float:
+    """Wall seconds of running ``costs`` (seconds, in submission order) on ``jobs`` workers,
+    each run going to the worker that frees first (the local executor's process pool): at
+    least the longest run, not only sum / jobs."""
+    free = [0.0] * max(1, int(jobs))
+    for t in costs:
+        i = free.index(min(free))
+        free[i] += float(t)
+    return max(free)
+
+
+def _total_row(name, g, todo, jobs: int, overhead: float = 0.0, wall: float | None = None) -> dict:
     t = g[todo]
+    wall = makespan(t["cost_s"], jobs) + overhead if wall is None else wall
     return {"notebook": name, "runs": len(g), "cached": int((~todo).sum()), "to run": len(t),
             "training": format_seconds(t["train_s"].sum()),
             "measuring": format_seconds(t["measure_s"].sum()),
             "total (one job)": format_seconds(t["cost_s"].sum()),
-            f"wall, {jobs} parallel job(s)": format_seconds(t["cost_s"].sum() / max(jobs, 1))}
+            f"wall, {jobs} parallel job(s)": format_seconds(wall)}
 
 
 #: files (globs under the data root) whose presence means ``core.data.load_data`` finds a data
@@ -665,9 +677,12 @@ def missing_data(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def plan_tables(p: dict, jobs: int = 1, rows: bool = False) -> str:
+def plan_tables(p: dict, jobs: int = 1, rows: bool = False, overhead: dict | None = None) -> str:
     """The plan as Markdown: the data sets missing from disk and the totals first, then (with
-    ``rows``) one table of runs per notebook."""
+    ``rows``) one table of runs per notebook. The wall column is the :func:`makespan` of the
+    runs to compute on ``jobs`` workers plus ``overhead[notebook]`` (seconds the notebook
+    spends beside its runs: kernel, loading, its own analysis and figures)."""
+    overhead = overhead or {}
 
     df = p["runs"]
     lines = [f"# Plan: profile {p['profile']!r} on {p['calibration']['key']}", ""]
@@ -686,11 +701,20 @@ def plan_tables(p: dict, jobs: int = 1, rows: bool = False) -> str:
                    to_markdown(t[["key", "model", "data", "eta", "S", "seed", "optimizer", "epochs",
                                   "stops early", "iterations", "measurements", "cost", "cached"]],
                                float_format="{:g}")]
-        totals.append(_total_row(nb, g, ~done[g.index], jobs))
+        totals.append(_total_row(nb, g, ~done[g.index], jobs, overhead.get(nb, 0.0)))
     if totals:
-        totals.append(_total_row("all (distinct runs)", df[~df["shared"]], ~done[~df["shared"]], jobs))
+        # the notebooks run one after the other, each computing the runs no earlier one did
+        distinct = df[~df["shared"]]
+        todo_all = ~done[distinct.index]
+        wall = sum(makespan(g.loc[todo_all[g.index], "cost_s"], jobs) + overhead.get(nb, 0.0)
+                   for nb, g in distinct.groupby("notebook", sort=False))
+        totals.append(_total_row("all (distinct runs)", distinct, todo_all, jobs, wall=wall))
         lines += ["## Totals (runs still to compute)", "", to_markdown(pd.DataFrame(totals))]
     lines += tables if rows else ["", "One row per run: `make plan ROWS=1` (`reproduce.py --plan --rows`)."]
+    if overhead:
+        lines += ["", "Wall: the runs to compute on the parallel jobs (each to the first free one), plus "
+                  "each notebook's own time beside its runs (its last redraw in the manifest, else 30 s): "
+                  + ", ".join(f"{nb} {format_seconds(t)}" for nb, t in overhead.items()) + "."]
     cal = p["calibration"]
     lines += ["", f"Calibration: {cal['path']} ({'measured now' if cal['calibrated_now'] else 'cached'}); "
               "costs are upper bounds for runs that stop at a training accuracy (costed to their "

@@ -30,7 +30,12 @@ from breakeven_utils.store import plan
 from breakeven_utils.store.plan import format_seconds
 from breakeven_utils.store.runs import read_status
 
-__all__ = ["SweepProgress", "eta_seconds", "sweep_estimates"]
+__all__ = ["SweepProgress", "eta_seconds", "sweep_estimates", "MIN_MEASURED", "RATIO_CAP"]
+
+#: until this many runs of a sweep are measured, their measured / estimated ratio rescales the
+#: time left by at most RATIO_CAP either way (issue 21: a first run 190x its estimate turned a
+#: 3-minute sweep into "about 11.2 h")
+MIN_MEASURED, RATIO_CAP = 3, 3.0
 
 
 def eta_seconds(estimates: dict, done: set, measured: dict, jobs: int = 1) -> float:
@@ -39,9 +44,11 @@ def eta_seconds(estimates: dict, done: set, measured: dict, jobs: int = 1) -> fl
 
     ``measured``: {key: measured compute seconds} of the done runs that were computed (a
     failed or unmeasured run is left out). Remaining estimate x sum(measured) / sum(their
-    estimates), divided by min(jobs, runs left). Estimates that are missing or not finite
-    make every run count 1 (the ratio is then the measured mean per run). NaN while no
-    run has been measured and no estimate exists; 0 when nothing is left."""
+    estimates) (clipped to [1/RATIO_CAP, RATIO_CAP] until MIN_MEASURED runs are measured), on
+    min(jobs, runs left) workers (``plan.makespan``: each run to the first free worker, in
+    order). Estimates that are missing or not finite make every run count 1 (the ratio is
+    then the measured mean per run). NaN while no run has been measured and no estimate
+    exists; 0 when nothing is left."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     left = [k for k in estimates if k not in done]
@@ -58,7 +65,9 @@ def eta_seconds(estimates: dict, done: set, measured: dict, jobs: int = 1) -> fl
         ratio = 1.0
     else:
         return float("nan")
-    return ratio * sum(est[k] for k in left) / min(jobs, len(left))
+    if known and len(pairs) < MIN_MEASURED:  # one surprising run must not scale the whole sweep by 100x
+        ratio = min(max(ratio, 1 / RATIO_CAP), RATIO_CAP)
+    return ratio * plan.makespan([est[k] for k in left], min(jobs, len(left)))
 
 
 def sweep_estimates(configs, device: str, store, *, threads: int | None = None,

@@ -10,7 +10,7 @@
 # **The outputs below are the `cpu` run on real data** that drew the committed
 # `figures/break_even/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
 # seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
-# the run store `runs/` and computes what it lacks (about 10 min from an empty store on 2
+# the run store `runs/` and computes what it lacks (about 21 min from an empty store on 2
 # cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
@@ -245,7 +245,8 @@ corr.round({"pearson_r": 2, "p": 3})
 # gradients of K where the runs recorded it; else a 5% margin, as the reason says).
 
 # %%
-claim_rows = be_claims.claims(df, spec_K, spec_H, corr, setting=f"SimpleCNN, {data.label}", m1_L=s["K1_L"])
+claim_rows = be_claims.claims(df, spec_K, spec_H, corr, setting=f"SimpleCNN, {data.label}", m1_L=s["K1_L"],
+                              outlier_counts=be_analysis.outlier_counts_at_max(results))
 claim_rows = nb.save_claims(claim_rows)  # claims.csv/.md; none is decided at smoke
 nb.write_manifest({"profile": profile, "data": data.label, "seeds": s["seeds"], "learning_rates": s["lrs"]},
                   runs=results + fig9_runs)

@@ -10,7 +10,7 @@
 # **The outputs below are the `cpu` run on real data** that drew the committed
 # `figures/conjectures/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
 # seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
-# the run store `runs/` and computes what it lacks (about 15 min from an empty store on 2
+# the run store `runs/` and computes what it lacks (about 30 min from an empty store on 2
 # cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
@@ -162,10 +162,12 @@ def figure(names, ys, title, fname):
 # $\lambda_K^*/\lambda_K^1$ (0.37 vs 0.24). The dashed lines mark the epoch at which training
 # accuracy first exceeds the threshold printed in the legend, showing that the effect is
 # not a difference in training speed. *Here:* the measured curves below; the maxima and
-# verdicts are in the table at the end. ResNet-32 is 2-3x slower per step than SimpleCNN
-# on a CPU: the `cpu` profile shrinks it (3,500 images, 5 epochs, K only, no $\lambda_H^1$, measured
-# densely in the first epoch) to keep the notebook within 40 minutes on 2 cores, and `smoke`
-# skips it (stated above). ResNet-32 has batch normalisation: like the paper's batch-normalised
+# verdicts are in the table at the end. At `cpu` the SimpleCNN sweeps run 3 seeds (one band
+# each: the verdicts use their spread) and every run takes the same 400 steps, whatever its
+# $\eta$ or $S$ (at equal epochs the largest $S$ got a fraction of the smallest's steps), so
+# the larger $S$ trains for more epochs. ResNet-32 runs at `paper` only (shrunk to a CPU's
+# budget it never reached its $\lambda_K^1$ peak: stated above), and `smoke` skips it.
+# ResNet-32 has batch normalisation: like the paper's batch-normalised
 # networks (Sec. 4.3) its $\lambda_K^1$ starts high and decays first, so its maxima are taken after
 # that initial transient (the first local minimum of the smoothed curve,
 # `breakeven_utils.reporting.claims.transient_end`).

@@ -10,7 +10,7 @@
 # **The outputs below are the `cpu` run on real data** that drew the committed
 # `figures/batchnorm/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
 # seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
-# the run store `runs/` and computes what it lacks (about 4 min from an empty store on 2
+# the run store `runs/` and computes what it lacks (about 18 min from an empty store on 2
 # cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski et al., *The Break-Even Point on Optimization Trajectories of Deep
@@ -44,12 +44,12 @@
 # frozen during the measurement (tested bitwise in `tests/papers/batchnorm/test_batchnorm.py`); accuracies
 # use the running statistics (eval mode); $\|g\|/\|g_5\|$ uses the step's own gradient.
 #
-# **Scale.** `cpu` (about 4 minutes on 2 cores from an empty run store): 3,200
-# CIFAR-10 images (K needs $L\cdot M = 3{,}200$), 500 validation images, 2 epochs (50 steps at
-# $S=128$), one seed, measurements at iterations 0, 5, 12 and at every epoch end, $\lambda_H^1$ on 64
-# examples for the learning-rate sweep only. This covers the early phase of training: the
-# maxima of the conjectures are those of the first few thousand images. `paper`: the 45k/5k
-# split, 200 epochs, 5 seeds, for a GPU.
+# **Scale.** `cpu` (about 18 minutes on 2 cores from an empty run store): 3,200 CIFAR-10 images (K
+# needs $L\cdot M = 3{,}200$), 500 validation images, every run 300 steps whatever its $\eta$
+# or $S$ (12 epochs at $S=128$; equal steps, so the S sweep's runs are compared at the same
+# number of updates), one seed, measurements at iterations 0, 5, 12, every 25 to 100, then
+# every 50, $\lambda_H^1$ on 64 examples for the learning-rate sweep only. `paper`: the
+# 45k/5k split, 200 epochs, 5 seeds, for a GPU.
 #
 # Run it with `make reproduce` (profile `cpu`), or headless with
 # `papermill notebooks/03_batchnorm.ipynb out.ipynb -p profile cpu`, or "Run All" here

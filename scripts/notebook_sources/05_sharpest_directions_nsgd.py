@@ -10,7 +10,7 @@
 # **The outputs below are the `cpu` run on real data** that drew the committed
 # `figures/nsgd/` (all claims: `figures/CLAIMS.md`; its footers name the data, profile,
 # seeds and code). "Run All" runs the profile set in the `parameters` cell: `cpu` reads
-# the run store `runs/` and computes what it lacks (about 10 min from an empty store on 2
+# the run store `runs/` and computes what it lacks (about 18 min from an empty store on 2
 # cores), `smoke` takes seconds on synthetic data.
 #
 # Jastrzębski, Kenton, Ballas, Fischer, Bengio, Storkey, *DNN's Sharpest Directions Along
@@ -271,7 +271,8 @@ for name in fams:
         if lr == fams[name]["probe_lrs"][0] and fno == "4":
             claims += sn_claims.probe_claims(summ, name, f"{name}, eta={lr:g}, S={r.config.batch_size}, "
                                             f"probes at epoch >= {summ['from_epoch']:g}",
-                                            figure_file=f"fig4_loss_along_e1_{name}_lr{lr:g}.png")
+                                            figure_file=f"fig4_loss_along_e1_{name}_lr{lr:g}.png",
+                                            steps=int(m["iteration"].max()))
 probe_table = pd.DataFrame(probe_rows)
 nb.save_table(probe_table, "fig4_kmin_alpha")
 probe_table.round(4)

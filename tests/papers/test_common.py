@@ -35,6 +35,22 @@ def test_break_even_reached_needs_a_fall_beyond_the_noise():
     assert not common.break_even_reached(two)[0]
 
 
+def test_break_even_gate_after_the_batchnorm_transient():
+    """#21: SimpleCNN-BN's lambda_K^1 starts high and decays (Sec. 4.3) before it rises towards
+    the break-even point; that first fall is not the break-even point. Read after the transient,
+    a curve still rising at its end has not reached it; one that peaks and falls again has."""
+    bn_rising = [9.0, 8.0, 6.0, 4.0, 3.0, 3.2, 3.6, 4.0, 4.4, 4.8, 5.2, 5.6]
+    bn_peaked = [9.0, 8.0, 6.0, 4.0, 3.0, 4.0, 5.0, 6.0, 5.0, 4.0, 3.5, 3.0]
+    assert common.break_even_reached(_run(bn_rising, se=0.1))[0]  # the transient's fall fools the plain gate
+    ok, why = common.break_even_reached(_run(bn_rising, se=0.1), after_transient=True)
+    assert not ok and "after the initial transient" in why and "no fall beyond the noise" in why
+    ok, why = common.break_even_reached(_run(bn_peaked, se=0.1), after_transient=True)
+    assert ok and "smoothed max 5.33 at iteration 70" in why
+    # a curve without a transient reads the same either way
+    assert common.break_even_reached(_run(PEAKED, se=0.1), after_transient=True)[0]
+    assert not common.break_even_reached(_run(RISING, se=0.1), after_transient=True)[0]
+
+
 def test_compare_runs_peaks_names_the_runs():
     small, big = _run(PEAKED, se=0.1), _run(np.array(PEAKED) * 2, se=0.1)
     o = common.compare_runs_peaks({"run A": small, "run B": big}, "lambda_K_1", +1)

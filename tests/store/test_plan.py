@@ -160,6 +160,29 @@ def test_reproduce_plan_prints_every_notebook(tmp_path, capsys, monkeypatch):
         assert f"| {sec.notebook}" in out  # its totals row
 
 
+def test_plan_overheads_and_fresh_times_from_the_manifest(tmp_path):
+    """#21: the plan adds each notebook's own time from its last redraw (else a default), and
+    reproduce records a fresh wall time only when an execution computed every run."""
+    m = tmp_path / "manifest.json"
+    m.write_text(json.dumps({"notebooks": {
+        "01_break_even": {"profile": "cpu", "status": "ok", "runs": 7, "runs_computed": 0,
+                          "wall_time_s": 22.5},
+        "02_conjectures": {"profile": "cpu", "status": "ok", "runs": 24, "runs_computed": 24,
+                           "wall_time_s": 2000.0, "code": "abc", "git_commit": "1234567890", "cpu_count": 2},
+        "03_batchnorm": {"profile": "paper", "status": "ok", "runs_computed": 0, "wall_time_s": 5.0}}}))
+    names = ["01_break_even", "02_conjectures", "03_batchnorm", "04_walk_with_sgd"]
+    over = reproduce.notebook_overheads(m, "cpu", names)
+    d = reproduce.DEFAULT_OVERHEAD_S
+    assert over == {"01_break_even": 22.5, "02_conjectures": d, "03_batchnorm": d, "04_walk_with_sgd": d}
+    entries = json.loads(m.read_text())["notebooks"]
+    assert reproduce.fresh_run_entry(entries["01_break_even"]) == {}  # a redraw is no fresh run
+    f = reproduce.fresh_run_entry(entries["02_conjectures"], jobs=2)
+    assert f["fresh_run_wall_time_s"] == 2000.0 and "24 runs computed" in f["fresh_run_note"]
+    assert "2 job(s) x 1 thread(s)" in f["fresh_run_note"] and "git 1234567" in f["fresh_run_note"]
+    assert reproduce.fresh_run_entry(dict(entries["02_conjectures"], runs_computed=23)) == {}
+    assert reproduce.fresh_run_entry(dict(entries["02_conjectures"], status="failed")) == {}
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--executor", "slrum"], "unknown executor 'slrum'"),
     (["--executor", "dask"], "run store to a path on a file system every worker"),
@@ -188,14 +211,25 @@ def test_rule_hooks_that_need_more_than_the_calibration_data_do_not_stop_the_pla
     assert math.isnan(r["on_start_per_example"]) and r["update"] > 0
 
 
-def test_plugin_metric_costs_scale_with_the_measurement_set_unless_per_call():
-    """walk_interp's cost grows with the examples it evaluates; rho_W (the weights'
-    spectral norms) costs the same per call whatever the measurement set."""
-    from breakeven_utils.papers.walk import measures as walk  # noqa: F401  (register the metrics)
+def test_plugin_metric_costs_scale_with_the_measurement_set_unless_per_call(monkeypatch):
+    """A plugin metric without a cost hook is timed per example of the measurement set;
+    rho_W (the weights' spectral norms) costs the same per call whatever the measurement set;
+    walk_interp's own hook charges len(ALPHAS) evaluation passes over the training set."""
+    from breakeven_utils.papers.walk import measures as walk
+    from breakeven_utils.recorder import metrics
 
-    c = C.replace(metrics=("walk_interp", "rho_W"), n_measure=64)
+    monkeypatch.setitem(metrics.USER_METRICS, "timed_probe", lambda ctx: {})
+    c = C.replace(metrics=("timed_probe", "rho_W", "walk_interp"), n_measure=64)
     cal = fake_calibration(c)
     sk = plan._shape_key(c, plan.sizes(c))
-    cal["metrics"] = {json.dumps([sk, "walk_interp"]): 0.001, json.dumps([sk, "rho_W"]): 0.05}
+    cal["metrics"] = {json.dumps([sk, "timed_probe"]): 0.001, json.dumps([sk, "rho_W"]): 0.05}
     per = plan.run_cost(c, cal)["per_measurement"]
-    assert per["walk_interp"] == pytest.approx(0.001 * 64) and per["rho_W"] == pytest.approx(0.05)
+    assert per["timed_probe"] == pytest.approx(0.001 * 64) and per["rho_W"] == pytest.approx(0.05)
+    ev = cal["shapes"][sk]["eval_b"]
+    assert per["walk_interp"] == pytest.approx(len(walk.ALPHAS) * ev * plan.sizes(c)["n_train"])
+
+
+def test_makespan_is_the_busiest_worker():
+    assert plan.makespan([10, 1, 1, 1], 2) == 10  # not (10 + 3) / 2
+    assert plan.makespan([3, 3, 3, 3], 2) == 6
+    assert plan.makespan([], 2) == 0 and plan.makespan([5, 5], 1) == 10

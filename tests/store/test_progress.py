@@ -7,7 +7,7 @@ import pytest
 
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.store import plan, progress
-from breakeven_utils.store.progress import SweepProgress, eta_seconds
+from breakeven_utils.store.progress import RATIO_CAP, SweepProgress, eta_seconds
 from breakeven_utils.store.sweeps import sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,9 +38,14 @@ def test_eta_from_the_cost_plan_rescaled_by_measured_runs():
     assert est[b] == pytest.approx(2 * est[a], rel=0.05)  # twice the epochs: about twice the cost
     # before any run: the plan's total, over the parallel jobs
     assert eta_seconds(est, set(), {}, jobs=1) == pytest.approx(sum(est.values()))
-    assert eta_seconds(est, set(), {}, jobs=2) == pytest.approx(sum(est.values()) / 2)
+    # two jobs: each run to the first free worker (a, b, then c after a), not the sum / 2
+    assert eta_seconds(est, set(), {}, jobs=2) == pytest.approx(plan.makespan(list(est.values()), 2))
+    assert eta_seconds(est, set(), {}, jobs=2) == pytest.approx(est[a] + est[c])
     # the first run took 3x its estimate: the rest is rescaled by 3
     assert eta_seconds(est, {a}, {a: 3 * est[a]}, jobs=1) == pytest.approx(3 * (est[b] + est[c]))
+    # ... but 100x after one run is clipped to RATIO_CAP until MIN_MEASURED runs are measured
+    assert eta_seconds(est, {a}, {a: 100 * est[a]}, jobs=1) == pytest.approx(
+        RATIO_CAP * (est[b] + est[c]))
     # two measured runs: the ratio of the sums; one run left: one job works on it
     m = {a: 2 * est[a], b: 1 * est[b]}
     ratio = (2 * est[a] + est[b]) / (est[a] + est[b])
@@ -53,8 +58,8 @@ def test_eta_from_the_cost_plan_rescaled_by_measured_runs():
 def test_eta_without_estimates_counts_runs():
     est = {"a": math.nan, "b": math.nan, "c": math.nan, "d": math.nan}
     assert math.isnan(eta_seconds(est, set(), {}, jobs=1))  # nothing measured yet: unknown
-    # one run took 10 s: 10 s per run left, two jobs
-    assert eta_seconds(est, {"a"}, {"a": 10.0}, jobs=2) == pytest.approx(3 * 10.0 / 2)
+    # one run took 10 s: 10 s per run left, three runs on two jobs take two rounds
+    assert eta_seconds(est, {"a"}, {"a": 10.0}, jobs=2) == pytest.approx(2 * 10.0)
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         eta_seconds(est, set(), {}, jobs=0)
 

@@ -22,6 +22,7 @@ __all__ = [
     "outliers",
     "negative_delta_shares",
     "spectra_at_max",
+    "outlier_counts_at_max",
     "fig9_correlations",
 ]
 
@@ -120,6 +121,22 @@ def spectra_at_max(results) -> tuple[dict, dict, dict]:
             it_h = None
         where[lr] = dict(K_seed=rk.config.seed, K_iteration=it_k, H_seed=rh.config.seed, H_iteration=it_h)
     return K, H, where
+
+
+def outlier_counts_at_max(results) -> dict:
+    """Fig. 3 per seed: {learning rate: [outliers of K's L-1 non-zero eigenvalues at the
+    measurement with the seed's largest lambda_K^1, one per seed]} (:func:`outliers`), the
+    counts the claim compares beyond their seed spread."""
+    out: dict = {}
+    for r in sorted(results, key=lambda r: (r.config.lr, r.config.seed)):
+        lam = r.metrics["lambda_K_1"].to_numpy(dtype=float)
+        if "K_eigs" not in r.arrays or not np.isfinite(lam).any():
+            continue
+        it = int(r.metrics["iteration"].iloc[int(np.nanargmax(lam))])
+        its = list(np.asarray(r.arrays["K_eigs_iteration"]).astype(int))
+        if it in its:
+            out.setdefault(r.config.lr, []).append(outliers(np.asarray(r.arrays["K_eigs"])[its.index(it)]))
+    return out
 
 
 def fig9_correlations(results) -> pd.DataFrame:

@@ -19,13 +19,15 @@ from breakeven_utils.reporting.claims import (
     UNTESTABLE,
     Claim,
     Correlation,
+    Z,
     correlation,
     correlation_verdict,
+    mean_se,
     peaks_text,
     quoted,
 )
 
-__all__ = ["claims"]
+__all__ = ["claims", "outlier_verdict"]
 
 
 def _fmt(x, digits=3):
@@ -43,9 +45,41 @@ def _se_note(kinds) -> str:
     return f"se: {', '.join(kinds)}" if kinds else ""
 
 
+def outlier_verdict(spectra_K: dict, counts: dict | None, lo, hi, lrs) -> tuple:
+    """(verdict, ours, reason) of Fig. 3's "more outliers in K's spectrum at the smaller eta"
+    (``lo``) than at the larger (``hi``). Outlier: an eigenvalue above median + 3 MAD of the
+    L-1 non-zero eigenvalues. With several seeds per eta the seed means must differ by more
+    than claims.Z x their combined standard error (a tie, or a difference inside it, is not
+    testable); with one spectrum per eta a count has no noise model: a tie decides nothing."""
+    rule = "outlier = eigenvalue > median + 3 MAD of the L-1 non-zero eigenvalues of K"
+    if counts and all(len(counts.get(lr, [])) >= 2 for lr in (lo, hi)):
+        stats = {lr: mean_se(counts[lr]) for lr in lrs if counts.get(lr)}
+        ours = "; ".join(f"eta={lr:g}: {m:.2f} ± {se:.2f} (seeds: {', '.join(map(str, counts[lr]))})"
+                         for lr, (m, se, _n) in stats.items())
+        (m_lo, se_lo, n_lo), (m_hi, se_hi, n_hi) = stats[lo], stats[hi]
+        margin = Z * float(np.hypot(se_lo, se_hi))
+        d = m_lo - m_hi
+        why = (f"rule: {rule}, per seed at its largest lambda_K^1; mean count(eta={lo:g}) - mean "
+               f"count(eta={hi:g}) = {d:+.2f}, margin {margin:.2f} ({Z:g} x the combined SE over "
+               f"{n_lo} and {n_hi} seeds)")
+        if d > margin:
+            return True, ours, why
+        if d < -margin:
+            return False, ours, why
+        return None, ours, f"within noise: {why}; more seeds would decide it"
+    nK = {lr: outliers(spectra_K.get(lr, [])) for lr in lrs}
+    ours = "; ".join(f"eta={lr:g}: {nK[lr]} of {len(spectra_K.get(lr, []))}" for lr in lrs)
+    if not all(len(spectra_K.get(lr, [])) > 2 for lr in lrs):
+        return None, ours, "spectra of K not recorded"
+    if nK[lo] == nK[hi]:
+        return None, ours, f"rule: {rule}; equal counts in one spectrum per eta: seeds would decide it"
+    return nK[lo] > nK[hi], ours, (f"rule: {rule}; count(eta small) > count(eta large), one spectrum per "
+                                   "eta (no noise model for a count)")
+
+
 def claims(df: pd.DataFrame, spectra_K: dict, spectra_H: dict, corr9: pd.DataFrame | None = None,
            *, setting: str = SETTING, window: int = WINDOW, r_min: float = 0.5,
-           r_strong: float = 0.7, m1_L: int | None = None) -> list:
+           r_strong: float = 0.7, m1_L: int | None = None, outlier_counts: dict | None = None) -> list:
     """Notebook 1's claims (list of claims.Claim; Sec. 4.1, Sec. 3 Theorem 1, App. C Fig. 9),
     computed from the sweep's metrics.
 
@@ -55,7 +89,10 @@ def claims(df: pd.DataFrame, spectra_K: dict, spectra_H: dict, corr9: pd.DataFra
     measurement where lambda_K^1 (resp. lambda_H^1) is largest; ``corr9``: Fig. 9's correlations
     (``analysis.fig9_correlations``). ``setting``: model and data label, e.g. "SimpleCNN, CIFAR-10, JPEG
     copy"; ``m1_L``: the number of single-example gradients behind Fig. 9's M = 1 estimate
-    (said in its rows: the paper uses the whole, 10%-subsampled, training set).
+    (said in its rows: the paper uses the whole, 10%-subsampled, training set);
+    ``outlier_counts``: {lr: [K's outliers per seed]} (``analysis.outlier_counts_at_max``):
+    claim (d) compares their seed means beyond Z x the combined seed SE; without them, the
+    one spectrum of ``spectra_K`` per lr, where a tie decides nothing.
     Rules: correlations need claims.MIN_CORRELATION_N points, r >= ``r_min`` (Fig. 9's
     "strong": r >= ``r_strong``) and p < 0.05; maxima compared by claims.compare_peaks (the
     one peak rule; noise per quantity: papers.common.compare_peaks_of).
@@ -110,15 +147,9 @@ def claims(df: pd.DataFrame, spectra_K: dict, spectra_H: dict, corr9: pd.DataFra
     # all its L-1 non-zero eigenvalues; H's is only its top-k, inside which "median + 3 MAD"
     # flags about one eigenvalue in any run: H's half is not testable from a top-k list.
     lrs_txt = f"{setting}, eta in {{{', '.join(f'{x:g}' for x in lrs)}}}"
-    nK = {lr: outliers(spectra_K.get(lr, [])) for lr in lrs}
-    testable_d = all(len(spectra_K.get(lr, [])) > 2 for lr in lrs)
-    out.append(_claim(
-        FIG3, "(d) the smaller learning rate shows more outliers in the spectrum of K",
-        f"{lrs_txt}, at the largest lambda_K^1", "outliers",
-        "; ".join(f"eta={lr:g}: {nK[lr]} of {len(spectra_K.get(lr, []))}" for lr in lrs),
-        (nK[lo] > nK[hi]) if testable_d else None,
-        "rule: outlier = eigenvalue > median + 3 MAD of the L-1 non-zero eigenvalues of K; "
-        "count(eta small) > count(eta large)" if testable_d else "spectra of K not recorded"))
+    verdict_d, ours_d, why_d = outlier_verdict(spectra_K, outlier_counts, lo, hi, lrs)
+    out.append(_claim(FIG3, "(d) the smaller learning rate shows more outliers in the spectrum of K",
+                      f"{lrs_txt}, at the largest lambda_K^1", "outliers", ours_d, verdict_d, why_d))
     k_H = max((len(spectra_H.get(lr, [])) for lr in lrs), default=0)
     out.append(_claim(
         FIG3, "(d) the smaller learning rate shows more outliers in the spectrum of H",

@@ -9,5 +9,9 @@ gradient variance, the quadratic; the recorder metrics ``walk_interp`` / ``walk_
 the rule ``gd_noise_minibatch``), ``plugins`` (registers those with the recorder: an entry
 point), ``runs`` (the RunConfigs of every experiment, ``run_all``), ``analysis`` (per step,
 per epoch and per experiment summaries), ``claims`` (the claims table) and ``figures`` (the
-paper's three-panel walk plot).
+paper's three-panel walk plot); ``costs`` (what its metrics cost, for the plan).
 """
+
+from breakeven_utils.papers.walk import costs
+
+costs.attach()

@@ -41,7 +41,9 @@ def cosine_summary(results: dict, rs: list, transient: int, block: int = 20) -> 
 def noise_summary(results: dict, rs: list) -> pd.DataFrame:
     """Fig. 5: per noise-experiment run, the final training loss (whole training set),
     validation accuracy, parameter norm and distance from theta_0, sigma^2 and v_max, and
-    the relative fall of the training loss over the last fifth of the steps (saturation)."""
+    the share of the training loss's whole decrease that falls in the last fifth of the steps
+    (saturation: a loss heading to zero keeps a constant relative rate, so its fall relative
+    to its current value never settles, while its share of the decrease does)."""
     rows = []
     for r in rs:
         if r.experiment != "noise" or r.name not in results:
@@ -52,10 +54,12 @@ def noise_summary(results: dict, rs: list) -> pd.DataFrame:
         at80 = m[m["iteration"] <= 0.8 * last["iteration"]].iloc[-1]
         info = (res.info.get("info") or {})
         rows.append(dict(name=r.name, method=r.meta["method"], factor=r.meta["factor"],
+                         seed=r.meta.get("seed", r.config.seed),
                          status=res.status, iteration=int(last["iteration"]),
                          train_loss=float(last["train_loss"]), val_acc=float(last["val_acc"]),
                          param_norm=float(last["param_norm"]), dist_init=float(last["dist_init"]),
-                         loss_drop_last_fifth=float(1 - last["train_loss"] / at80["train_loss"]),
+                         last_fifth_share_of_drop=float((at80["train_loss"] - last["train_loss"])
+                                                        / (m["train_loss"].iloc[0] - last["train_loss"])),
                          sigma2=info.get("sigma2", math.nan), v_max=info.get("v_max", math.nan)))
     return pd.DataFrame(rows)
 

@@ -19,7 +19,8 @@ Experiments (the paper's figures and tables):
   a fixed lr and lrs at a fixed batch size.
 * ``noise`` (Fig. 5, 25, 26): GD, GD + isotropic noise (``factors`` x the
   largest per-parameter variance of mini-batch gradients at theta_0, rule
-  ``gd_noise_minibatch``) and SGD for the same number of updates.
+  ``gd_noise_minibatch``) and SGD for the same number of updates, per seed of the
+  block's ``seeds`` (default: the profile's first).
 * ``schedules`` (Fig. 6, 27): cyclic (CLR), step and trapezoid schedules over
   equal epoch budgets, each on a grid of peak learning rates, selected on
   validation accuracy.
@@ -138,19 +139,24 @@ def runs(s: dict) -> list[WalkRun]:
         at = tuple(sorted(set(range(0, n + 1, every)) | set(range(min(n, 60) + 1)) | {n}))
         common = dict(lr=float(nz["lr"]), max_iters=n, measure_at=at,
                       metrics=("train", "val", "walk_step", "dist_init", "param_norm"))
-        out.append(WalkRun("noise", f"noise_{nz['family']}_gd", _cfg(s, fam, optimizer="gd", **common),
-                           dict(family=nz["family"], method="GD", factor=0.0)))
-        for fct in nz["factors"]:
-            out.append(WalkRun("noise", f"noise_{nz['family']}_gd_noise{fct:g}", _cfg(
-                s, fam, optimizer="gd_noise", noise_factor=float(fct),
-                update_rule="gd_noise_minibatch",
-                rule_kwargs={"noise_batch_size": int(nz["noise_batch_size"]),
-                             "n_batches": int(nz["n_batches"])}, **common),
-                dict(family=nz["family"], method=f"GD + noise ({fct:g} x max var)", factor=float(fct))))
+        seeds = [int(x) for x in nz.get("seeds", s["seeds"][:1])]
         bpe = batches_per_epoch(fam)
-        out.append(WalkRun("noise", f"noise_{nz['family']}_sgd", _cfg(
-            s, fam, max_epochs=math.ceil(n / bpe), **common),
-            dict(family=nz["family"], method=f"SGD (S={fam['batch_size']})", factor=math.nan)))
+        for seed in seeds:
+            # one seed keeps the names of one run per method; several add the seed
+            tag, kw = (f"_s{seed}" if len(seeds) > 1 else ""), dict(common, seed=seed)
+            out.append(WalkRun("noise", f"noise_{nz['family']}_gd{tag}", _cfg(s, fam, optimizer="gd", **kw),
+                               dict(family=nz["family"], method="GD", factor=0.0, seed=seed)))
+            for fct in nz["factors"]:
+                out.append(WalkRun("noise", f"noise_{nz['family']}_gd_noise{fct:g}{tag}", _cfg(
+                    s, fam, optimizer="gd_noise", noise_factor=float(fct),
+                    update_rule="gd_noise_minibatch",
+                    rule_kwargs={"noise_batch_size": int(nz["noise_batch_size"]),
+                                 "n_batches": int(nz["n_batches"])}, **kw),
+                    dict(family=nz["family"], method=f"GD + noise ({fct:g} x max var)", factor=float(fct),
+                         seed=seed)))
+            out.append(WalkRun("noise", f"noise_{nz['family']}_sgd{tag}", _cfg(
+                s, fam, max_epochs=math.ceil(n / bpe), **kw),
+                dict(family=nz["family"], method=f"SGD (S={fam['batch_size']})", factor=math.nan, seed=seed)))
     sc = s.get("schedules") or {}
     if sc:
         fam = fams[sc["family"]]

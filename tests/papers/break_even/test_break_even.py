@@ -41,6 +41,26 @@ def test_outlier_rule():
     assert outliers(np.r_[bulk, 10.0, 20.0]) == 2
 
 
+def test_outlier_claim_compares_seed_means_beyond_their_spread():
+    """#21: Fig. 3 (d) per seed: a tie, or a difference inside 1.96 x the combined SE over seeds,
+    is not testable; one beyond it holds or fails. One spectrum per eta: a tie decides nothing."""
+    outlier_verdict = be_claims.outlier_verdict
+    lrs = [0.01, 0.1]
+    v, ours, why = outlier_verdict({}, {0.01: [4, 5, 4], 0.1: [4, 4, 5]}, 0.01, 0.1, lrs)
+    assert v is None and why.startswith("within noise") and "3 and 3 seeds" in why
+    v, _, why = outlier_verdict({}, {0.01: [6, 7, 6], 0.1: [3, 3, 4]}, 0.01, 0.1, lrs)
+    assert v is True and "margin" in why
+    v, _, _ = outlier_verdict({}, {0.01: [2, 2, 3], 0.1: [6, 7, 6]}, 0.01, 0.1, lrs)
+    assert v is False
+    # identical counts in every seed: no spread, no difference: still not a failure
+    assert outlier_verdict({}, {0.01: [4, 4, 4], 0.1: [4, 4, 4]}, 0.01, 0.1, lrs)[0] is None
+    bulk = list(np.linspace(1.0, 1.2, 20))
+    one = {0.01: bulk + [10.0, 20.0], 0.1: bulk + [10.0, 20.0]}
+    v, ours, why = outlier_verdict(one, None, 0.01, 0.1, lrs)
+    assert v is None and "equal counts" in why and "2 of 22" in ours
+    assert outlier_verdict({0.01: bulk + [10.0, 20.0], 0.1: bulk + [9.0]}, None, 0.01, 0.1, lrs)[0] is True
+
+
 def test_negative_delta_shares():
     g = pd.DataFrame(dict(iteration=range(6), lambda_K_1=[1, 2, 3, 10, 8, 9],
                           delta_loss=[0.1, 0.1, 0.2, -0.1, 0.1, -0.2]))

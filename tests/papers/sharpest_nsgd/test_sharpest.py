@@ -168,6 +168,16 @@ def test_probe_claims_need_significance():
     assert sn_claims.probe_claims(noisy, "simplecnn", "s")[0].verdict == "not testable at this scale"
     wrong = dict(good, **{"alpha_2": -0.03})
     assert sn_claims.probe_claims(wrong, "simplecnn", "s")[0].verdict == "does not hold"
+    # a probe without k_min(1%) within the grid: against the narrow bowl past its onset (the
+    # paper: after four epochs of 45,000 images), not testable on a run that stops before it
+    missed = dict(good, kmin1_e1_found=3)
+    assert sn_claims.probe_claims(missed, "simplecnn", "s")[1].verdict == "does not hold"
+    late = sn_claims.probe_claims(missed, "simplecnn", "s", steps=sn_claims.BOWL_AFTER_STEPS + 100)[1]
+    assert late.verdict == "does not hold"
+    early = sn_claims.probe_claims(missed, "simplecnn", "s", steps=312)[1]
+    assert early.verdict == "not testable at this scale" and "312 steps" in early.reason
+    assert "after four epochs" in early.reason
+    assert sn_claims.probe_claims(good, "simplecnn", "s", steps=312)[1].verdict == "holds"
 
 
 def test_variant_claims():

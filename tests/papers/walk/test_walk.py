@@ -329,6 +329,24 @@ def test_run_configs_every_profile_validates():
         set(walk_runs.interp_iterations([1, 10, 25, 100], 40)) == set(r.config.measure_at)
 
 
+def test_noise_experiment_runs_every_method_per_seed():
+    """#21: at cpu the GD / GD + noise / SGD comparison runs 3 seeds (one run per method and
+    seed, the seed in the config and the meta); one seed keeps one run per method."""
+    s = walk_settings.settings("cpu")
+    rs = [r for r in walk_runs.runs(s) if r.experiment == "noise"]
+    seeds = s["noise"]["seeds"]
+    assert len(seeds) >= 3 and len(rs) == len(seeds) * (len(s["noise"]["factors"]) + 2)
+    for seed in seeds:
+        mine = [r for r in rs if r.meta["seed"] == seed]
+        assert {r.config.seed for r in mine} == {seed} and all(r.name.endswith(f"_s{seed}") for r in mine)
+        assert sorted(r.meta["factor"] for r in mine if r.meta["factor"] == r.meta["factor"]) == \
+            [0.0, *sorted(s["noise"]["factors"])]
+    assert len({r.config.key() for r in rs}) == len(rs)
+    one = [r for r in walk_runs.runs(walk_settings.settings("smoke")) if r.experiment == "noise"]
+    assert [r.name for r in one] == ["noise_mlp_gd", "noise_mlp_gd_noise0.1", "noise_mlp_gd_noise0.05",
+                                     "noise_mlp_sgd"]
+
+
 def test_interp_iterations():
     assert walk_runs.interp_iterations([1], 5) == [0, 1, 2, 3, 4, 5]
     assert walk_runs.interp_iterations([2], 5, 3) == [5, 6, 7, 8]
@@ -399,13 +417,28 @@ def test_diverging_run_is_recorded_and_summarised(tmp_path):
     walk_analysis.epoch_summary(res)  # incomplete epochs are left out, no exception
 
 
+def test_noise_summary_reads_saturation_as_the_share_of_the_decrease():
+    """#21: a loss heading to zero geometrically falls by the same fraction of its current value
+    every fifth (never 'saturated' read that way); the share of its whole decrease that the last
+    fifth brings is what flattens on the paper's plot."""
+    it = np.arange(0, 101, 10)
+    loss = 2.3 * 0.5 ** (it / 10)  # halves every 10 steps: 2.3 -> 0.0022
+    m = pd.DataFrame(dict(iteration=it, train_loss=loss, val_acc=0.8, param_norm=20.0, dist_init=3.0))
+    r = walk_runs.WalkRun("noise", "gd", SimpleNamespace(seed=0), dict(method="GD", factor=0.0, seed=0))
+    t = walk_analysis.noise_summary({"gd": SimpleNamespace(metrics=m, status="done", info={})}, [r])
+    row = t.iloc[0]
+    share = (loss[8] - loss[-1]) / (loss[0] - loss[-1])
+    assert row["last_fifth_share_of_drop"] == pytest.approx(share) and share < wc.SATURATION_DROP
+    assert 1 - loss[-1] / loss[8] == pytest.approx(0.75)  # the relative reading: "still falls by 75%"
+
+
 def test_noise_claims_need_saturation():
 
     def frame(drop, noisy_loss=0.20):
         return pd.DataFrame(dict(method=["GD", "GD + noise", "SGD"], factor=[0.0, 0.1, np.nan],
                                  iteration=[500] * 3, train_loss=[0.30, noisy_loss, 0.32],
                                  val_acc=[0.80, 0.82, 0.80], param_norm=[25.0, 28.0, 20.0],
-                                 loss_drop_last_fifth=[drop, drop, drop]))
+                                 last_fifth_share_of_drop=[drop, drop, drop]))
 
     v = {c.claim: (c.verdict, c.reason) for c in wc.claims({"noise": frame(0.2)})}
     plateau = v["GD + isotropic noise plateaus at a higher training loss than GD"]
@@ -422,6 +455,42 @@ def test_noise_claims_need_saturation():
     assert "12% of GD's loss" in plateau[1]
     assert wc.single_run_verdict([0.04], 0.036, "x")[0] == "holds"
     assert wc.single_run_verdict([0.04, -0.04], 0.036, "x")[0] == "does not hold"
+
+
+def test_noise_claims_use_the_seed_spread():
+    """#21: with several seeds the noise claims compare seed means, beyond 1.96 x their combined
+    SE over seeds and beyond the single-run spread / sqrt(seeds)."""
+
+    def frame(gd_losses, noisy_losses):
+        n = len(gd_losses)
+        rows = []
+        for i in range(n):
+            rows += [dict(method="GD", factor=0.0, seed=i, train_loss=gd_losses[i]),
+                     dict(method="GD + noise", factor=0.1, seed=i, train_loss=noisy_losses[i]),
+                     dict(method="SGD", factor=np.nan, seed=i, train_loss=0.3)]
+        t = pd.DataFrame(rows)
+        t["iteration"], t["val_acc"], t["param_norm"], t["dist_init"] = 2000, 0.8, 25.0, 5.0
+        t["last_fifth_share_of_drop"], t["status"] = 0.01, "done"
+        return t
+
+    agg = wc.noise_by_method(frame([0.30, 0.31, 0.29], [0.40, 0.41, 0.39]))
+    gd = agg[agg["method"] == "GD"].iloc[0]
+    assert gd["n_seeds"] == 3 and gd["train_loss"] == pytest.approx(0.30)
+    assert gd["train_loss_se"] == pytest.approx(0.01 / np.sqrt(3))
+    claim = "GD + isotropic noise plateaus at a higher training loss than GD"
+    # seeds agree, the gap (0.10) is beyond both margins: holds
+    v = {c.claim: (c.verdict, c.reason) for c in wc.claims({"noise": frame([0.30, 0.31, 0.29],
+                                                                           [0.40, 0.41, 0.39])})}
+    assert v[claim][0] == "holds" and "3 seeds" in v[claim][1]
+    # the same mean gap with seeds scattered over +-0.15: the seed SE decides "within noise"
+    v = {c.claim: (c.verdict, c.reason) for c in wc.claims({"noise": frame([0.15, 0.30, 0.45],
+                                                                           [0.25, 0.40, 0.55])})}
+    assert v[claim][0] == "not testable at this scale" and "combined SE over 3 seeds" in v[claim][1]
+    # seeds that agree exactly still need the machine spread / sqrt(3): 12% x 0.30 / 1.73 = 0.021
+    v = {c.claim: c.verdict for c in wc.claims({"noise": frame([0.30] * 3, [0.315] * 3)})}
+    assert v[claim] == "not testable at this scale"
+    v = {c.claim: c.verdict for c in wc.claims({"noise": frame([0.30] * 3, [0.33] * 3)})}
+    assert v[claim] == "holds"
 
 
 def test_barrier_claim_reads_the_paper_almost_never_crosses():

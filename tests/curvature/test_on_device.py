@@ -1,0 +1,79 @@
+"""The estimators on the device ``BREAKEVEN_TEST_DEVICE`` names (default cpu; ``make
+device-check`` sets cuda on a machine with a GPU) against dense float64 oracles computed on
+the CPU: an HVP, the top eigenpairs of H, K's spectrum from per-example gradients, the
+per-example curvature of Eq. (1). Each result must come back on the device it ran on."""
+import copy
+import os
+
+import pytest
+import torch
+
+from breakeven_utils import curvature as C
+from breakeven_utils.core import params as P
+from breakeven_utils.core.device import resolve_device
+
+from .oracles import F64, dense_hessian, top5
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def device():
+    name = os.environ.get("BREAKEVEN_TEST_DEVICE", "cpu")
+    try:
+        return torch.device(resolve_device(name))
+    except (ValueError, RuntimeError) as e:
+        pytest.fail(f"BREAKEVEN_TEST_DEVICE={name!r} is not usable here: {e}")
+
+
+def on(device, m, x, y):
+    """A copy of the problem on ``device`` (float64 kept: the oracles are float64)."""
+    return copy.deepcopy(m).to(device), x.to(device), y.to(device)
+
+
+def test_hvp_on_device_matches_dense(cnn, device):
+    m, lf, x, y, H = cnn
+    md, xd, yd = on(device, m, x, y)
+    v = torch.randn(H.shape[0], dtype=F64, generator=torch.Generator().manual_seed(0))
+    op = C.HessianOperator(md, lf, (xd, yd))
+    hv = op.matvec(v.to(device))
+    assert hv.device.type == device.type
+    assert torch.allclose(hv.cpu(), H @ v, rtol=1e-8, atol=1e-10)
+
+
+def test_top_eigenpairs_on_device_match_dense(cnn, device):
+    m, lf, x, y, H = cnn
+    md, xd, yd = on(device, m, x, y)
+    ref_vals, ref_vecs = top5(H, "LA")
+    r = C.hessian_eigs(md, lf, (xd, yd), k=3, which="LA", tol=1e-9)
+    assert r.vectors.device.type == device.type
+    assert torch.allclose(r.values.cpu(), ref_vals[:3], rtol=1e-6)
+    assert ((r.vectors.cpu() * ref_vecs[:3]).sum(1).abs() > 0.999).all()
+
+
+def test_gradient_covariance_on_device_matches_dense(mlp, device):
+    m, lf, x, y, _ = mlp
+    # a classification head for K (footnote 1: per-example gradients of the training loss)
+    y_cls = (y[:, 0] > 0).long() + (y[:, 1] > 0).long()
+    lf_cls = torch.nn.CrossEntropyLoss()
+    n = x.shape[0]
+    G = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+        lf_cls(m(x[i:i + 1]), y_cls[i:i + 1]), [p for _, p in P.trainable_parameters(m)])])
+        for i in range(n)])
+    Gc = G - G.mean(0)
+    ev = torch.linalg.eigvalsh(Gc.T @ Gc / n).flip(0)
+    md, xd, yd = on(device, m, x, y_cls)
+    cov = C.gradient_covariance(md, lf_cls, (xd, yd), L=n, M=1, n_vectors=2)
+    assert cov.vectors.device.type == device.type
+    assert torch.allclose(cov.eigenvalues.cpu()[:5], ev[:5], rtol=1e-7, atol=1e-12)
+    assert cov.trace == pytest.approx(float(ev.sum()), rel=1e-9)
+
+
+def test_per_example_curvature_on_device_matches_dense(cnn, device):
+    m, lf, x, y, H = cnn
+    md, xd, yd = on(device, m, x, y)
+    v = top5(H, "LA")[1][0]
+    got = C.per_example_curvature(md, lf, (xd[:6], yd[:6]), v.to(device))
+    assert got.device.type == device.type
+    ref = torch.stack([v @ dense_hessian(m, lf, x[i:i + 1], y[i:i + 1]) @ v for i in range(6)])
+    assert torch.allclose(got.cpu(), ref, rtol=1e-9, atol=1e-12)
