@@ -38,6 +38,7 @@ def notebook_table(profile: str, manifest=None) -> str:
     from breakeven_utils.papers.registry import notebook_runs
     from breakeven_utils.reporting.manifest import default_output_root, project_root
     from breakeven_utils.store import plan
+    from breakeven_utils.store.executors import default_jobs
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from reproduce import notebook_overheads  # noqa: E402  (scripts/reproduce.py: make plan's own)
@@ -46,7 +47,7 @@ def notebook_table(profile: str, manifest=None) -> str:
     path = Path(manifest) if manifest else root / default_output_root(profile) / "manifest.json"
     entries = json.loads(path.read_text())["notebooks"] if path.exists() else {}
     runs = notebook_runs(profile)
-    jobs = 1 if profile == "smoke" else 2
+    jobs = default_jobs(profile)
     # every run costed as if none were stored; the calibration is the one make plan caches
     p = plan.plan(runs, profile, device=os.environ.get("BREAKEVEN_DEVICE") or "auto",
                   store=os.environ.get("BREAKEVEN_RUNS") or root / "runs", progress=False)

@@ -48,6 +48,7 @@ from breakeven_utils.core.tables import to_markdown  # noqa: E402
 from breakeven_utils.papers.registry import absences, folder_of, notebook_order  # noqa: E402
 from breakeven_utils.reporting.manifest import default_output_root, write_manifest  # noqa: E402
 from breakeven_utils.reporting.published import publish  # noqa: E402
+from breakeven_utils.store.executors import default_jobs  # noqa: E402
 
 NOTEBOOK_RE = re.compile(r"^\d+_[A-Za-z0-9_\-]+\.ipynb$")
 
@@ -159,7 +160,7 @@ def fresh_run_entry(entry: dict, jobs: int | None = None) -> dict:
     if entry.get("status") != "ok" or not runs or computed != runs:
         return {}
     # the layout store.executors.sweep_env gives the notebook's sweeps
-    jobs = jobs or (1 if entry.get("profile") == "smoke" else 2)
+    jobs = jobs or default_jobs(entry.get("profile"))
     threads = os.environ.get("BREAKEVEN_THREADS") or ("1" if jobs > 1 else "all")
     git = str(entry.get("git_commit", "?"))[:7]
     return {"fresh_run_wall_time_s": entry["wall_time_s"],
@@ -237,8 +238,7 @@ def print_plan(args, store: Path) -> int:
                       store=store, recalibrate=args.recalibrate)
     except ValueError as e:
         raise SystemExit(f"reproduce --plan: {e}") from None
-    # the layout the notebooks' sweeps use (store.executors.sweep_env): 1 job at smoke, else 2
-    jobs = args.jobs or (1 if args.profile == "smoke" else 2)
+    jobs = args.jobs or default_jobs(args.profile)  # the notebooks' own layout (sweep_env)
     print(plan.plan_tables(p, jobs=jobs, rows=args.rows,
                            overhead=notebook_overheads(default_out(args.profile) / "manifest.json",
                                                        args.profile, list(runs))))

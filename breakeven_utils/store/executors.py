@@ -41,8 +41,8 @@ from pathlib import Path
 
 from breakeven_utils.store.runs import run_job, store_root
 
-__all__ = ["EXECUTORS", "sweep_env", "executor_from_env", "slurm_executor", "dask_client", "check_store",
-           "is_remote", "threads_from_env", "RunJob", "submit_runs", "as_completed"]
+__all__ = ["EXECUTORS", "default_jobs", "sweep_env", "executor_from_env", "slurm_executor", "dask_client",
+           "check_store", "is_remote", "threads_from_env", "RunJob", "submit_runs", "as_completed"]
 
 EXECUTORS = ("local", "slurm", "dask")
 _SLURM_ENV = {  # env var -> (submitit parameter, type)
@@ -61,6 +61,12 @@ def _missing(pkg: str, what: str) -> ImportError:
                        f"(or pip install {pkg})")
 
 
+def default_jobs(profile: str | None) -> int:
+    """Local processes a notebook's sweeps use when ``jobs`` is not given: 1 at the ``smoke``
+    profile or without one, else 2 (the plan and the fresh-run notes assume the same)."""
+    return 1 if profile in (None, "smoke") else 2
+
+
 def sweep_env(store=None, environ=None, *, jobs: int | None = None, profile: str | None = None) -> dict:
     """``sweeps.sweep`` keyword arguments, the one call a notebook makes:
     ``sweeps.sweep(configs, store=run_store, **sweeps.sweep_env(run_store, jobs=jobs, profile=profile))``.
@@ -73,7 +79,7 @@ def sweep_env(store=None, environ=None, *, jobs: int | None = None, profile: str
     'stale' recomputes stored runs computed by other code)."""
     env = os.environ if environ is None else environ
     if jobs is None:
-        jobs = 1 if profile in (None, "smoke") else 2
+        jobs = default_jobs(profile)
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     threads = threads_from_env(env) or (1 if jobs > 1 else None)
