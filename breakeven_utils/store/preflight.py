@@ -1,6 +1,7 @@
-"""Preflight of a profile, first stage (issue 22): every run the notebooks would launch is built
-and checked before any GPU time is spent on it.
+"""Preflight of a profile (issue 22): every run the notebooks would launch is built and checked,
+and every code path its training and measuring take is executed, before any GPU time is spent.
 
+First stage (:func:`preflight`, :func:`report`).
 Per run: its configuration validated (``RunConfig.validate``; the registry has already checked
 it against its data set's sizes, ``store.plan.check_config``), its model built for its data's
 input shape (``recorder.loop.build_run_model``), and one forward and backward pass of its first
@@ -11,27 +12,45 @@ is stood in for by random data of the same shape and number of classes, and the 
 Runs are grouped by signature (model, data set, update rule, schedule, metrics): the distinct
 code paths their training and measuring take. Nothing is shrunk here: the data, models and
 batches are the profile's own.
+
+Second stage (:func:`execute`, :func:`execution_report`): one run per signature (the largest of
+its runs; runs that start from another run's state form their own group) is executed at full
+size, cut to its first :data:`PREFLIGHT_STEPS` steps by the one rule of :func:`truncate` (nothing
+but steps changes: data sets, models, measurement sets, metrics, rules, schedules and seeds are
+the profile's), each in a fresh process on the CPU, with every one of its metrics measured at
+least once. A run that starts from another run's state (``init_from``) starts from its parent
+cut by the same rule. Recorded per signature: ok or the error, seconds per step and per
+measurement (and the slowest metric's), and the process's peak resident memory (``ru_maxrss``)
+against its memory before the run: the run's own memory, the GPU memory it needs, is the
+difference (data, model, activations, Krylov bases; the CPU-only libraries stay behind).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import multiprocessing
+import resource
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import torch
 
 from breakeven_utils.core.console import tqdm
-from breakeven_utils.core.data import DATASETS, BatchIterator
+from breakeven_utils.core.data import DATASETS, BatchIterator, Data, Split
 from breakeven_utils.core.tables import to_markdown
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.recorder.loop import build_run_model, load_run_data
 from breakeven_utils.store.plan import on_disk
+from breakeven_utils.store.runs import read_status, run
 
-__all__ = ["MAX_PASS", "INPUT_SHAPES", "RunCheck", "signature", "first_batch", "check_run", "preflight",
-           "report"]
+__all__ = ["MAX_PASS", "INPUT_SHAPES", "PREFLIGHT_STEPS", "RunCheck", "signature", "first_batch",
+           "check_run", "preflight", "report", "truncate", "groups", "stand_in_data", "execute_one",
+           "execute", "execution_report"]
 
 #: the largest full-batch pass checked (the first this many examples of a chunk); a run whose
 #: full-batch gradient goes over more of its training set in one pass (``gd_chunk`` unset) is flagged
@@ -158,7 +177,162 @@ def report(df: pd.DataFrame, profile: str, seconds: float) -> str:
         runs=("key", "size"), ok=("ok", "sum"), notebooks=("notebook", lambda s: ", ".join(dict.fromkeys(s))),
         batch=("batch", "max"), parameters=("parameters", "max"), seconds=("seconds", "max")).reset_index()
     lines += ["## Signatures", "", to_markdown(sig), ""]
-    lines += ["Not yet in this preflight (issue 22): the signatures executed at full size for a few steps "
-              "with every metric measured, the notebooks executed on those truncated runs, memory per "
-              "run.", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- second stage
+
+#: the one truncation rule of the second stage: every run is cut to its first this many steps
+PREFLIGHT_STEPS = 3
+
+
+def truncate(c: RunConfig, steps: int = PREFLIGHT_STEPS) -> RunConfig:
+    """``c`` cut to its first ``steps`` iterations, and nothing else changed: ``max_iters`` at most
+    ``steps``; an explicit measurement schedule (``measure_at``) keeps its iterations up to
+    ``steps`` and gains ``steps`` (so every metric is measured at least once; the default schedule
+    measures at 0 and at the last step anyway); a parent run (``init_from``) is cut by the same
+    rule and the run starts from it at ``min(t, steps)``."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    kw: dict = {"max_iters": min(c.max_iters, steps) if c.max_iters is not None else steps}
+    if c.measure_at is not None:
+        kw["measure_at"] = tuple(sorted({t for t in c.measure_at if t <= steps} | {kw["max_iters"]}))
+    if c.init_from is not None:
+        parent = truncate(RunConfig.from_dict(c.init_from["config"]), steps)
+        kw["init_from"] = {"config": parent.to_dict(),
+                           "iteration": min(int(c.init_from["iteration"]), parent.max_iters)}
+    return dataclasses.replace(c, **kw)
+
+
+def _size(c: RunConfig) -> tuple:
+    """What makes a run of a signature the largest: its measurement sets, then its batches."""
+    return (c.hessian_n or c.n_measure or 0, c.n_measure or 0, c.K_L if "K" in c.metrics else 0,
+            c.batch_size, c.n_train or 0, c.hessian_k, c.max_iters or 0)
+
+
+def groups(runs: dict) -> list[dict]:
+    """The second stage's groups of ``runs`` ({notebook: [RunConfig, ...] or a reason}): one per
+    signature, and one per signature of the runs that start from another run's state; each
+    ``{"group", "notebooks", "runs", "config"}`` with the group's largest run (:func:`_size`)."""
+    out: dict[str, dict] = {}
+    seen = set()
+    for nb, cfgs in runs.items():
+        if isinstance(cfgs, str):
+            continue
+        for c in cfgs:
+            if c.key() in seen:
+                continue
+            seen.add(c.key())
+            g = signature(c) + (" | from a parent run" if c.init_from is not None else "")
+            e = out.setdefault(g, {"group": g, "notebooks": [], "runs": 0, "config": c})
+            e["runs"] += 1
+            if nb not in e["notebooks"]:
+                e["notebooks"].append(nb)
+            if _size(c) > _size(e["config"]):
+                e["config"] = c
+    return list(out.values())
+
+
+def stand_in_data(c: RunConfig) -> Data:
+    """Random data of ``c``'s data set's shape, classes and split sizes (its defaults where ``c``
+    leaves them unset), for a data set that is not on disk."""
+    info = DATASETS[c.dataset]
+    n_train = c.n_train or info.n_train_total - info.n_val_default
+    n_val = c.n_val if c.n_val is not None else info.n_val_default
+    n_test = c.n_test if c.n_test is not None else 10_000
+    n_measure = c.n_measure if c.n_measure is not None else max(1, math.ceil(0.05 * n_train))
+    g = torch.Generator().manual_seed(c.data_seed)
+
+    def split(n):
+        return Split(torch.randn((n, *INPUT_SHAPES[c.dataset]), generator=g),
+                     torch.randint(0, info.num_classes, (n,), generator=g))
+    train = split(n_train)
+    return Data(name=c.dataset, source="synthetic", label=f"{info.title} (random stand-in)",
+                num_classes=info.num_classes, train=train, val=split(n_val), test=split(n_test),
+                measure=Split(train.x[:n_measure], train.y[:n_measure]))
+
+
+def _rss_mb() -> float:
+    """This process's peak resident memory so far, MB (Linux reports ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> dict:
+    """Run one truncated configuration into the store ``root`` on the CPU (meant for a fresh
+    process: the peak memory is then the run's). Never raises: an error is returned."""
+    torch.set_num_threads(threads)
+    c = RunConfig.from_dict(config_dict)
+    data = stand_in_data(c) if stand_in else None
+    rss0, t0 = _rss_mb(), time.perf_counter()
+    out = {"ok": False, "error": "", "status": ""}
+    try:
+        res = run(c, root, device="cpu", checkpoint_every=None, progress=False, data=data)
+        out["status"] = res.status
+        out["ok"] = res.status == "done"
+        if not out["ok"]:
+            out["error"] = f"run {res.status} at iteration {res.diverged_at}"
+    except Exception as e:  # noqa: BLE001 -- recorded in the report; the preflight goes on
+        out["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300] + \
+            f" ({traceback.extract_tb(e.__traceback__)[-1].name})"
+    st = read_status(root, c.key()) or {}
+    info = st.get("info") or {}
+    n_meas = int(st.get("n_measurements") or 0)
+    iters = int(st.get("iteration") or 0)
+    seconds, meas = float(st.get("seconds") or math.nan), float(st.get("measure_seconds") or math.nan)
+    slow = max((info.get("metric_seconds") or {}).items(), key=lambda kv: kv[1], default=("", math.nan))
+    return {**out, "iterations": iters, "measurements": n_meas,
+            "s_per_step": (seconds - meas) / iters if iters else math.nan,
+            "s_per_measurement": meas / n_meas if n_meas else math.nan,
+            "slowest_metric": slow[0], "slowest_metric_s": slow[1] / n_meas if n_meas else math.nan,
+            "start_mb": round(rss0), "peak_mb": round(_rss_mb()), "wall_s": time.perf_counter() - t0}
+
+
+def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2,
+            progress: bool = True) -> pd.DataFrame:
+    """The second stage on ``runs`` ({notebook: [RunConfig, ...] or a reason}): each group's
+    largest run (:func:`groups`) cut by :func:`truncate` and run into ``store`` in a fresh
+    process (:func:`execute_one`), one after the other; one row per group."""
+    rows = []
+    todo = groups(runs)
+    ctx = multiprocessing.get_context("spawn")
+    bar = tqdm(todo, desc="preflight: signatures", disable=not progress, leave=False)
+    for g in bar:
+        c = truncate(g["config"], steps)
+        stand_in = not on_disk(c.dataset)
+        if stand_in and c.init_from is not None:
+            res = {"ok": False, "error": f"{c.dataset} is not on disk and the run starts from a parent: "
+                   "get the data set (README, Data) to preflight it"}
+        else:
+            try:
+                with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as ex:
+                    res = ex.submit(execute_one, c.to_dict(), str(Path(store)), threads, stand_in).result()
+            except Exception as e:  # noqa: BLE001 -- the process died (out of memory, killed)
+                res = {"ok": False, "error": f"the run's process died: {type(e).__name__}: {e}"[:300]}
+        rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
+                     "key": c.key()[:10], "data_source": "stand-in (not on disk)" if stand_in else "on disk",
+                     **res})
+        if progress:
+            bar.write(f"preflight: {g['group'][:70]}: {'ok' if res.get('ok') else 'FAILED'} "
+                      f"in {res.get('wall_s', 0):.0f} s")
+    return pd.DataFrame(rows)
+
+
+def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int = PREFLIGHT_STEPS) -> str:
+    """The second stage as Markdown: totals, failures, and per group its timing and memory."""
+    bad = df[~df["ok"].astype(bool)]
+    lines = [f"# Preflight, second stage: profile {profile!r}", "",
+             f"{len(df)} signatures executed at full size for {steps} steps each (the one rule: "
+             f"`store.preflight.truncate`), every metric measured, in {seconds:.0f} s on the CPU: "
+             f"{int(df['ok'].sum())} ok, {len(bad)} failed.", "",
+             "Memory: the process's peak resident memory during the run (`ru_maxrss`) minus its memory "
+             "before it (the libraries): what the run itself holds (data, model, activations, Krylov "
+             "bases), the memory it needs on a GPU to within the allocator's slack.", ""]
+    if len(bad):
+        lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
+    t = df.assign(run_mb=df["peak_mb"] - df["start_mb"])
+    cols = ["group", "notebooks", "runs", "key", "data_source", "ok", "s_per_step", "s_per_measurement",
+            "slowest_metric", "slowest_metric_s", "run_mb", "peak_mb", "wall_s"]
+    for col in ("s_per_step", "s_per_measurement", "slowest_metric_s", "wall_s"):
+        t[col] = t[col].map(lambda v: f"{v:.3g}" if pd.notna(v) else "")
+    lines += ["## Signatures", "", to_markdown(t[cols]), ""]
     return "\n".join(lines)

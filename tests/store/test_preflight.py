@@ -47,3 +47,73 @@ def test_a_full_batch_pass_larger_than_max_pass_is_flagged(tmp_path, monkeypatch
     assert P.check_run("nb", RunConfig(**{**TINY, "n_train": 2048, "optimizer": "gd", "gd_chunk": 512}),
                        {}).note == ""
     assert "## Warnings" in P.report(pd.DataFrame([check.__dict__]), "x", 0.0)
+
+
+# -- second stage: every signature executed at full size for a few steps ---------------------------
+
+def _without(d: dict, *keys) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def test_truncate_cuts_steps_only_and_the_parent_by_the_same_rule():
+    c = RunConfig(**{**TINY, "max_epochs": 30, "measure_at": (0, 2, 10, 500)})
+    t = P.truncate(c, 3)
+    assert t.max_iters == 3 and t.measure_at == (0, 2, 3) and t.max_epochs == 30
+    cut = ("max_iters", "measure_at")
+    assert _without(t.to_dict(), *cut) == _without(c.to_dict(), *cut)
+    grand = RunConfig(**{**TINY, "max_iters": 1000})
+    parent = RunConfig(**{**TINY, "max_iters": 2000,
+                          "init_from": {"config": grand.to_dict(), "iteration": 700}})
+    child = RunConfig(**{**TINY, "lr": 0.1, "init_from": {"config": parent.to_dict(), "iteration": 1500}})
+    tc = P.truncate(child, 4)
+    tp = RunConfig.from_dict(tc.init_from["config"])
+    assert tc.init_from["iteration"] == 4 and tp == P.truncate(parent, 4)
+    assert tp.init_from == {"config": P.truncate(grand, 4).to_dict(), "iteration": 4}
+    assert P.truncate(RunConfig(**{**TINY, "max_iters": 2}), 3).max_iters == 2  # shorter runs stay
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        P.truncate(c, 0)
+
+
+def test_groups_take_the_largest_run_of_each_signature_and_keep_child_runs_apart():
+    small = RunConfig(**TINY)
+    large = RunConfig(**{**TINY, "n_measure": 64, "seed": 1})
+    child = RunConfig(**{**TINY, "init_from": {"config": small.to_dict(), "iteration": 5}})
+    g = P.groups({"a": [small, child], "b": [large, small], "c": "not built at this profile"})
+    assert [e["runs"] for e in g] == [2, 1]
+    assert g[0]["config"] == large and g[0]["notebooks"] == ["a", "b"]
+    assert g[1]["group"].endswith("| from a parent run") and g[1]["config"] == child
+
+
+def test_execute_runs_each_signature_in_its_own_process_and_records_failures(tmp_path):
+    ok = RunConfig(**{**TINY, "metrics": ("train", "lambda_H", "K"), "K_L": 4})
+    child = RunConfig(**{**TINY, "lr": 0.1, "init_from": {"config": ok.to_dict(), "iteration": 5}})
+    bad = RunConfig(**{**TINY, "model": "simple_cnn", "model_kwargs": {"no_such_argument": 1}})
+    df = P.execute({"nb": [ok, child, bad]}, tmp_path, steps=2, threads=1, progress=False)
+    assert df["ok"].tolist() == [True, True, False]
+    assert "no_such_argument" in df["error"].iloc[2]
+    first = df.iloc[0]
+    assert first["iterations"] == 2 and first["measurements"] == 2  # t = 0 and the last step
+    assert first["slowest_metric"] in ("lambda_H", "K", "train") and first["s_per_measurement"] > 0
+    assert first["peak_mb"] >= first["start_mb"] > 0
+    text = P.execution_report(df, "x", 1.0, 2)
+    assert "3 signatures executed at full size for 2 steps each" in text and "## Failures" in text
+
+
+def test_a_data_set_not_on_disk_is_executed_on_a_stand_in_of_its_shape(tmp_path, monkeypatch):
+    monkeypatch.setenv("BREAKEVEN_DATA", str(tmp_path / "empty"))
+    c = RunConfig(**{**TINY, "dataset": "mnist", "n_train": 512, "batch_size": 64})
+    d = P.stand_in_data(c)
+    assert d.train.x.shape == (512, 1, 28, 28) and len(d.val) == 32 and d.num_classes == 10
+    df = P.execute({"nb": [c]}, tmp_path / "store", steps=2, threads=1, progress=False)
+    assert df["ok"].all() and df["data_source"].item() == "stand-in (not on disk)"
+
+
+def test_a_paper_signature_at_full_size(tmp_path):
+    """The sample at the paper profile: the Fashion-MNIST MLP of notebook 2, with its 2,250-example
+    Hessian and K at L = 25, cut to 2 steps (the other signatures: `make preflight`)."""
+    runs = registry.notebook_runs("paper", ["02_conjectures"])
+    mlp = [c for c in runs["02_conjectures"] if c.model == "mlp"]
+    assert mlp and P.truncate(mlp[0], 2).hessian_n == mlp[0].hessian_n
+    df = P.execute({"02_conjectures": mlp}, tmp_path, steps=2, threads=1, progress=False)
+    assert df["ok"].all() and df["runs"].item() == len(mlp)
+    assert df["measurements"].item() == 2 and df["slowest_metric"].item() in ("lambda_H", "K")
