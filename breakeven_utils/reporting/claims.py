@@ -579,7 +579,9 @@ class Peak(NamedTuple):
     error ``se``, the raw maximum ``raw_value`` and ``raw_se``, their measurement indices
     (``index``, ``raw_index``; with several seeds the first seed's), ``at_end`` /
     ``raw_at_end``: the maximum sits at the curve's last finite measurement (in any seed),
-    so it is a lower bound; ``n_seeds``: curves averaged."""
+    so it is a lower bound; ``n_seeds``: curves averaged; ``reach`` / ``raw_reach``: how high
+    such a lower bound could plausibly rise (:func:`tail_rise`; ``value`` itself when not
+    at the end)."""
 
     value: float
     se: float
@@ -590,6 +592,8 @@ class Peak(NamedTuple):
     at_end: bool
     raw_at_end: bool
     n_seeds: int = 1
+    reach: float = math.inf
+    raw_reach: float = math.inf
 
 
 def scatter_se(values, window: int = 3, *, half_width: int | None = None) -> np.ndarray:
@@ -617,9 +621,32 @@ def scatter_se(values, window: int = 3, *, half_width: int | None = None) -> np.
     return out
 
 
+#: points of a curve's tail its trend is read from: the last quarter, at least this many
+TAIL_MIN = 4
+
+
+def tail_rise(values, z: float = Z) -> float:
+    """How much a curve still rising at its end could plausibly add (issue 21, item 6): the steep
+    end of the 95% interval of the slope of its last quarter of finite points (at least
+    :data:`TAIL_MIN`; per measurement, by least squares), continued for as many measurements
+    again as the whole curve has (the run twice as long); 0 when even that slope is not
+    positive; inf when the tail is too short to read."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    m = max(TAIL_MIN, v.size // 4)
+    if v.size < m or m < 3:
+        return math.inf
+    tail = v[-m:]
+    if np.ptp(tail) == 0:
+        return 0.0
+    fit = stats.linregress(np.arange(m), tail)
+    return max(0.0, float(fit.slope + z * fit.stderr)) * v.size
+
+
 def _curve_peak(v: np.ndarray, e: np.ndarray, window: int, after_transient: bool):
-    """(smoothed max, its se, index, raw max, raw se, raw index, at_end, raw_at_end) of one
-    curve, or None when it has no point after its first (shared) measurement."""
+    """(smoothed max, its se, index, raw max, raw se, raw index, at_end, raw_at_end, rise) of one
+    curve, or None when it has no point after its first (shared) measurement; ``rise``:
+    :func:`tail_rise` where a maximum sits at the end, else 0."""
     fin = np.flatnonzero(np.isfinite(v))
     if len(fin) < 2:
         return None
@@ -635,7 +662,8 @@ def _curve_peak(v: np.ndarray, e: np.ndarray, window: int, after_transient: bool
     w = w[np.isfinite(v[w])]
     se = float(math.sqrt(np.sum(e[w] ** 2)) / len(w))
     last = int(fin[-1])
-    return float(s[i]), se, i, float(v[j]), float(e[j]), j, i == last, j == last
+    rise = tail_rise(v) if last in (i, j) else 0.0
+    return float(s[i]), se, i, float(v[j]), float(e[j]), j, i == last, j == last, rise
 
 
 def _as_curves(x, name: str) -> np.ndarray:
@@ -675,26 +703,29 @@ def _peaks_of(curves: Mapping, ses, floor, window: int, after_transient: bool):
             raw, raw_se, _ = mean_se(a[:, 2])
         else:
             value, se, raw, raw_se = a[0]
+        # a seed whose maximum is its last point could still add its tail's rise to the mean
+        reach = float(value) + sum(p[8] for p in per_seed if p[6]) / n
+        raw_reach = float(raw) + sum(p[8] for p in per_seed if p[7]) / n
         peaks[x] = Peak(float(value), float(se), float(raw), float(raw_se), per_seed[0][2], per_seed[0][5],
-                        any(p[6] for p in per_seed), any(p[7] for p in per_seed), n)
+                        any(p[6] for p in per_seed), any(p[7] for p in per_seed), n, reach, raw_reach)
     return peaks, missing
 
 
-def _bounded_outcomes(steps: pd.DataFrame, at_end: Mapping, sign: int) -> list[str]:
+def _bounded_outcomes(steps: pd.DataFrame, reach: Mapping, sign: int) -> list[str]:
     """Each step's outcome, 'undecided' where a lower-bound end (a peak at the last
-    measurement) could, by rising, move the step to another outcome."""
+    measurement) could, by rising up to its ``reach`` ({setting: highest plausible value; inf:
+    unbounded}), move the step to another outcome."""
     out = []
     for r in steps.itertuples():
-        moves = set()
-        if at_end[r.setting_b]:
-            moves.add(sign)  # raising value_b changes sign * (value_b - value_a) by +sign
-        if at_end[r.setting_a]:
-            moves.add(-sign)
-        kept = {1: "as predicted", -1: "against"}
-        if moves and not (len(moves) == 1 and kept[moves.pop()] == r.outcome):
-            out.append("undecided")
-        else:
-            out.append(r.outcome)
+        ends_a = {r.value_a, max(r.value_a, reach[r.setting_a])}
+        ends_b = {r.value_b, max(r.value_b, reach[r.setting_b])}
+        moved = set()
+        for a in ends_a:
+            for b in ends_b:
+                step = sign * (b - a)
+                moved.add("as predicted" if step > r.margin else "against" if step < -r.margin
+                          else "within noise")
+        out.append(r.outcome if moved == {r.outcome} else "undecided")
     return out
 
 
@@ -718,8 +749,10 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
       never a peak; with ``after_transient`` neither is the initial transient
       (:func:`transient_end`; batch normalisation, break-even paper Sec. 4.3);
     - a peak at a curve's last finite measurement is a lower bound: a step whose outcome
-      could change if that peak rose is not testable, naming the still-rising curve; a
-      step that a rise only pushes further the way it already goes keeps its outcome;
+      could change if that peak rose as far as its tail's trend plausibly takes it
+      (:func:`tail_rise`: the steep end of the trend's 95% interval, continued for a run
+      twice as long) is not testable, naming the still-rising curve; a step that such a rise, or
+      any rise in the direction it already goes, leaves alone keeps its outcome;
     - the verdict must be the same on the raw maxima and on the ``window``-smoothed
       maxima, else not testable ("depends on the smoothing");
     - settings without a peak (all NaN, or only the first measurement) are left out and
@@ -753,8 +786,10 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
         val = [peaks[x].value if kind == "smoothed" else peaks[x].raw_value for x in xs]
         se = [peaks[x].se if kind == "smoothed" else peaks[x].raw_se for x in xs]
         at_end = {float(x): peaks[x].at_end if kind == "smoothed" else peaks[x].raw_at_end for x in xs}
+        reach = {float(x): (peaks[x].reach if kind == "smoothed" else peaks[x].raw_reach) if at_end[float(x)]
+                 else -math.inf for x in xs}
         steps = ordering_steps([float(x) for x in xs], val, se, sign, z=z, rtol=rtol)
-        steps["outcome"] = _bounded_outcomes(steps, at_end, sign)
+        steps["outcome"] = _bounded_outcomes(steps, reach, sign)
 
         def describe(r):
             return (f"{name(r.setting_a)} -> {name(r.setting_b)}: "
@@ -770,6 +805,13 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
                          f"change the step): {', '.join(name(x) for x in rising)} in "
                          + "; ".join(describe(r) for r in open_.itertuples())
                          + " (runs continued past their peak would decide it)")
+        bounded = [x for x in xs if at_end[float(x)] and np.isfinite(reach[float(x)])
+                   and not any(x in (r.setting_a, r.setting_b) for r in open_.itertuples())]
+        if bounded:
+            parts.append("; ".join(f"{name(x)} still rising at its last measurement, but its tail's trend "
+                                   f"(steep end of its 95% interval, continued for a run twice as long) "
+                                   f"takes it only to {reach[float(x)]:.3g}: no step changes"
+                                   for x in bounded))
         if len(against):
             verdict = FAILS
             parts.insert(0, "against the prediction beyond the noise: "

@@ -460,6 +460,45 @@ def test_compare_peaks_a_still_rising_peak_is_a_lower_bound():
     assert o.verdict == C.HOLDS
 
 
+def test_tail_rise_bounds_a_rise_by_the_steep_end_of_the_tail_trend():
+    assert C.tail_rise([1.0, 2.0, 3.0]) == np.inf  # too short to read a trend
+    assert C.tail_rise(np.linspace(6, 1, 12)) == 0.0  # falling: no rise
+    assert C.tail_rise(np.full(12, 2.0)) == 0.0
+    # exactly linear, slope 0.5 per measurement: 0.5 x 12 more measurements (the run twice as long)
+    assert C.tail_rise(np.linspace(1, 6.5, 12)) == pytest.approx(6.0)
+    # noise widens the slope's interval, so the bound grows with it
+    rng = np.random.default_rng(0)
+    flat = 0.5 + 0.01 * rng.standard_normal(40)
+    noisy = 0.5 + 0.05 * rng.standard_normal(40)
+    assert 0 <= C.tail_rise(flat) < C.tail_rise(noisy) < 1.0
+
+
+def test_a_still_rising_peak_far_below_the_other_keeps_its_step():
+    """#21 item 6: notebook 1 under two thread layouts. eta=0.1's lambda_K^1 (peak 0.43 after its
+    transient, flat and noisy later) ended at its maximum in one seed under one layout and not
+    under the other; eta=0.01 peaks at 2.06. A rise the tail's trend cannot plausibly make must
+    not turn the step into 'still rising'; one it can make still does."""
+    rng = np.random.default_rng(1)
+    hump = np.r_[0.2, np.linspace(0.5, 2.1, 8), np.linspace(2.0, 1.2, 31)]
+    seeds_a = np.stack([hump + 0.03 * rng.standard_normal(hump.size) for _ in range(3)])
+    seeds_b = []
+    for k in range(3):
+        c = np.r_[0.1, 0.4 + 0.02 * rng.standard_normal(39)]
+        if k == 0:
+            c[-1] = c.max() + 0.01  # this seed ends at its maximum
+        seeds_b.append(c)
+    seeds_b = np.stack(seeds_b)
+    o = C.compare_peaks({0.01: seeds_a, 0.1: seeds_b}, -1, symbol="eta")
+    assert o.peaks[0.1].raw_at_end and o.peaks[0.1].raw_reach < 1.0
+    assert o.verdict == C.HOLDS, o.reason
+    assert "still rising at its last measurement, but its tail's trend" in o.reason
+    # the same seed rising steeply over its last quarter: it could reach eta=0.01's peak
+    steep = seeds_b.copy()
+    steep[0, -10:] = np.linspace(0.5, 1.6, 10)
+    o = C.compare_peaks({0.01: seeds_a, 0.1: steep}, -1, symbol="eta")
+    assert o.verdict == C.UNTESTABLE and "still rising" in o.reason and "eta=0.1" in o.reason
+
+
 def test_compare_peaks_raw_and_smoothed_must_agree():
     # run a has one spike (raw max 12) on a low plateau, run b a broad peak at 8: the
     # smoothed maxima put b above a, the raw ones a above b

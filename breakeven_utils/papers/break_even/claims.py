@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from breakeven_utils.papers.break_even.analysis import break_even_points, negative_delta_shares, outliers
 from breakeven_utils.papers.break_even.figures import FIG2, FIG3, FIG9, FIG_EQ1
@@ -19,7 +20,6 @@ from breakeven_utils.reporting.claims import (
     UNTESTABLE,
     Claim,
     Correlation,
-    Z,
     correlation,
     correlation_verdict,
     mean_se,
@@ -45,23 +45,35 @@ def _se_note(kinds) -> str:
     return f"se: {', '.join(kinds)}" if kinds else ""
 
 
+#: the noise of one spectrum's outlier count, in outliers: the same seed's count moved by 2
+#: between two thread layouts of notebook 1 (#21, item 6), so a count is read +- 1
+COUNT_SD = 1.0
+
+
 def outlier_verdict(spectra_K: dict, counts: dict | None, lo, hi, lrs) -> tuple:
     """(verdict, ours, reason) of Fig. 3's "more outliers in K's spectrum at the smaller eta"
     (``lo``) than at the larger (``hi``). Outlier: an eigenvalue above median + 3 MAD of the
     L-1 non-zero eigenvalues. With several seeds per eta the seed means must differ by more
-    than claims.Z x their combined standard error (a tie, or a difference inside it, is not
-    testable); with one spectrum per eta a count has no noise model: a tie decides nothing."""
+    than Welch's t (95%, two-sided) x their combined standard error, each at least
+    :data:`COUNT_SD` / sqrt(seeds) (a count near the threshold flips between machines; 3 seeds
+    give a too-narrow spread: z = 1.96 let one thread layout say "holds" and the other "not
+    testable"); a tie, or a difference inside it, is not testable. With one spectrum per eta a
+    count has no noise model: a tie decides nothing."""
     rule = "outlier = eigenvalue > median + 3 MAD of the L-1 non-zero eigenvalues of K"
     if counts and all(len(counts.get(lr, [])) >= 2 for lr in (lo, hi)):
-        stats = {lr: mean_se(counts[lr]) for lr in lrs if counts.get(lr)}
+        est = {lr: mean_se(counts[lr]) for lr in lrs if counts.get(lr)}
         ours = "; ".join(f"eta={lr:g}: {m:.2f} ± {se:.2f} (seeds: {', '.join(map(str, counts[lr]))})"
-                         for lr, (m, se, _n) in stats.items())
-        (m_lo, se_lo, n_lo), (m_hi, se_hi, n_hi) = stats[lo], stats[hi]
-        margin = Z * float(np.hypot(se_lo, se_hi))
+                         for lr, (m, se, _n) in est.items())
+        (m_lo, se_lo, n_lo), (m_hi, se_hi, n_hi) = est[lo], est[hi]
+        a, b = (max(se_lo, COUNT_SD / np.sqrt(n_lo))) ** 2, (max(se_hi, COUNT_SD / np.sqrt(n_hi))) ** 2
+        df = (a + b) ** 2 / (a ** 2 / (n_lo - 1) + b ** 2 / (n_hi - 1))
+        t = float(stats.t.ppf(0.975, df))
+        margin = t * float(np.sqrt(a + b))
         d = m_lo - m_hi
         why = (f"rule: {rule}, per seed at its largest lambda_K^1; mean count(eta={lo:g}) - mean "
-               f"count(eta={hi:g}) = {d:+.2f}, margin {margin:.2f} ({Z:g} x the combined SE over "
-               f"{n_lo} and {n_hi} seeds)")
+               f"count(eta={hi:g}) = {d:+.2f}, margin {margin:.2f} (Welch t {t:.2f}, {df:.1f} df, x the "
+               f"combined SE over {n_lo} and {n_hi} seeds, each at least {COUNT_SD:g}/sqrt(seeds): a count "
+               "is read +- 1)")
         if d > margin:
             return True, ours, why
         if d < -margin:
