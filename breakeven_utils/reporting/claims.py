@@ -713,15 +713,17 @@ def _peaks_of(curves: Mapping, ses, floor, window: int, after_transient: bool):
 
 def _bounded_outcomes(steps: pd.DataFrame, reach: Mapping, sign: int) -> list[str]:
     """Each step's outcome, 'undecided' where a lower-bound end (a peak at the last
-    measurement) could, by rising up to its ``reach`` ({setting: highest plausible value; inf:
-    unbounded}), move the step to another outcome."""
+    measurement) could, by rising, move the step to another outcome: up to its ``reach``
+    ({setting: highest plausible value; -inf: not at the end}) for a step in the predicted
+    direction or within noise, by any amount for a step against it (a run that has not
+    reached its peak never says a published result failed)."""
     out = []
     for r in steps.itertuples():
-        ends_a = {r.value_a, max(r.value_a, reach[r.setting_a])}
-        ends_b = {r.value_b, max(r.value_b, reach[r.setting_b])}
+        cap = {x: (math.inf if r.outcome == "against" and reach[x] > -math.inf else reach[x])
+               for x in (r.setting_a, r.setting_b)}
         moved = set()
-        for a in ends_a:
-            for b in ends_b:
+        for a in {r.value_a, max(r.value_a, cap[r.setting_a])}:
+            for b in {r.value_b, max(r.value_b, cap[r.setting_b])}:
                 step = sign * (b - a)
                 moved.add("as predicted" if step > r.margin else "against" if step < -r.margin
                           else "within noise")
@@ -751,8 +753,10 @@ def compare_peaks(curves: Mapping, sign: int = +1, *, ses=None, window: int = 3,
     - a peak at a curve's last finite measurement is a lower bound: a step whose outcome
       could change if that peak rose as far as its tail's trend plausibly takes it
       (:func:`tail_rise`: the steep end of the trend's 95% interval, continued for a run
-      twice as long) is not testable, naming the still-rising curve; a step that such a rise, or
-      any rise in the direction it already goes, leaves alone keeps its outcome;
+      twice as long; any rise for a step against the prediction: a curve short of its peak
+      never makes a "does not hold") is not testable, naming the still-rising curve; a step
+      that such a rise, or any rise in the direction it already goes, leaves alone keeps its
+      outcome;
     - the verdict must be the same on the raw maxima and on the ``window``-smoothed
       maxima, else not testable ("depends on the smoothing");
     - settings without a peak (all NaN, or only the first measurement) are left out and

@@ -492,6 +492,11 @@ def test_a_still_rising_peak_far_below_the_other_keeps_its_step():
     assert o.peaks[0.1].raw_at_end and o.peaks[0.1].raw_reach < 1.0
     assert o.verdict == C.HOLDS, o.reason
     assert "still rising at its last measurement, but its tail's trend" in o.reason
+    # against the prediction (eta=0.1 above eta=0.01) with eta=0.01 still rising, however
+    # slowly: a curve short of its peak never makes a "does not hold"
+    o = C.compare_peaks({0.01: seeds_b, 0.1: seeds_a}, -1, symbol="eta")
+    assert o.peaks[0.01].raw_reach < o.peaks[0.1].raw_value
+    assert o.verdict == C.UNTESTABLE and "still rising" in o.reason and "eta=0.01" in o.reason
     # the same seed rising steeply over its last quarter: it could reach eta=0.01's peak
     steep = seeds_b.copy()
     steep[0, -10:] = np.linspace(0.5, 1.6, 10)
