@@ -13,7 +13,9 @@
 #                    launch at PROFILE on this device (ROWS=1: every run); trains nothing (under a minute)
 #
 # Where the runs execute (reproduce): DEVICE=auto|cpu|cuda, EXECUTOR=local|slurm|dask,
-# JOBS=N (local processes), THREADS=N (torch threads per run), RUNS=<run store; a shared
+# JOBS=N (local processes; JOBS=auto on GPUs: as many runs per GPU as fit by the memory
+# `make preflight` measured), GPU_MEM=GB (one GPU's memory for the plan's memory table and
+# JOBS=auto; default the device's, else 80), THREADS=N (torch threads per run), RUNS=<run store; a shared
 # absolute path for slurm/dask>, SCHEDULER=host:port (dask), SLURM_CONFIG=<TOML of submitit
 # parameters>, PARTITION=, GPUS= (per job), TIME= (minutes per job) for slurm.
 #
@@ -34,6 +36,7 @@ EXECUTOR ?=
 SCHEDULER ?=
 JOBS ?=
 THREADS ?=
+GPU_MEM ?=
 RUNS ?=
 SLURM_CONFIG ?=
 PARTITION ?=
@@ -66,7 +69,7 @@ endif
 RUN_OPTS = $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
 	$(if $(JOBS),--jobs $(JOBS)) $(if $(THREADS),--threads $(THREADS)) $(if $(RUNS),--run-store $(RUNS)) \
-	$(if $(SLURM_CONFIG),--slurm-config $(SLURM_CONFIG))
+	$(if $(SLURM_CONFIG),--slurm-config $(SLURM_CONFIG)) $(if $(GPU_MEM),--gpu-mem $(GPU_MEM))
 SLURM_ENV = $(if $(PARTITION),BREAKEVEN_SLURM_PARTITION=$(PARTITION)) $(if $(GPUS),BREAKEVEN_SLURM_GPUS=$(GPUS)) \
 	$(if $(TIME),BREAKEVEN_SLURM_TIME=$(TIME))
 

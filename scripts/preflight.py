@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
@@ -33,8 +35,10 @@ from breakeven_utils.store.preflight import (  # noqa: E402
     PREFLIGHT_STEPS,
     execute,
     execution_report,
+    load_results,
     preflight,
     report,
+    save_results,
 )
 
 
@@ -71,8 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if not args.store:
                 shutil.rmtree(store, ignore_errors=True)
-        parts.append(execution_report(df2, args.profile, time.perf_counter() - t1, args.steps))
         ok &= bool(df2["ok"].all())
+        print(f"second stage: {len(df2)} signatures in {time.perf_counter() - t1:.0f} s", flush=True)
+        # the measured memory and timings per signature, for the plan (store.preflight.memory_plan);
+        # merged with earlier preflights of other notebooks, and the report is of all of them
+        path = Path(args.out).with_suffix(".json") if args.out else \
+            ROOT / "figures" / f"preflight_{args.profile}.json"
+        save_results(df2, path, args.profile, args.steps)
+        merged = pd.DataFrame(load_results(path)["groups"])
+        parts.append(execution_report(merged, args.profile, float(merged["wall_s"].sum()), args.steps))
         print(parts[-1], flush=True)
     parts.append(f"Whole preflight: {time.perf_counter() - t0:.0f} s"
                  + (f" (notebooks: {', '.join(args.notebooks)})" if args.notebooks else "") + ".\n")

@@ -49,6 +49,7 @@ from breakeven_utils.papers.registry import absences, folder_of, notebook_order 
 from breakeven_utils.reporting.manifest import default_output_root, write_manifest  # noqa: E402
 from breakeven_utils.reporting.published import publish  # noqa: E402
 from breakeven_utils.store.executors import default_jobs  # noqa: E402
+from breakeven_utils.store.preflight import auto_jobs, load_results, memory_plan, memory_tables  # noqa: E402
 
 NOTEBOOK_RE = re.compile(r"^\d+_[A-Za-z0-9_\-]+\.ipynb$")
 
@@ -98,6 +99,23 @@ def default_out(profile: str) -> Path:
 
 #: the committed output root: a notebook executed into it is published to notebooks/
 COMMITTED_FIGURES = (ROOT / "figures").resolve()
+
+
+#: the GPU the plan's memory table assumes when there is none here and GPU_MEM is not given
+DEFAULT_GPU_MEM_GB = 80.0
+
+
+def jobs_arg(text: str):
+    """``--jobs``: a positive integer or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return n
 
 
 def publish_target(nb: Path, out: Path) -> Path | None:
@@ -198,15 +216,15 @@ def configure_environment(args) -> Path:
                      ("BREAKEVEN_THREADS", str(args.threads) if args.threads else None)):
         if val not in (None, ""):
             env[var] = val
-    if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+    if args.jobs is not None and args.jobs != "auto" and args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer or 'auto', got {args.jobs}")
     name = (env.get("BREAKEVEN_EXECUTOR") or "local").lower()
     if name not in executors.EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; valid: {', '.join(executors.EXECUTORS)}")
     if name != "local" and not (args.run_store or env.get("BREAKEVEN_RUNS")):
         raise ValueError(f"--executor {name}: set the run store to a path on a file system every "
                          "worker mounts (RUNS=/shared/.../runs, or BREAKEVEN_RUNS)")
-    if name == "local" and (args.jobs or 1) > 1 and not env.get("BREAKEVEN_THREADS"):
+    if name == "local" and args.jobs != "auto" and (args.jobs or 1) > 1 and not env.get("BREAKEVEN_THREADS"):
         # N local processes share the cores: without this each would use all of them
         env["BREAKEVEN_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
     store = Path(args.run_store or env.get("BREAKEVEN_RUNS") or ROOT / "runs").expanduser()
@@ -238,11 +256,66 @@ def print_plan(args, store: Path) -> int:
                       store=store, recalibrate=args.recalibrate)
     except ValueError as e:
         raise SystemExit(f"reproduce --plan: {e}") from None
-    jobs = args.jobs or default_jobs(args.profile)  # the notebooks' own layout (sweep_env)
+    jobs = args.jobs if isinstance(args.jobs, int) else default_jobs(args.profile)  # the notebooks' layout
     print(plan.plan_tables(p, jobs=jobs, rows=args.rows,
                            overhead=notebook_overheads(default_out(args.profile) / "manifest.json",
                                                        args.profile, list(runs))))
+    gpu_gb, where = gpu_memory(args)
+    mem = memory_plan(runs, load_results(preflight_results(args.profile)), gpu_gb)
+    print(memory_tables(mem, gpu_gb, rows=args.rows) + f"({where})")
     return 0
+
+
+def preflight_results(profile: str) -> Path:
+    """Where ``make preflight`` keeps its second stage's measurements of ``profile``."""
+    return ROOT / "figures" / f"preflight_{profile}.json"
+
+
+def gpu_memory(args) -> tuple[float, str]:
+    """(GB, where it comes from): ``--gpu-mem`` (GPU_MEM), else the first CUDA device's memory,
+    else :data:`DEFAULT_GPU_MEM_GB`."""
+    import torch
+
+    if args.gpu_mem:
+        return float(args.gpu_mem), "GPU_MEM"
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory / 2 ** 30, torch.cuda.get_device_name(0)
+    return DEFAULT_GPU_MEM_GB, f"no GPU here: a {DEFAULT_GPU_MEM_GB:g} GB GPU assumed; GPU_MEM=... sets it"
+
+
+def resolve_jobs(args, notebooks: list[Path]) -> dict:
+    """{notebook: jobs}: ``--jobs N`` (or None: the notebook's default) for every notebook, or with
+    ``--jobs auto`` on CUDA the runs that fit on the GPUs at once by the preflight's measured
+    memory (``store.preflight.auto_jobs``), each process with its share of the cores; an error
+    before any notebook runs when a notebook's runs were not preflighted or do not fit."""
+    if args.jobs != "auto":
+        return {nb.stem: args.jobs for nb in notebooks}
+    import torch
+
+    from breakeven_utils.core.device import resolve_device
+    from breakeven_utils.papers.registry import notebook_runs
+
+    if resolve_device(os.environ.get("BREAKEVEN_DEVICE") or "auto") == "cpu":
+        print("reproduce: --jobs auto on the CPU: each notebook's default number of jobs")
+        return {nb.stem: None for nb in notebooks}
+    gpu_gb, where = gpu_memory(args)
+    n_gpus = torch.cuda.device_count()
+    runs = notebook_runs(args.profile, [nb.stem for nb in notebooks])
+    mem = memory_plan(runs, load_results(preflight_results(args.profile)), gpu_gb)
+    out, bad = {}, []
+    for nb in notebooks:
+        out[nb.stem] = auto_jobs(mem, nb.stem, n_gpus)
+        if out[nb.stem] is None:
+            bad.append(nb.stem)
+    if bad:
+        raise SystemExit(f"reproduce: --jobs auto: {', '.join(bad)} has runs without a preflight memory "
+                         f"measurement, or runs that do not fit on a {gpu_gb:.0f} GB GPU: run make preflight "
+                         f"PROFILE={args.profile} NOTEBOOKS=\"{' '.join(bad)}\" first, or give JOBS=N")
+    most = max(out.values())
+    os.environ.setdefault("BREAKEVEN_THREADS", str(max(1, (os.cpu_count() or 1) // most)))
+    print("reproduce: --jobs auto on " + f"{n_gpus} GPU(s) of {gpu_gb:.0f} GB ({where}): "
+          + ", ".join(f"{k}: {v}" for k, v in out.items()))
+    return out
 
 
 def notebook_overheads(manifest: Path, profile: str, names: list) -> dict:
@@ -304,7 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--executor", default=None, help="local (default) | slurm | dask")
     ap.add_argument("--scheduler", default=None, help="Dask scheduler host:port (--executor dask)")
     ap.add_argument("--slurm-config", default=None, help="TOML of submitit parameters (--executor slurm)")
-    ap.add_argument("--jobs", type=int, default=None, help="runs in parallel (local executor)")
+    ap.add_argument("--jobs", type=jobs_arg, default=None,
+                    help="runs in parallel (local executor); 'auto' on GPUs: as many as fit by the "
+                         "preflight's measured memory")
+    ap.add_argument("--gpu-mem", type=float, default=None,
+                    help=f"GB of one GPU for the plan's memory table and --jobs auto (default: the "
+                         f"device's, else {DEFAULT_GPU_MEM_GB:g})")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per run")
     ap.add_argument("--run-store", default=None, help="run store (default $BREAKEVEN_RUNS, else <repo>/runs)")
     args = ap.parse_args(argv)
@@ -327,13 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve() if args.out else default_out(args.profile)
     out.mkdir(parents=True, exist_ok=True)
 
+    jobs = resolve_jobs(args, notebooks)
     rows = []
     for nb in notebooks:
         print(f"reproduce: running {nb.name} (profile {args.profile}) ...", flush=True)
         entry = run_notebook(nb, out, args.profile, args.kernel, args.timeout, args.log_output,
-                             args.jobs, publish_to=publish_target(nb, out))
+                             jobs[nb.stem], publish_to=publish_target(nb, out))
         manifest = write_manifest(out / "manifest.json", {nb.stem: entry})
-        fresh = fresh_run_entry(manifest["notebooks"].get(nb.stem, {}), args.jobs)
+        fresh = fresh_run_entry(manifest["notebooks"].get(nb.stem, {}), jobs[nb.stem])
         if fresh:
             manifest = write_manifest(out / "manifest.json", {nb.stem: fresh})
         other = manifest["notebooks"].get(nb.stem, {}).get("runs_by_other_code")

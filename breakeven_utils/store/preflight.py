@@ -27,6 +27,7 @@ difference (data, model, activations, Krylov bases; the CPU-only libraries stay 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import multiprocessing
 import resource
@@ -42,6 +43,7 @@ import torch
 
 from breakeven_utils.core.console import tqdm
 from breakeven_utils.core.data import DATASETS, BatchIterator, Data, Split
+from breakeven_utils.core.io import atomic_write_text
 from breakeven_utils.core.tables import to_markdown
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.recorder.loop import build_run_model, load_run_data
@@ -50,7 +52,8 @@ from breakeven_utils.store.runs import read_status, run
 
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "PREFLIGHT_STEPS", "RunCheck", "signature", "first_batch",
            "check_run", "preflight", "report", "truncate", "groups", "stand_in_data", "execute_one",
-           "execute", "execution_report"]
+           "execute", "execution_report", "save_results", "load_results", "CUDA_CONTEXT_GB", "group_of",
+           "memory_plan", "memory_tables", "auto_jobs"]
 
 #: the largest full-batch pass checked (the first this many examples of a chunk); a run whose
 #: full-batch gradient goes over more of its training set in one pass (``gd_chunk`` unset) is flagged
@@ -210,6 +213,11 @@ def _size(c: RunConfig) -> tuple:
             c.batch_size, c.n_train or 0, c.hessian_k, c.max_iters or 0)
 
 
+def group_of(c: RunConfig) -> str:
+    """The second stage's group of a run: its signature, apart for runs from a parent's state."""
+    return signature(c) + (" | from a parent run" if c.init_from is not None else "")
+
+
 def groups(runs: dict) -> list[dict]:
     """The second stage's groups of ``runs`` ({notebook: [RunConfig, ...] or a reason}): one per
     signature, and one per signature of the runs that start from another run's state; each
@@ -223,7 +231,7 @@ def groups(runs: dict) -> list[dict]:
             if c.key() in seen:
                 continue
             seen.add(c.key())
-            g = signature(c) + (" | from a parent run" if c.init_from is not None else "")
+            g = group_of(c)
             e = out.setdefault(g, {"group": g, "notebooks": [], "runs": 0, "config": c})
             e["runs"] += 1
             if nb not in e["notebooks"]:
@@ -320,9 +328,11 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
 def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int = PREFLIGHT_STEPS) -> str:
     """The second stage as Markdown: totals, failures, and per group its timing and memory."""
     bad = df[~df["ok"].astype(bool)]
+    n_nb = df["notebooks"].str.split(", ").explode().nunique()
     lines = [f"# Preflight, second stage: profile {profile!r}", "",
              f"{len(df)} signatures executed at full size for {steps} steps each (the one rule: "
-             f"`store.preflight.truncate`), every metric measured, in {seconds:.0f} s on the CPU: "
+             f"`store.preflight.truncate`), every metric measured, in {seconds:.0f} s on the CPU "
+             f"(the sum of their processes' wall times; {n_nb} notebooks): "
              f"{int(df['ok'].sum())} ok, {len(bad)} failed.", "",
              "Memory: the process's peak resident memory during the run (`ru_maxrss`) minus its memory "
              "before it (the libraries): what the run itself holds (data, model, activations, Krylov "
@@ -335,4 +345,92 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
     for col in ("s_per_step", "s_per_measurement", "slowest_metric_s", "wall_s"):
         t[col] = t[col].map(lambda v: f"{v:.3g}" if pd.notna(v) else "")
     lines += ["## Signatures", "", to_markdown(t[cols]), ""]
+    return "\n".join(lines)
+
+
+def save_results(df: pd.DataFrame, path, profile: str, steps: int) -> None:
+    """The second stage's rows as JSON (``{"profile", "steps", "notebooks", "created", "groups":
+    [row, ...]}``), merged into ``path``'s earlier groups (a preflight of some notebooks keeps
+    the others' measurements), written atomically."""
+    path = Path(path)
+    old = load_results(path) or {}
+    groups = {g["group"]: g for g in old.get("groups", []) if old.get("profile") == profile}
+    for row in json.loads(df.to_json(orient="records")):
+        groups[row["group"]] = row
+    atomic_write_text(path, json.dumps({"profile": profile, "steps": steps, "created": time.time(),
+                                        "notebooks": sorted({n for g in groups.values()
+                                                             for n in g["notebooks"].split(", ")}),
+                                        "groups": list(groups.values())}, indent=1))
+
+
+def load_results(path) -> dict | None:
+    """What :func:`save_results` wrote, or None when there is nothing readable at ``path``."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- memory per run
+
+#: what a CUDA process holds before any tensor of a run (its context, cuBLAS and cuDNN
+#: workspaces), GB: counted once per run sharing a GPU
+CUDA_CONTEXT_GB = 1.0
+
+
+def memory_plan(runs: dict, results: dict | None, gpu_gb: float) -> pd.DataFrame:
+    """Per run of ``runs`` ({notebook: [RunConfig, ...] or a reason}): the GPU memory it needs,
+    ``need_gb``, as its group's run memory measured by the second stage (``results``:
+    :func:`load_results`; the group's largest run, so an upper bound for the others; NaN where
+    the group was not preflighted), and ``per_gpu``: how many such runs fit on a GPU of
+    ``gpu_gb`` GB, each with its own :data:`CUDA_CONTEXT_GB`."""
+    if not gpu_gb > 0:
+        raise ValueError(f"the GPU's memory must be positive (GPU_MEM, GB), got {gpu_gb!r}")
+    measured = {g["group"]: g for g in (results or {}).get("groups", []) if g.get("ok")}
+    rows = []
+    for nb, cfgs in runs.items():
+        if isinstance(cfgs, str):
+            continue
+        for c in cfgs:
+            g = measured.get(group_of(c))
+            need = (g["peak_mb"] - g["start_mb"]) / 1024 if g else math.nan
+            rows.append({"notebook": nb, "key": c.key()[:10], "group": group_of(c), "need_gb": need,
+                         "per_gpu": int(gpu_gb // (need + CUDA_CONTEXT_GB)) if g else None})
+    df = pd.DataFrame(rows, columns=["notebook", "key", "group", "need_gb", "per_gpu"])
+    df["per_gpu"] = df["per_gpu"].astype("Int64")
+    return df
+
+
+def auto_jobs(mem: pd.DataFrame, notebook: str, n_gpus: int) -> int | None:
+    """``JOBS=auto`` on GPUs: the runs of ``notebook`` that share ``n_gpus`` GPUs at once, the
+    fewest that fit on one (:func:`memory_plan`) times ``n_gpus``; None when a run of it was not
+    preflighted (its memory is unknown) or does not fit at all."""
+    m = mem[mem["notebook"] == notebook]
+    if not len(m) or m["per_gpu"].isna().any():
+        return None
+    k = int(m["per_gpu"].min())
+    return k * n_gpus if k >= 1 else None
+
+
+def memory_tables(mem: pd.DataFrame, gpu_gb: float, rows: bool = False) -> str:
+    """The plan's memory section as Markdown: per notebook the largest need and the runs that
+    fit on one GPU of ``gpu_gb`` GB; with ``rows`` one row per run."""
+    lines = [f"GPU memory per run (the second preflight stage's peak memory per signature, `make "
+             f"preflight`), on a GPU of {gpu_gb:g} GB with {CUDA_CONTEXT_GB:g} GB per process for CUDA "
+             "itself:", ""]
+    if not len(mem):
+        return "\n".join(lines + ["no runs", ""])
+    summ = []
+    for nb, m in mem.groupby("notebook", sort=False):
+        missing = int(m["need_gb"].isna().sum())
+        summ.append({"notebook": nb, "runs": len(m), "largest need (GB)": round(float(m["need_gb"].max()), 2)
+                     if missing < len(m) else None,
+                     "runs per GPU (JOBS=auto)": int(m["per_gpu"].min()) if not missing else None,
+                     "not preflighted": missing})
+    lines += [to_markdown(pd.DataFrame(summ)), ""]
+    if mem["need_gb"].isna().any():
+        lines += ["Runs not preflighted have no measured memory: `make preflight PROFILE=... NOTEBOOKS=...` "
+                  "measures them.", ""]
+    if rows:
+        lines += [to_markdown(mem.assign(need_gb=mem["need_gb"].round(2))), ""]
     return "\n".join(lines)

@@ -67,6 +67,18 @@ def tidy(res: RunResult) -> pd.DataFrame:
     return pd.concat([front, df], axis=1)
 
 
+def init_worker(threads: int | None, counter, n_gpus: int) -> None:
+    """A local pool worker's set-up: its torch threads, and with ``n_gpus`` > 1 its GPU (the
+    workers in turn, by a shared counter), so ``JOBS=auto`` spreads runs over every GPU."""
+    if threads:
+        torch.set_num_threads(threads)
+    if n_gpus > 1:
+        with counter.get_lock():
+            i = counter.value
+            counter.value += 1
+        torch.cuda.set_device(i % n_gpus)
+
+
 def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, *,
           executor=None, jobs: int | None = None, device: str = "auto",
           checkpoint_every: int | str | None = "measure", progress: bool = True,
@@ -125,10 +137,12 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
     root.mkdir(parents=True, exist_ok=True)
     own = None
     if executor is None and jobs is not None and jobs > 1:
+        ctx = multiprocessing.get_context("spawn")
+        # several GPUs: worker i takes GPU i mod n ('cuda' is then that process's device)
+        n_gpus = torch.cuda.device_count() if device == "cuda" else 0
         executor = own = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-            initializer=torch.set_num_threads if threads_per_job else None,
-            initargs=(threads_per_job,) if threads_per_job else ())
+            max_workers=jobs, mp_context=ctx, initializer=init_worker,
+            initargs=(threads_per_job, ctx.Value("i", 0), n_gpus))
     keys = list(unique)
     stale = {k: why for k in keys if (why := _stale(root, k))}
     if stale and recompute == "stale":

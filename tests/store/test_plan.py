@@ -189,7 +189,6 @@ def test_plan_overheads_and_fresh_times_from_the_manifest(tmp_path):
     (["--executor", "dask", "--run-store", "/shared/runs"], "SCHEDULER=host:port"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--profile", "papr"], "unknown profile 'papr'"),
-    (["--jobs", "0"], "--jobs must be a positive integer"),
 ])
 def test_reproduce_rejects_bad_settings_before_running(argv, match, monkeypatch, tmp_path):
     for var in ENV:
@@ -233,3 +232,40 @@ def test_makespan_is_the_busiest_worker():
     assert plan.makespan([10, 1, 1, 1], 2) == 10  # not (10 + 3) / 2
     assert plan.makespan([3, 3, 3, 3], 2) == 6
     assert plan.makespan([], 2) == 0 and plan.makespan([5, 5], 1) == 10
+
+
+def test_jobs_is_a_positive_integer_or_auto_and_auto_on_the_cpu_keeps_the_defaults(tmp_path, capsys,
+                                                                                   monkeypatch):
+    import argparse
+    assert reproduce.jobs_arg("3") == 3 and reproduce.jobs_arg(" AUTO ") == "auto"
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integer or 'auto'"):
+            reproduce.jobs_arg(bad)
+    monkeypatch.setenv("BREAKEVEN_DEVICE", "cpu")
+    nbs = [tmp_path / "01_break_even.ipynb", tmp_path / "02_conjectures.ipynb"]
+    args = argparse.Namespace(jobs="auto", gpu_mem=None, profile="smoke")
+    assert reproduce.resolve_jobs(args, nbs) == {"01_break_even": None, "02_conjectures": None}
+    assert "--jobs auto on the CPU" in capsys.readouterr().out
+    args.jobs = 2
+    assert reproduce.resolve_jobs(args, nbs) == {"01_break_even": 2, "02_conjectures": 2}
+
+
+def test_the_plan_prints_each_runs_gpu_memory_from_the_preflight(tmp_path, capsys, monkeypatch):
+    """#22 item 3: the plan's memory table reads figures/preflight_<profile>.json."""
+    from breakeven_utils.store import preflight
+    for var in ENV:
+        monkeypatch.delenv(var, raising=False)
+    runs = registry.notebook_runs("smoke", ["01_break_even"])
+    g = preflight.groups(runs)
+    res = {"profile": "smoke", "groups": [{"group": e["group"], "ok": True, "start_mb": 700.0,
+                                           "peak_mb": 700.0 + 1024 * 3} for e in g]}
+    path = tmp_path / "preflight_smoke.json"
+    path.write_text(json.dumps(res))
+    monkeypatch.setattr(reproduce, "preflight_results", lambda profile: path)
+    assert reproduce.main(["--plan", "--profile", "smoke", "--notebooks", "01_break_even", "--run-store",
+                           str(tmp_path / "runs"), "--device", "cpu", "--gpu-mem", "40"]) == 0
+    out = capsys.readouterr().out
+    # 3 GB per run + 1 GB of CUDA per process: 10 on a 40 GB GPU
+    import re
+    assert "on a GPU of 40 GB" in out and "(GPU_MEM)" in out
+    assert re.search(r"\| 01_break_even \|\s+3 \|\s+3 \|\s+10 \|\s+0 \|", out), out[-600:]

@@ -1,5 +1,6 @@
 """store.preflight: every run of a profile built, its model constructed, one forward and backward
 pass of its first batch; failures recorded, missing data stood in for, large full-batch passes flagged."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -117,3 +118,35 @@ def test_a_paper_signature_at_full_size(tmp_path):
     df = P.execute({"02_conjectures": mlp}, tmp_path, steps=2, threads=1, progress=False)
     assert df["ok"].all() and df["runs"].item() == len(mlp)
     assert df["measurements"].item() == 2 and df["slowest_metric"].item() in ("lambda_H", "K")
+
+
+# -- memory per run: the plan's table and JOBS=auto ------------------------------------------------
+
+def test_results_merge_across_preflights_of_different_notebooks(tmp_path):
+    path = tmp_path / "preflight_x.json"
+    assert P.load_results(path) is None
+    row = dict(group="g1", notebooks="nb1", runs=1, ok=True, start_mb=700, peak_mb=900, wall_s=1.0)
+    P.save_results(pd.DataFrame([row]), path, "x", 3)
+    P.save_results(pd.DataFrame([dict(row, group="g2", notebooks="nb2", peak_mb=2000)]), path, "x", 3)
+    P.save_results(pd.DataFrame([dict(row, peak_mb=1000)]), path, "x", 3)  # g1 measured again
+    r = P.load_results(path)
+    assert r["notebooks"] == ["nb1", "nb2"] and r["steps"] == 3
+    assert {g["group"]: g["peak_mb"] for g in r["groups"]} == {"g1": 1000, "g2": 2000}
+
+
+def test_memory_plan_fits_runs_on_a_gpu_by_their_groups_measured_memory():
+    a = RunConfig(**TINY)
+    b = RunConfig(**{**TINY, "seed": 1})              # same group as a
+    c = RunConfig(**{**TINY, "model_kwargs": {"hidden": (16,)}, "metrics": ("train", "K"), "K_L": 4})
+    runs = {"nb1": [a, b], "nb2": [c], "nb3": "not at this profile"}
+    res = {"groups": [{"group": P.group_of(a), "ok": True, "start_mb": 800, "peak_mb": 800 + 1024 * 7}]}
+    mem = P.memory_plan(runs, res, 80)
+    assert mem["need_gb"].iloc[:2].tolist() == [7.0, 7.0] and mem["per_gpu"].iloc[:2].tolist() == [10, 10]
+    assert np.isnan(mem["need_gb"].iloc[2]) and pd.isna(mem["per_gpu"].iloc[2])  # c not preflighted
+    assert P.auto_jobs(mem, "nb1", 2) == 20 and P.auto_jobs(mem, "nb2", 1) is None
+    # a run larger than the GPU: none fit, no JOBS=auto
+    assert P.auto_jobs(P.memory_plan(runs, res, 6), "nb1", 1) is None
+    text = P.memory_tables(mem, 80)
+    assert "on a GPU of 80 GB" in text and "not preflighted" in text and "make preflight" in text
+    with pytest.raises(ValueError, match="GPU_MEM"):
+        P.memory_plan(runs, res, 0)
