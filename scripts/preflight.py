@@ -70,18 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("2", "all"):
         t1 = time.perf_counter()
         store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="preflight_"))
+        # the measured memory and timings per signature, for the plan (store.preflight.memory_plan),
+        # saved as each is done and merged with earlier preflights of other notebooks; the report
+        # is of all of them
+        path = Path(args.out).with_suffix(".json") if args.out else \
+            ROOT / "figures" / f"preflight_{args.profile}.json"
         try:
-            df2 = execute(runs, store, steps=args.steps, threads=args.threads)
+            df2 = execute(runs, store, steps=args.steps, threads=args.threads,
+                          on_row=lambda row: save_results(row, path, args.profile, args.steps))
         finally:
             if not args.store:
                 shutil.rmtree(store, ignore_errors=True)
         ok &= bool(df2["ok"].all())
         print(f"second stage: {len(df2)} signatures in {time.perf_counter() - t1:.0f} s", flush=True)
-        # the measured memory and timings per signature, for the plan (store.preflight.memory_plan);
-        # merged with earlier preflights of other notebooks, and the report is of all of them
-        path = Path(args.out).with_suffix(".json") if args.out else \
-            ROOT / "figures" / f"preflight_{args.profile}.json"
-        save_results(df2, path, args.profile, args.steps)
         merged = pd.DataFrame(load_results(path)["groups"])
         parts.append(execution_report(merged, args.profile, float(merged["wall_s"].sum()), args.steps))
         print(parts[-1], flush=True)

@@ -15,10 +15,10 @@ batches are the profile's own.
 
 Second stage (:func:`execute`, :func:`execution_report`): one run per signature (the largest of
 its runs; runs that start from another run's state form their own group) is executed at full
-size, cut to its first :data:`PREFLIGHT_STEPS` steps by the one rule of :func:`truncate` (nothing
-but steps changes: data sets, models, measurement sets, metrics, rules, schedules and seeds are
-the profile's), each in a fresh process on the CPU, with every one of its metrics measured at
-least once. A run that starts from another run's state (``init_from``) starts from its parent
+size, cut to its first :data:`PREFLIGHT_STEPS` steps and measured once after them by the one rule
+of :func:`truncate` (nothing but steps changes: data sets, models, measurement sets, metrics,
+rules, schedules and seeds are the profile's), each in a fresh process on the CPU, every one of
+its metrics measured once. A run that starts from another run's state (``init_from``) starts from its parent
 cut by the same rule. Recorded per signature: ok or the error, seconds per step and per
 measurement (and the slowest metric's), and the process's peak resident memory (``ru_maxrss``)
 against its memory before the run: the run's own memory, the GPU memory it needs, is the
@@ -190,16 +190,15 @@ PREFLIGHT_STEPS = 3
 
 
 def truncate(c: RunConfig, steps: int = PREFLIGHT_STEPS) -> RunConfig:
-    """``c`` cut to its first ``steps`` iterations, and nothing else changed: ``max_iters`` at most
-    ``steps``; an explicit measurement schedule (``measure_at``) keeps its iterations up to
-    ``steps`` and gains ``steps`` (so every metric is measured at least once; the default schedule
-    measures at 0 and at the last step anyway); a parent run (``init_from``) is cut by the same
-    rule and the run starts from it at ``min(t, steps)``."""
+    """``c`` cut to its first ``steps`` iterations and measured once, after the last of them, and
+    nothing else changed: ``max_iters`` at most ``steps``, ``measure_at`` that last step (every
+    metric is measured once, at full size: one measurement of notebook 1's paper run costs
+    minutes on 2 cores); a parent run (``init_from``) is cut by the same rule and the run starts
+    from it at ``min(t, steps)``."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     kw: dict = {"max_iters": min(c.max_iters, steps) if c.max_iters is not None else steps}
-    if c.measure_at is not None:
-        kw["measure_at"] = tuple(sorted({t for t in c.measure_at if t <= steps} | {kw["max_iters"]}))
+    kw["measure_at"] = (kw["max_iters"],)
     if c.init_from is not None:
         parent = truncate(RunConfig.from_dict(c.init_from["config"]), steps)
         kw["init_from"] = {"config": parent.to_dict(),
@@ -296,10 +295,11 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
 
 
 def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2,
-            progress: bool = True) -> pd.DataFrame:
+            progress: bool = True, on_row=None) -> pd.DataFrame:
     """The second stage on ``runs`` ({notebook: [RunConfig, ...] or a reason}): each group's
     largest run (:func:`groups`) cut by :func:`truncate` and run into ``store`` in a fresh
-    process (:func:`execute_one`), one after the other; one row per group."""
+    process (:func:`execute_one`), one after the other; one row per group, each also passed to
+    ``on_row`` as it is done (a long preflight keeps what it measured if it is stopped)."""
     rows = []
     todo = groups(runs)
     ctx = multiprocessing.get_context("spawn")
@@ -319,6 +319,8 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
         rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
                      "key": c.key()[:10], "data_source": "stand-in (not on disk)" if stand_in else "on disk",
                      **res})
+        if on_row is not None:
+            on_row(pd.DataFrame(rows[-1:]))
         if progress:
             bar.write(f"preflight: {g['group'][:70]}: {'ok' if res.get('ok') else 'FAILED'} "
                       f"in {res.get('wall_s', 0):.0f} s")
