@@ -18,6 +18,7 @@ if any run or signature failed. The second stage's truncated runs go to a tempor
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -36,23 +37,31 @@ from breakeven_utils.store.preflight import (  # noqa: E402
     execute,
     execution_report,
     load_results,
+    materialise,
+    notebooks_report,
     preflight,
     report,
     save_results,
 )
+from breakeven_utils.store.truncation import ENV  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--notebooks", nargs="+", metavar="NAME")
-    ap.add_argument("--stage", choices=("1", "2", "all"), default="all")
+    ap.add_argument("--stage", choices=("1", "2", "3", "all"), default="all",
+                    help="1: build every run; 2: execute every signature; 3: the notebooks on the "
+                         "truncated runs (needs stage 2's store: --store, or all stages at once)")
     ap.add_argument("--steps", type=int, default=PREFLIGHT_STEPS,
                     help=f"steps of each signature's run in the second stage (default {PREFLIGHT_STEPS})")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the second stage's runs")
     ap.add_argument("--store", default=None, help="keep the second stage's runs here (default: a temporary "
                                                   "store, removed at the end)")
     ap.add_argument("--out", default=None, help="report file (default: figures/preflight_<profile>.md)")
+    ap.add_argument("--json", default=None, help="the second stage's measurements, merged across runs of "
+                                                 "this script (default: figures/preflight_<profile>.json, "
+                                                 "what make plan reads)")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.threads < 1:
         raise SystemExit("preflight: --steps and --threads must be positive")
@@ -67,31 +76,78 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(report(df, args.profile, time.perf_counter() - t0))
         ok &= bool(df["ok"].all())
         print(parts[-1], flush=True)
-    if args.stage in ("2", "all"):
-        t1 = time.perf_counter()
-        store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="preflight_"))
-        # the measured memory and timings per signature, for the plan (store.preflight.memory_plan),
-        # saved as each is done and merged with earlier preflights of other notebooks; the report
-        # is of all of them
-        path = Path(args.out).with_suffix(".json") if args.out else \
-            ROOT / "figures" / f"preflight_{args.profile}.json"
-        try:
-            df2 = execute(runs, store, steps=args.steps, threads=args.threads,
-                          on_row=lambda row: save_results(row, path, args.profile, args.steps))
-        finally:
-            if not args.store:
-                shutil.rmtree(store, ignore_errors=True)
-        ok &= bool(df2["ok"].all())
-        print(f"second stage: {len(df2)} signatures in {time.perf_counter() - t1:.0f} s", flush=True)
-        merged = pd.DataFrame(load_results(path)["groups"])
-        parts.append(execution_report(merged, args.profile, float(merged["wall_s"].sum()), args.steps))
-        print(parts[-1], flush=True)
+    if args.stage == "3" and not args.store:
+        raise SystemExit("preflight: --stage 3 needs the second stage's run store (--store DIR)")
+    store = Path(args.store).absolute() if args.store else Path(tempfile.mkdtemp(prefix="preflight_"))
+    try:
+        ok &= stages_2_and_3(args, runs, store, parts)
+    finally:
+        if not args.store:
+            shutil.rmtree(store, ignore_errors=True)
     parts.append(f"Whole preflight: {time.perf_counter() - t0:.0f} s"
                  + (f" (notebooks: {', '.join(args.notebooks)})" if args.notebooks else "") + ".\n")
     out = Path(args.out) if args.out else ROOT / "figures" / f"preflight_{args.profile}.md"
     atomic_write_text(out, "\n".join(parts))
     print(f"preflight report: {out}")
     return 0 if ok else 1
+
+
+def stages_2_and_3(args, runs: dict, store: Path, parts: list) -> bool:
+    """The second stage into ``store`` and the third on it, as ``--stage`` asks; their reports
+    appended to ``parts``; whether all went well."""
+    ok = True
+    if args.stage in ("2", "all"):
+        t1 = time.perf_counter()
+        # the measured memory and timings per signature, for the plan (store.preflight.memory_plan),
+        # saved as each is done and merged with earlier preflights of other notebooks; the report
+        # is of all of them
+        path = Path(args.json) if args.json else ROOT / "figures" / f"preflight_{args.profile}.json"
+        df2 = execute(runs, store, steps=args.steps, threads=args.threads,
+                      on_row=lambda row: save_results(row, path, args.profile, args.steps))
+        ok &= bool(df2["ok"].all())
+        print(f"second stage: {len(df2)} signatures in {time.perf_counter() - t1:.0f} s", flush=True)
+        merged = pd.DataFrame(load_results(path)["groups"])
+        parts.append(execution_report(merged, args.profile, float(merged["wall_s"].sum()), args.steps))
+        print(parts[-1], flush=True)
+    if args.stage in ("3", "all"):
+        mat = materialise(runs, store, args.steps)
+        rows = [run_notebook_truncated(nb, args, store) for nb in runs if not isinstance(runs[nb], str)]
+        nbs = pd.DataFrame(rows)
+        ok &= bool((nbs["status"] == "ok").all()) and not bool((mat["source"] == "missing").any())
+        parts.append(notebooks_report(mat, nbs, args.profile, args.steps))
+        print(parts[-1], flush=True)
+    return ok
+
+
+def run_notebook_truncated(name: str, args, store: Path) -> dict:
+    """Execute notebook ``name`` at ``args.profile`` through papermill on the truncated runs in
+    ``store`` (``$BREAKEVEN_PREFLIGHT_STEPS`` on, the CPU), into a temporary folder."""
+    import papermill as pm
+
+    env = {ENV: str(args.steps), "BREAKEVEN_DEVICE": "cpu", "BREAKEVEN_PROGRESS": "text"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="preflight_nb_") as out:
+        try:
+            pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(Path(out) / f"{name}.ipynb"),
+                                parameters={"profile": args.profile, "output_root": out,
+                                            "run_store": str(store), "jobs": 1},
+                                kernel_name="python3", cwd=str(ROOT / "notebooks"), progress_bar=False)
+            status, error = "ok", ""
+        except Exception as e:  # noqa: BLE001 -- reported; the next notebook goes on
+            status = "failed"
+            error = (f"{e.ename}: {e.evalue} (cell {e.exec_count})" if hasattr(e, "ename")
+                     else f"{type(e).__name__}: {e}")[:300]
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    print(f"preflight: notebook {name} at {args.profile} on truncated runs: {status} "
+          f"in {time.perf_counter() - t0:.0f} s {error}", flush=True)
+    return {"notebook": name, "status": status, "error": error, "seconds": time.perf_counter() - t0}
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from breakeven_utils.reporting.claims import (
     smoothed_max,
     transient_end,
 )
+from breakeven_utils.store.runs import run_key
 
 __all__ = [
     "BREAK_EVEN_PAPER_VALUES", "paper_value", "paper_values_table",
@@ -141,7 +142,7 @@ def iteration_schedule(total: int, every: int, dense_until: int, late_every: int
 
 def tidy(df: pd.DataFrame, sw: Sweep) -> pd.DataFrame:
     """Rows of a ``store.sweeps.sweep`` table that belong to ``sw``, with ``sweep`` and ``value`` columns."""
-    keys = {c.key(): v for c, v in zip(sw.configs, sw.values)}
+    keys = {run_key(c): v for c, v in zip(sw.configs, sw.values)}
     sub = df[df["key"].isin(keys)].copy()
     sub["value"] = sub["key"].map(keys)
     sub["sweep"] = sw.name

@@ -15,10 +15,10 @@ batches are the profile's own.
 
 Second stage (:func:`execute`, :func:`execution_report`): one run per signature (the largest of
 its runs; runs that start from another run's state form their own group) is executed at full
-size, cut to its first :data:`PREFLIGHT_STEPS` steps and measured once after them by the one rule
-of :func:`truncate` (nothing but steps changes: data sets, models, measurement sets, metrics,
+size, cut to its first :data:`PREFLIGHT_STEPS` steps and measured at 0 and after them by the one
+rule of :func:`truncate` (nothing but steps changes: data sets, models, measurement sets, metrics,
 rules, schedules and seeds are the profile's), each in a fresh process on the CPU, every one of
-its metrics measured once. A run that starts from another run's state (``init_from``) starts from its parent
+its metrics measured twice. A run that starts from another run's state (``init_from``) starts from its parent
 cut by the same rule. Recorded per signature: ok or the error, seconds per step and per
 measurement (and the slowest metric's), and the process's peak resident memory (``ru_maxrss``)
 against its memory before the run: the run's own memory, the GPU memory it needs, is the
@@ -26,7 +26,6 @@ difference (data, model, activations, Krylov bases; the CPU-only libraries stay 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import multiprocessing
@@ -38,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -48,12 +48,13 @@ from breakeven_utils.core.tables import to_markdown
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.recorder.loop import build_run_model, load_run_data
 from breakeven_utils.store.plan import on_disk
-from breakeven_utils.store.runs import read_status, run
+from breakeven_utils.store.runs import copy_run, read_status, run
+from breakeven_utils.store.truncation import PREFLIGHT_STEPS, truncate
 
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "PREFLIGHT_STEPS", "RunCheck", "signature", "first_batch",
            "check_run", "preflight", "report", "truncate", "groups", "stand_in_data", "execute_one",
            "execute", "execution_report", "save_results", "load_results", "CUDA_CONTEXT_GB", "group_of",
-           "memory_plan", "memory_tables", "auto_jobs"]
+           "memory_plan", "memory_tables", "auto_jobs", "materialise", "notebooks_report"]
 
 #: the largest full-batch pass checked (the first this many examples of a chunk); a run whose
 #: full-batch gradient goes over more of its training set in one pass (``gd_chunk`` unset) is flagged
@@ -185,27 +186,6 @@ def report(df: pd.DataFrame, profile: str, seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- second stage
 
-#: the one truncation rule of the second stage: every run is cut to its first this many steps
-PREFLIGHT_STEPS = 3
-
-
-def truncate(c: RunConfig, steps: int = PREFLIGHT_STEPS) -> RunConfig:
-    """``c`` cut to its first ``steps`` iterations and measured once, after the last of them, and
-    nothing else changed: ``max_iters`` at most ``steps``, ``measure_at`` that last step (every
-    metric is measured once, at full size: one measurement of notebook 1's paper run costs
-    minutes on 2 cores); a parent run (``init_from``) is cut by the same rule and the run starts
-    from it at ``min(t, steps)``."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    kw: dict = {"max_iters": min(c.max_iters, steps) if c.max_iters is not None else steps}
-    kw["measure_at"] = (kw["max_iters"],)
-    if c.init_from is not None:
-        parent = truncate(RunConfig.from_dict(c.init_from["config"]), steps)
-        kw["init_from"] = {"config": parent.to_dict(),
-                           "iteration": min(int(c.init_from["iteration"]), parent.max_iters)}
-    return dataclasses.replace(c, **kw)
-
-
 def _size(c: RunConfig) -> tuple:
     """What makes a run of a signature the largest: its measurement sets, then its batches."""
     return (c.hessian_n or c.n_measure or 0, c.n_measure or 0, c.K_L if "K" in c.metrics else 0,
@@ -272,8 +252,10 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
     data = stand_in_data(c) if stand_in else None
     rss0, t0 = _rss_mb(), time.perf_counter()
     out = {"ok": False, "error": "", "status": ""}
+    stamps: list[float] = []  # after every step: their differences are the steps' own time
     try:
-        res = run(c, root, device="cpu", checkpoint_every=None, progress=False, data=data)
+        res = run(c, root, device="cpu", checkpoint_every=None, progress=False, data=data,
+                  hooks=[lambda info: stamps.append(time.perf_counter())])
         out["status"] = res.status
         out["ok"] = res.status == "done"
         if not out["ok"]:
@@ -287,8 +269,12 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
     iters = int(st.get("iteration") or 0)
     seconds, meas = float(st.get("seconds") or math.nan), float(st.get("measure_seconds") or math.nan)
     slow = max((info.get("metric_seconds") or {}).items(), key=lambda kv: kv[1], default=("", math.nan))
-    return {**out, "iterations": iters, "measurements": n_meas,
-            "s_per_step": (seconds - meas) / iters if iters else math.nan,
+    # the fastest interval between two steps' hooks: a step without the warm-up of the first or
+    # the measurement after the last
+    diffs = np.diff(stamps)
+    step = float(diffs.min()) if len(diffs) else ((seconds - meas) / iters if iters else math.nan)
+    return {**out, "iterations": iters, "measurements": n_meas, "s_per_step": step,
+            "end_s": max(0.0, seconds - meas - step * iters) if iters else math.nan,
             "s_per_measurement": meas / n_meas if n_meas else math.nan,
             "slowest_metric": slow[0], "slowest_metric_s": slow[1] / n_meas if n_meas else math.nan,
             "start_mb": round(rss0), "peak_mb": round(_rss_mb()), "wall_s": time.perf_counter() - t0}
@@ -336,6 +322,9 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
              f"`store.preflight.truncate`), every metric measured, in {seconds:.0f} s on the CPU "
              f"(the sum of their processes' wall times; {n_nb} notebooks): "
              f"{int(df['ok'].sum())} ok, {len(bad)} failed.", "",
+             "Columns: seconds per training step (the fastest between two steps), per measurement and of its "
+             "slowest metric; `end_s`: work at the end of the run (the final top-k spectrum of H, "
+             "`H_spectrum`); `wall_s`: the process, parent replays and data loading included.", "",
              "Memory: the process's peak resident memory during the run (`ru_maxrss`) minus its memory "
              "before it (the libraries): what the run itself holds (data, model, activations, Krylov "
              "bases), the memory it needs on a GPU to within the allocator's slack.", ""]
@@ -343,8 +332,10 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
         lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
     t = df.assign(run_mb=df["peak_mb"] - df["start_mb"])
     cols = ["group", "notebooks", "runs", "key", "data_source", "ok", "s_per_step", "s_per_measurement",
-            "slowest_metric", "slowest_metric_s", "run_mb", "peak_mb", "wall_s"]
-    for col in ("s_per_step", "s_per_measurement", "slowest_metric_s", "wall_s"):
+            "slowest_metric", "slowest_metric_s", "end_s", "run_mb", "peak_mb", "wall_s"]
+    if "end_s" not in t:
+        t["end_s"] = np.nan
+    for col in ("s_per_step", "s_per_measurement", "slowest_metric_s", "end_s", "wall_s"):
         t[col] = t[col].map(lambda v: f"{v:.3g}" if pd.notna(v) else "")
     lines += ["## Signatures", "", to_markdown(t[cols]), ""]
     return "\n".join(lines)
@@ -435,4 +426,63 @@ def memory_tables(mem: pd.DataFrame, gpu_gb: float, rows: bool = False) -> str:
                   "measures them.", ""]
     if rows:
         lines += [to_markdown(mem.assign(need_gb=mem["need_gb"].round(2))), ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- third stage
+
+def materialise(runs: dict, store, steps: int = PREFLIGHT_STEPS) -> pd.DataFrame:
+    """The third stage's run store: every run of ``runs``, cut by :func:`truncate`, present in
+    ``store``, so its notebook executes at the profile on them. A run the second stage executed
+    is there; every other run of an executed signature gets that run's results under its own
+    configuration (``store.runs.copy_run``: the numbers are the signature's, the labels the
+    run's; the figures are not results, only the code paths are exercised). One row per run:
+    ``source`` 'executed', 'copy of <key>', or 'missing' (its signature failed or was not
+    executed)."""
+    rep = {}
+    for g in groups(runs):
+        t = truncate(g["config"], steps)
+        st = read_status(store, t.key()) or {}
+        if st.get("status") in ("done", "diverged"):
+            rep[g["group"]] = t
+    rows, seen = [], set()
+    for nb, cfgs in runs.items():
+        if isinstance(cfgs, str):
+            continue
+        for c in cfgs:
+            t = truncate(c, steps)
+            if t.key() in seen:
+                continue
+            seen.add(t.key())
+            src = rep.get(group_of(c))
+            st = read_status(store, t.key()) or {}
+            if st.get("status") in ("done", "diverged"):
+                source = "executed" if not st.get("copy_of") else f"copy of {st['copy_of'][:10]}"
+            elif src is None:
+                source = "missing"
+            else:
+                copy_run(src, t, store, note="preflight: the results of its signature's executed run")
+                source = f"copy of {src.key()[:10]}"
+            rows.append({"notebook": nb, "key": t.key()[:10], "group": group_of(c), "source": source})
+    return pd.DataFrame(rows, columns=["notebook", "key", "group", "source"])
+
+
+def notebooks_report(mat: pd.DataFrame, nbs: pd.DataFrame, profile: str, steps: int) -> str:
+    """The third stage as Markdown: per notebook its runs (executed / copied / missing) and how its
+    execution at ``profile`` on them ended (``nbs``: notebook, status, error, seconds)."""
+    lines = [f"# Preflight, third stage: the notebooks executed at {profile!r} on the truncated runs", "",
+             f"Every run of each notebook cut to {steps} steps and measured at 0 and at {steps}; the "
+             "second stage "
+             "executed one run per signature, the others carry its results under their own "
+             "configurations (the figures and verdicts are meaningless; every cell, figure, table "
+             "and claim code path of the notebook runs at the profile's settings).", ""]
+    rows = []
+    for r in nbs.itertuples():
+        m = mat[mat["notebook"] == r.notebook]
+        rows.append({"notebook": r.notebook, "runs": len(m),
+                     "executed": int((m["source"] == "executed").sum()),
+                     "copied": int(m["source"].str.startswith("copy").sum()),
+                     "missing": int((m["source"] == "missing").sum()), "status": r.status,
+                     "seconds": f"{r.seconds:.0f}", "error": r.error})
+    lines += [to_markdown(pd.DataFrame(rows)), ""]
     return "\n".join(lines)

@@ -52,6 +52,7 @@ from breakeven_utils.core import io as io_
 from breakeven_utils.core.device import resolve_device
 from breakeven_utils.recorder.config import RunConfig
 from breakeven_utils.recorder.loop import train
+from breakeven_utils.store.truncation import effective
 
 __all__ = [
     "RunResult",
@@ -65,7 +66,7 @@ __all__ = [
     "ConfigMismatchError",
     "RunNotFinishedError",
     "STATUSES",
-    "state_at", "save_state_hook",
+    "state_at", "save_state_hook", "copy_run", "run_key",
     "run_job",
     "load_dir",
     "read_json",
@@ -311,6 +312,7 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    config = effective(config)  # the preflight's truncated run while $BREAKEVEN_PREFLIGHT_STEPS is set
     config.validate()
     device = resolve_device(device)
     root = store_root(store)
@@ -362,6 +364,33 @@ def run(config: RunConfig, store: str | os.PathLike | None = None, *, device: st
         if not keep_checkpoint and ckpt.exists():
             ckpt.unlink()
         return load_dir(run_dir, config)
+
+
+def run_key(config: RunConfig) -> str:
+    """The key this store files ``config`` under: ``config.key()``, or its truncated run's while the
+    preflight's switch is on (``store.truncation.effective``). Code that matches a sweep's rows
+    (their ``key`` column) to configurations uses this, not ``config.key()``."""
+    return effective(config).key()
+
+
+def copy_run(src: RunConfig, dst: RunConfig, store: str | os.PathLike | None = None, *,
+             note: str = "") -> None:
+    """``src``'s finished results stored under ``dst``'s configuration: its data files copied,
+    ``dst``'s config.json, and a status.json that says ``copy_of`` (``src``'s key) and ``note``
+    (the preflight's stand-ins for the runs of a signature it executed once). Raises
+    :class:`RunNotFinishedError` if ``src`` is not finished."""
+    root = store_root(store)
+    a, b = root / src.key(), root / dst.key()
+    status = read_json(a / STATUS_FILE) or {}
+    if status.get("status") not in ("done", "diverged"):
+        raise RunNotFinishedError(f"run {src.key()} is not finished in {root}: nothing to copy")
+    b.mkdir(parents=True, exist_ok=True)
+    with _locked(b):
+        for name in status.get("checksums", {}):
+            io_.atomic_write_bytes(b / name, (a / name).read_bytes())
+        io_.atomic_write_json(b / CONFIG_FILE, _config_record(dst))
+        io_.atomic_write_json(b / STATUS_FILE, {**status, "key": dst.key(), "copy_of": src.key(),
+                                                "note": note})
 
 
 def discard(config: RunConfig, store: str | os.PathLike | None = None) -> bool:
@@ -418,6 +447,7 @@ def state_at(config: RunConfig, iteration: int, store: str | os.PathLike | None 
     trajectory, measurements included) up to that step and kept in the store."""
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
         raise ValueError(f"iteration must be a positive integer, got {iteration!r}")
+    config = effective(config)
     path = _state_path(store_root(store), config, iteration)
     if path.exists():
         try:
@@ -465,11 +495,12 @@ def load(config_or_key: RunConfig | str, store: str | os.PathLike | None = None)
     """
     root = store_root(store)
     if isinstance(config_or_key, RunConfig):
-        run_dir = root / config_or_key.key()
+        config = effective(config_or_key)
+        run_dir = root / config.key()
         if not (run_dir / CONFIG_FILE).exists():
             raise RunNotFinishedError(f"no run for this configuration in {root}")
-        _check_config(run_dir, config_or_key)
-        return load_dir(run_dir, config_or_key)
+        _check_config(run_dir, config)
+        return load_dir(run_dir, config)
     return load_dir(root / str(config_or_key))
 
 

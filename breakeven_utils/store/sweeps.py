@@ -49,6 +49,7 @@ from breakeven_utils.store.runs import (
     stale_reason,
     store_root,
 )
+from breakeven_utils.store.truncation import effective
 
 __all__ = ["sweep", "sweep_env", "tidy"]
 
@@ -125,6 +126,7 @@ def sweep(configs: Iterable[RunConfig], store: str | os.PathLike | None = None, 
         if not isinstance(c, RunConfig):
             raise TypeError(f"sweep takes RunConfig objects, got {type(c).__name__}")
         c.validate()
+    configs = [effective(c) for c in configs]  # the preflight's truncated runs while its switch is on
     unique: dict[str, RunConfig] = {}
     for c in configs:
         unique.setdefault(c.key(), c)

@@ -240,7 +240,8 @@ for lr, t in summ.items():
         rows.append({"lr": lr, "epoch": int(r["epoch"]), "training loss": r["loss"], "height": r["height"],
                      "SE": r["height_se"],
                      "interior floor": r["interior_floor"], "barriers": int(r["barriers"])})
-table2 = pd.DataFrame(rows)
+table2 = pd.DataFrame(rows, columns=["lr", "epoch", "training loss", "height", "SE", "interior floor",
+                                     "barriers"])
 nb.save_table(table2, "table2_heights")
 display(table2.pivot(index="lr", columns="epoch", values="height").round(5))
 table2.round(5)

@@ -59,7 +59,8 @@ def _without(d: dict, *keys) -> dict:
 def test_truncate_cuts_steps_only_and_the_parent_by_the_same_rule():
     c = RunConfig(**{**TINY, "max_epochs": 30, "measure_at": (0, 2, 10, 500)})
     t = P.truncate(c, 3)
-    assert t.max_iters == 3 and t.measure_at == (3,) and t.max_epochs == 30
+    assert t.max_iters == 3 and t.measure_at == (0, 2, 3) and t.max_epochs == 30
+    assert P.truncate(RunConfig(**TINY), 3).measure_at == (0, 3)  # the default schedule: start and end
     cut = ("max_iters", "measure_at")
     assert _without(t.to_dict(), *cut) == _without(c.to_dict(), *cut)
     grand = RunConfig(**{**TINY, "max_iters": 1000})
@@ -95,7 +96,7 @@ def test_execute_runs_each_signature_in_its_own_process_and_records_failures(tmp
     assert df["ok"].tolist() == [True, True, False] and seen == [True, True, False]
     assert "no_such_argument" in df["error"].iloc[2]
     first = df.iloc[0]
-    assert first["iterations"] == 2 and first["measurements"] == 1  # once, after the last step
+    assert first["iterations"] == 2 and first["measurements"] == 2  # at 0 and after the last step
     assert first["slowest_metric"] in ("lambda_H", "K", "train") and first["s_per_measurement"] > 0
     assert first["peak_mb"] >= first["start_mb"] > 0
     text = P.execution_report(df, "x", 1.0, 2)
@@ -119,7 +120,7 @@ def test_a_paper_signature_at_full_size(tmp_path):
     assert mlp and P.truncate(mlp[0], 2).hessian_n == mlp[0].hessian_n
     df = P.execute({"02_conjectures": mlp}, tmp_path, steps=2, threads=1, progress=False)
     assert df["ok"].all() and df["runs"].item() == len(mlp)
-    assert df["measurements"].item() == 1 and df["slowest_metric"].item() in ("lambda_H", "K")
+    assert df["measurements"].item() == 2 and df["slowest_metric"].item() in ("lambda_H", "K")
 
 
 # -- memory per run: the plan's table and JOBS=auto ------------------------------------------------

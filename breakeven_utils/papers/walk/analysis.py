@@ -95,11 +95,12 @@ def steps_of(res) -> pd.DataFrame:
                          barrier=r.get("barrier", np.nan), height=r.get("height", np.nan),
                          floor_alpha=r.get("floor_alpha", np.nan),
                          floor_loss=r.get("floor_loss", np.nan), dist=r.get("dist_init", np.nan)))
-    df = pd.DataFrame(rows)
+    # its columns even when no step was interpolated (a run that ended before its stretch)
+    df = pd.DataFrame(rows, columns=["step", "epoch", "losses", "loss_t", "loss_t1", "barrier", "height",
+                                     "floor_alpha", "floor_loss", "dist"])
     cos = m.dropna(subset=["step_cos"]) if "step_cos" in m else m.iloc[:0]
     cmap = dict(zip(cos["walk_step"].astype(int), cos["step_cos"])) if len(cos) else {}
-    if len(df):
-        df["cos"] = df["step"].map(cmap)
+    df["cos"] = df["step"].map(cmap) if len(df) else pd.Series(dtype=float)
     return df
 
 
@@ -133,7 +134,9 @@ def epoch_summary(res) -> pd.DataFrame:
         rows.append(dict(epoch=int(e), steps=len(g), barriers=int(fin.sum()), loss=loss,
                          height=h, height_se=se, interior_floor=float(((inside > 0) & (inside < 1)).mean())
                          if len(inside) else math.nan, n_diverged=int(g["barrier"].isna().sum())))
-    return pd.DataFrame(rows)
+    # its columns even without a complete interpolated epoch (a run shorter than one)
+    return pd.DataFrame(rows, columns=["epoch", "steps", "barriers", "loss", "height", "height_se",
+                                       "interior_floor", "n_diverged"])
 
 
 def schedule_summary(df: pd.DataFrame) -> pd.DataFrame:

@@ -16,6 +16,10 @@ def plot_walk(axes, steps: pd.DataFrame, title: str = ""):
     step's minimum) as a dashed orange line; middle, cos(g_{t-1}, g_t); bottom,
     ||theta_t - theta_0||."""
     ax0, ax1, ax2 = axes
+    if steps.empty or "step" not in steps:  # a run that ended before its interpolated stretch
+        ax0.set_title(f"{title}\nno interpolated step recorded (the run ended before the stretch)",
+                      fontsize=9)
+        return
     a = np.asarray(ALPHAS)
     for _, r in steps.iterrows():
         t = r["step"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from breakeven_utils.papers.walk.settings import batches_per_epoch, settings, validate
 from breakeven_utils.recorder.config import RunConfig
-from breakeven_utils.store.runs import load
+from breakeven_utils.store.runs import load, run_key
 from breakeven_utils.store.sweeps import sweep, sweep_env
 
 __all__ = ["WALK_METRICS", "WalkRun", "clr_step_size", "interp_iterations", "runs", "sgd_trajectory_run",
@@ -246,7 +246,7 @@ def run_all(rs: list, store=None, jobs: int | None = None, checkpoint_every: int
     bad = {f["key"]: f["error"] for f in df.attrs.get("failed", [])}
     out, failed = {}, []
     for r in rs:
-        k = r.config.key()
+        k = run_key(r.config)
         if k in bad:
             failed.append((r.name, bad[k]))
         else:

@@ -593,3 +593,18 @@ def test_table2_is_read_for_almost_all_epochs():
     assert v == U and "1 of 4 epochs as predicted, 1 against" in tally
     assert wc.almost_all_epochs([F, F, F, H])[0] == F
     assert wc.almost_all_epochs([])[0] == U
+
+
+def test_plot_walk_says_so_when_no_step_was_interpolated():
+    """#22 preflight: a run that ended before its interpolated stretch (a truncated run, or one
+    that diverged early) gets a titled empty panel, not a KeyError."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from breakeven_utils.papers.walk.figures import plot_walk
+    fig, axes = plt.subplots(3, 1)
+    plot_walk(axes, pd.DataFrame(), "VGG-11")
+    assert "no interpolated step recorded" in axes[0].get_title()
+    plt.close(fig)
