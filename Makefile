@@ -37,6 +37,8 @@ SCHEDULER ?=
 JOBS ?=
 THREADS ?=
 GPU_MEM ?=
+STAGE ?=
+PREFLIGHT_STORE ?=
 RUNS ?=
 SLURM_CONFIG ?=
 PARTITION ?=
@@ -76,11 +78,14 @@ SLURM_ENV = $(if $(PARTITION),BREAKEVEN_SLURM_PARTITION=$(PARTITION)) $(if $(GPU
 reproduce: $(STAMP) data
 	$(SLURM_ENV) $(if $(RECOMPUTE),RECOMPUTE=$(RECOMPUTE)) $(BIN)/python scripts/reproduce.py --profile $(PROFILE) $(RUN_OPTS)
 
-# every run of PROFILE (default paper here) built, its model constructed and one forward and
-# backward pass of its first batch taken on the CPU; report in figures/preflight_<profile>.md
+# PROFILE (default paper here) on the CPU: every run built with one forward and backward pass;
+# every signature executed at full size for 3 steps (memory, seconds per step and measurement);
+# every notebook executed on those truncated runs; report in figures/preflight_<profile>.md
+# (STAGE=1|2|3|all, PREFLIGHT_STORE=<dir> keeps the truncated runs)
 preflight: $(STAMP) data
 	$(BIN)/python scripts/preflight.py --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
-		$(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+		$(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(STAGE),--stage $(STAGE)) \
+		$(if $(PREFLIGHT_STORE),--store $(PREFLIGHT_STORE))
 
 # first thing on a machine with a GPU: CUDA visible, the estimators on it against dense oracles,
 # notebook 1's paper run timed there and on the CPU, the plan recalibrated (without a GPU: the

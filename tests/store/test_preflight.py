@@ -153,3 +153,46 @@ def test_memory_plan_fits_runs_on_a_gpu_by_their_groups_measured_memory():
     assert "on a GPU of 80 GB" in text and "not preflighted" in text and "make preflight" in text
     with pytest.raises(ValueError, match="GPU_MEM"):
         P.memory_plan(runs, res, 0)
+
+
+# -- third stage: the notebooks on the truncated runs ------------------------------------------------
+
+def test_the_switch_makes_the_store_compute_and_load_truncated_runs(tmp_path, monkeypatch):
+    from breakeven_utils.store import runs as R
+    from breakeven_utils.store.truncation import ENV, effective, preflight_steps
+    c = RunConfig(**{**TINY, "max_epochs": 4})
+    assert preflight_steps({}) is None and effective(c) is c and R.run_key(c) == c.key()
+    for bad in ("0", "x", "-2"):
+        with pytest.raises(ValueError, match=ENV):
+            preflight_steps({ENV: bad})
+    monkeypatch.setenv(ENV, "2")
+    t = effective(c)
+    assert t == P.truncate(c, 2) and effective(t) == t and R.run_key(c) == t.key() != c.key()
+    res = R.run(c, tmp_path, progress=False)  # computed as its truncated run
+    assert res.key == t.key() and res.metrics["iteration"].tolist() == [0, 2]
+    assert R.load(c, tmp_path).key == t.key()
+    monkeypatch.delenv(ENV)
+    with pytest.raises(R.RunNotFinishedError):
+        R.load(c, tmp_path)  # without the switch the full run is not there
+
+
+def test_materialise_copies_each_signatures_executed_run_to_its_other_runs(tmp_path):
+    from breakeven_utils.store import runs as R
+    a = RunConfig(**TINY)
+    b = RunConfig(**{**TINY, "seed": 1})                      # a's signature
+    c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})  # not executed
+    runs = {"nb": [a, b, c]}
+    P.execute({"nb": [a]}, tmp_path, steps=2, threads=1, progress=False)
+    mat = P.materialise(runs, tmp_path, steps=2)
+    assert mat["source"].tolist()[0] == "executed" and mat["source"].tolist()[2] == "missing"
+    assert mat["source"].iloc[1].startswith("copy of ")
+    copied = R.load(P.truncate(b, 2), tmp_path)  # loads and passes the checksums
+    orig = R.load(P.truncate(a, 2), tmp_path)
+    assert copied.config.seed == 1 and copied.metrics.equals(orig.metrics)
+    st = R.read_status(tmp_path, P.truncate(b, 2).key())
+    assert st["copy_of"] == P.truncate(a, 2).key() and "preflight" in st["note"]
+    nbs = pd.DataFrame([{"notebook": "nb", "status": "ok", "error": "", "seconds": 3.0}])
+    text = P.notebooks_report(mat, nbs, "x", 2)
+    assert "| nb " in text and "third stage" in text
+    with pytest.raises(R.RunNotFinishedError):
+        R.copy_run(P.truncate(c, 2), P.truncate(b, 2), tmp_path)
