@@ -40,9 +40,6 @@ def notebook_table(profile: str, manifest=None) -> str:
     from breakeven_utils.store import plan
     from breakeven_utils.store.executors import default_jobs
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from reproduce import notebook_overheads  # noqa: E402  (scripts/reproduce.py: make plan's own)
-
     root = project_root() or Path.cwd()
     path = Path(manifest) if manifest else root / default_output_root(profile) / "manifest.json"
     entries = json.loads(path.read_text())["notebooks"] if path.exists() else {}
@@ -51,7 +48,7 @@ def notebook_table(profile: str, manifest=None) -> str:
     # every run costed as if none were stored; the calibration is the one make plan caches
     p = plan.plan(runs, profile, device=os.environ.get("BREAKEVEN_DEVICE") or "auto",
                   store=os.environ.get("BREAKEVEN_RUNS") or root / "runs", progress=False)
-    over = notebook_overheads(path, profile, list(runs))
+    over = plan.notebook_overheads(path, profile, list(runs))
     rows = []
     for nb, g in p["runs"].groupby("notebook", sort=False):
         est = plan.makespan(g["cost_s"], jobs) + over.get(nb, 0.0)

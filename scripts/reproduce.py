@@ -34,7 +34,6 @@ ledger ``<out>/CLAIMS.md`` (+ ``claims_ledger.png``) is written from every
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -258,8 +257,8 @@ def print_plan(args, store: Path) -> int:
         raise SystemExit(f"reproduce --plan: {e}") from None
     jobs = args.jobs if isinstance(args.jobs, int) else default_jobs(args.profile)  # the notebooks' layout
     print(plan.plan_tables(p, jobs=jobs, rows=args.rows,
-                           overhead=notebook_overheads(default_out(args.profile) / "manifest.json",
-                                                       args.profile, list(runs))))
+                           overhead=plan.notebook_overheads(default_out(args.profile) / "manifest.json",
+                                                            args.profile, list(runs))))
     gpu_gb, where = gpu_memory(args)
     mem = memory_plan(runs, load_results(preflight_results(args.profile)), gpu_gb)
     print(memory_tables(mem, gpu_gb, rows=args.rows) + f"({where})")
@@ -316,27 +315,6 @@ def resolve_jobs(args, notebooks: list[Path]) -> dict:
     print("reproduce: --jobs auto on " + f"{n_gpus} GPU(s) of {gpu_gb:.0f} GB ({where}): "
           + ", ".join(f"{k}: {v}" for k, v in out.items()))
     return out
-
-
-def notebook_overheads(manifest: Path, profile: str, names: list) -> dict:
-    """{notebook: seconds it spends beside its runs} from its last execution at ``profile`` in
-    ``manifest``: the wall time of a redraw (no run computed); :data:`DEFAULT_OVERHEAD_S` for a
-    notebook whose last execution computed runs or that never ran there."""
-    try:
-        entries = json.loads(manifest.read_text())["notebooks"]
-    except (OSError, ValueError, KeyError):
-        entries = {}
-    out = {}
-    for nb in names:
-        e = entries.get(nb) or {}
-        redraw = (e.get("profile") == profile and e.get("status") == "ok" and e.get("runs_computed") == 0
-                  and e.get("wall_time_s") is not None)
-        out[nb] = float(e["wall_time_s"]) if redraw else DEFAULT_OVERHEAD_S
-    return out
-
-
-#: a notebook's own time beside its runs when no redraw of it was measured (17-25 s at cpu here)
-DEFAULT_OVERHEAD_S = 30.0
 
 
 def write_ledger(out: Path) -> bool:

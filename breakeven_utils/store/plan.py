@@ -65,7 +65,8 @@ from breakeven_utils.recorder.rules import UPDATE_RULES, RuleContext, SGDRule, w
 from breakeven_utils.store.runs import read_status, store_root
 
 __all__ = ["makespan", "sizes", "check_config", "calibrate", "run_cost", "plan", "plan_tables", "on_disk",
-           "missing_data", "format_seconds", "CostPrimitives", "metric_hooks", "lanczos_cost"]
+           "missing_data", "format_seconds", "CostPrimitives", "metric_hooks", "lanczos_cost",
+           "notebook_overheads", "DEFAULT_OVERHEAD_S"]
 
 # input shape and test-set size of each data set (the loader's; no file is read)
 INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "fashion_mnist": (1, 28, 28),
@@ -618,6 +619,27 @@ def plan(runs: dict, profile: str, *, device: str = "auto", store=None, recalibr
     return {"profile": profile, "runs": df,
             "not_built": {nb: str(v) for nb, v in runs.items() if isinstance(v, str)},
             "calibration": cal, "device": cal["device_name"], "seconds": time.perf_counter() - t0}
+
+
+#: a notebook's own time beside its runs when no redraw of it was measured (17-25 s at cpu here)
+DEFAULT_OVERHEAD_S = 30.0
+
+
+def notebook_overheads(manifest, profile: str, names: list) -> dict:
+    """{notebook: seconds it spends beside its runs} from its last execution at ``profile`` in
+    ``manifest``: the wall time of a redraw (no run computed); :data:`DEFAULT_OVERHEAD_S` for a
+    notebook whose last execution computed runs or that never ran there."""
+    try:
+        entries = json.loads(Path(manifest).read_text())["notebooks"]
+    except (OSError, ValueError, KeyError):
+        entries = {}
+    out = {}
+    for nb in names:
+        e = entries.get(nb) or {}
+        redraw = (e.get("profile") == profile and e.get("status") == "ok" and e.get("runs_computed") == 0
+                  and e.get("wall_time_s") is not None)
+        out[nb] = float(e["wall_time_s"]) if redraw else DEFAULT_OVERHEAD_S
+    return out
 
 
 def makespan(costs, jobs: int) -> float:

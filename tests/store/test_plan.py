@@ -171,8 +171,8 @@ def test_plan_overheads_and_fresh_times_from_the_manifest(tmp_path):
                            "wall_time_s": 2000.0, "code": "abc", "git_commit": "1234567890", "cpu_count": 2},
         "03_batchnorm": {"profile": "paper", "status": "ok", "runs_computed": 0, "wall_time_s": 5.0}}}))
     names = ["01_break_even", "02_conjectures", "03_batchnorm", "04_walk_with_sgd"]
-    over = reproduce.notebook_overheads(m, "cpu", names)
-    d = reproduce.DEFAULT_OVERHEAD_S
+    over = plan.notebook_overheads(m, "cpu", names)
+    d = plan.DEFAULT_OVERHEAD_S
     assert over == {"01_break_even": 22.5, "02_conjectures": d, "03_batchnorm": d, "04_walk_with_sgd": d}
     entries = json.loads(m.read_text())["notebooks"]
     assert reproduce.fresh_run_entry(entries["01_break_even"]) == {}  # a redraw is no fresh run
