@@ -20,7 +20,7 @@ rule of :func:`truncate` (nothing but steps changes: data sets, models, measurem
 rules, schedules and seeds are the profile's), each in a fresh process on the CPU, every one of
 its metrics measured twice. A run that starts from another run's state (``init_from``) starts from its parent
 cut by the same rule. Recorded per signature: ok or the error, seconds per step and per
-measurement (and the slowest metric's), and the process's peak resident memory (``ru_maxrss``)
+measurement (and the slowest metric's), and the process's peak resident memory (``VmHWM``)
 against its memory before the run: the run's own memory, the GPU memory it needs, is the
 difference (data, model, activations, Krylov bases; the CPU-only libraries stay behind).
 """
@@ -239,8 +239,17 @@ def stand_in_data(c: RunConfig) -> Data:
                 measure=Split(train.x[:n_measure], train.y[:n_measure]))
 
 
-def _rss_mb() -> float:
-    """This process's peak resident memory so far, MB (Linux reports ru_maxrss in KB)."""
+def _memory_mb(field: str) -> float:
+    """This process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), MB, from
+    /proc/self/status: unlike ``ru_maxrss``, which a spawned process inherits from the parent
+    it was forked from (the first stage's data sets), ``VmHWM`` starts anew at the exec. Where
+    there is no /proc: ``ru_maxrss`` for both."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -250,7 +259,7 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
     torch.set_num_threads(threads)
     c = RunConfig.from_dict(config_dict)
     data = stand_in_data(c) if stand_in else None
-    rss0, t0 = _rss_mb(), time.perf_counter()
+    rss0, t0 = _memory_mb("VmRSS"), time.perf_counter()
     out = {"ok": False, "error": "", "status": ""}
     stamps: list[float] = []  # after every step: their differences are the steps' own time
     try:
@@ -277,7 +286,8 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
             "end_s": max(0.0, seconds - meas - step * iters) if iters else math.nan,
             "s_per_measurement": meas / n_meas if n_meas else math.nan,
             "slowest_metric": slow[0], "slowest_metric_s": slow[1] / n_meas if n_meas else math.nan,
-            "start_mb": round(rss0), "peak_mb": round(_rss_mb()), "wall_s": time.perf_counter() - t0}
+            "start_mb": round(rss0), "peak_mb": round(_memory_mb("VmHWM")),
+            "wall_s": time.perf_counter() - t0}
 
 
 def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2,
@@ -325,8 +335,8 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
              "Columns: seconds per training step (the fastest between two steps), per measurement and of its "
              "slowest metric; `end_s`: work at the end of the run (the final top-k spectrum of H, "
              "`H_spectrum`); `wall_s`: the process, parent replays and data loading included.", "",
-             "Memory: the process's peak resident memory during the run (`ru_maxrss`) minus its memory "
-             "before it (the libraries): what the run itself holds (data, model, activations, Krylov "
+             "Memory (`run_mb`): the process's peak resident memory (`VmHWM`) minus its memory before "
+             "the run (the libraries): what the run itself holds (data, model, activations, Krylov "
              "bases), the memory it needs on a GPU to within the allocator's slack.", ""]
     if len(bad):
         lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
