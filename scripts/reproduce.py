@@ -259,8 +259,7 @@ def print_plan(args, store: Path) -> int:
     print(plan.plan_tables(p, jobs=jobs, rows=args.rows,
                            overhead=plan.notebook_overheads(default_out(args.profile) / "manifest.json",
                                                             args.profile, list(runs))))
-    gpu_gb, where = gpu_memory(args)
-    mem = memory_plan(runs, load_results(preflight_results(args.profile)), gpu_gb)
+    mem, gpu_gb, where = run_memory(args, runs)
     print(memory_tables(mem, gpu_gb, rows=args.rows) + f"({where})")
     return 0
 
@@ -268,6 +267,13 @@ def print_plan(args, store: Path) -> int:
 def preflight_results(profile: str) -> Path:
     """Where ``make preflight`` keeps its second stage's measurements of ``profile``."""
     return ROOT / "figures" / f"preflight_{profile}.json"
+
+
+def run_memory(args, runs: dict):
+    """(``store.preflight.memory_plan`` of ``runs`` from the preflight's measurements, the GPU's GB,
+    where that size comes from): what the plan prints and ``--jobs auto`` packs by."""
+    gpu_gb, where = gpu_memory(args)
+    return memory_plan(runs, load_results(preflight_results(args.profile)), gpu_gb), gpu_gb, where
 
 
 def gpu_memory(args) -> tuple[float, str]:
@@ -297,10 +303,8 @@ def resolve_jobs(args, notebooks: list[Path]) -> dict:
     if resolve_device(os.environ.get("BREAKEVEN_DEVICE") or "auto") == "cpu":
         print("reproduce: --jobs auto on the CPU: each notebook's default number of jobs")
         return {nb.stem: None for nb in notebooks}
-    gpu_gb, where = gpu_memory(args)
     n_gpus = torch.cuda.device_count()
-    runs = notebook_runs(args.profile, [nb.stem for nb in notebooks])
-    mem = memory_plan(runs, load_results(preflight_results(args.profile)), gpu_gb)
+    mem, gpu_gb, where = run_memory(args, notebook_runs(args.profile, [nb.stem for nb in notebooks]))
     out, bad = {}, []
     for nb in notebooks:
         out[nb.stem] = auto_jobs(mem, nb.stem, n_gpus)
