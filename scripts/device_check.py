@@ -7,8 +7,10 @@ plan recalibrated on it.
 
 1. The accelerator: torch's build, CUDA visible, device names and memory.
 2. The device-sensitive tests (tests/curvature/test_on_device.py: HVP, top eigenpairs of H,
-   K, per-example curvature on the device against dense float64 oracles on the CPU, and
-   tests/core/test_device.py) with ``BREAKEVEN_TEST_DEVICE`` set to the device.
+   K, per-example curvature on the device against dense float64 oracles on the CPU, every
+   estimator under ``core.device.device_discipline``; tests/core/test_device.py: every smoke
+   run of the five notebooks and a CIFAR-10 run under it) with ``BREAKEVEN_TEST_DEVICE`` set
+   to the device: a tensor made without a device or a call mixing devices fails them.
 3. Notebook 1's `paper` SimpleCNN run (45,000 CIFAR-10 images, every metric of its
    trajectory: lambda_H^1 on 2,250 examples, K with L = 25, K1 with L = 4,500, ...) for
    ``--iters`` steps on the device, measured at the paper's schedule (every 10 steps), and

@@ -207,13 +207,14 @@ def _synthetic(seed: int = 1234, n_train: int = 4096, n_test: int = 1024):
     Learnable but not trivially (noise std comparable to the prototype spread),
     small enough to train in a second: for tests and the smoke profile.
     """
+    # drawn on the host (device="cpu" throughout): the arrays are stored as numpy
     g = torch.Generator().manual_seed(seed)
-    protos = torch.rand(10, 3, 8, 8, generator=g)
+    protos = torch.rand(10, 3, 8, 8, generator=g, device="cpu")
 
     def draw(n):
-        y = torch.arange(n) % 10
-        y = y[torch.randperm(n, generator=g)]
-        x = protos[y] + 0.35 * torch.randn(n, 3, 8, 8, generator=g)
+        y = torch.arange(n, device="cpu") % 10
+        y = y[torch.randperm(n, generator=g, device="cpu")]
+        x = protos[y] + 0.35 * torch.randn(n, 3, 8, 8, generator=g, device="cpu")
         return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), y.numpy().astype(np.int64)
 
     return (*draw(n_train), *draw(n_test))
@@ -299,7 +300,8 @@ def _load_raw(name: str, root: Path, download: bool | None):
 
 
 def _permutation(n: int, seed: int) -> torch.Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    # a seeded host draw: the same split on every device
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed), device="cpu")
 
 
 def _check_size(what: str, n: int | None, available: int) -> int:
@@ -391,9 +393,11 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4)
     horizontal flip with probability 1/2, vectorised over the batch."""
     b, c, h, w = x.shape
     xp = torch.nn.functional.pad(x, (padding,) * 4)
-    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    # drawn on the host from the epoch's seeded CPU generator (the same crops on every
+    # device), then moved to the batch's device
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device="cpu").to(x.device)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device="cpu").to(x.device)
+    flip = (torch.rand(b, generator=generator, device="cpu") < 0.5).to(x.device)
     rows = oy[:, None] + torch.arange(h, device=x.device)  # b x h
     cols = ox[:, None] + torch.arange(w, device=x.device)  # b x w
     cols = torch.where(flip[:, None], cols.flip(1), cols)
@@ -427,9 +431,12 @@ class BatchIterator:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch(self, e: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # the epoch's order and augmentation are host draws from a seeded CPU generator (the
+        # same batches on every device); the order is then moved to the data's device
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
         n = len(self.split)
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        order = (torch.randperm(n, generator=g, device="cpu") if self.shuffle
+                 else torch.arange(n, device="cpu"))
         order = order.to(self.split.x.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]

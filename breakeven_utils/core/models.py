@@ -284,9 +284,12 @@ def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3, image
     init = default_init if init is None else init
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
+    # built and initialised on the host from the CPU RNG, so that a seed gives the same
+    # weights on every device; the caller moves the model (``recorder.loop.build_run_model``)
     if seed is None:
-        return _init(ctor(num_classes, in_channels, image_size, **kwargs), init)
-    with torch.random.fork_rng(devices=[]):  # leave the global RNG as it was
+        with torch.device("cpu"):
+            return _init(ctor(num_classes, in_channels, image_size, **kwargs), init)
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):  # leave the global RNG as it was
         torch.manual_seed(seed)
         return _init(ctor(num_classes, in_channels, image_size, **kwargs), init)
 

@@ -53,10 +53,12 @@ def slq_density(op: CurvatureOperator, n_steps: int = 80, n_runs: int = 1, *,
     gen = torch.Generator().manual_seed(seed)
     all_nodes, all_weights = [], []
     for _ in range(n_runs):
-        v = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
+        # a seeded host draw (the same start on every device), moved to the operator's device
+        v = torch.randn(op.dim, generator=gen, dtype=torch.float64, device="cpu").to(op.device, op.dtype)
         theta, Y = torch.linalg.eigh(lanczos_tridiagonal(op.matvec, v, m))
-        nodes = torch.full((m,), float("nan"), dtype=torch.float64)
-        weights = torch.zeros(m, dtype=torch.float64)
+        # the quadrature lives on the host, with the tridiagonal it comes from
+        nodes = torch.full((m,), float("nan"), dtype=torch.float64, device="cpu")
+        weights = torch.zeros(m, dtype=torch.float64, device="cpu")
         nodes[: len(theta)], weights[: len(theta)] = theta, Y[0] ** 2
         all_nodes.append(nodes)
         all_weights.append(weights)
@@ -68,7 +70,7 @@ def slq_density(op: CurvatureOperator, n_steps: int = 80, n_runs: int = 1, *,
         sigma = 0.01 * span
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
-    grid = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, n_grid, dtype=torch.float64)
+    grid = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, n_grid, dtype=torch.float64, device="cpu")
     nz = torch.where(valid, nodes, torch.zeros_like(nodes))
     kern = torch.exp(-0.5 * ((grid[None, None, :] - nz[:, :, None]) / sigma) ** 2)
     kern = kern / (sigma * math.sqrt(2 * math.pi))

@@ -19,6 +19,7 @@ import torch
 from scipy.sparse.linalg import eigsh
 from torch import nn
 
+from breakeven_utils.core.device import to_tensor
 from breakeven_utils.core.params import unflatten
 from breakeven_utils.curvature.lanczos import lanczos_topk
 from breakeven_utils.curvature.operators import CurvatureOperator, HessianOperator, MatvecBudgetExceeded
@@ -100,7 +101,7 @@ def start_vector(op: CurvatureOperator, v0, seed: int) -> torch.Tensor:
         return torch.from_numpy(rand / np.linalg.norm(rand)).to(op.device, op.dtype)
     if isinstance(v0, HessianEigs):
         v0 = v0.vectors
-    v0 = torch.as_tensor(v0).detach()
+    v0 = to_tensor(v0).detach()
     if v0.dim() == 1:
         v0 = v0[None]
     if v0.dim() != 2 or v0.shape[1] != op.dim:
@@ -224,7 +225,7 @@ def frobenius_from_top(values) -> float:
     (the NSGD table of the sharpest-directions paper)."""
     if isinstance(values, HessianEigs):
         values = values.values
-    v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    v = to_tensor(values, torch.float64).reshape(-1)
     if v.numel() == 0:
         raise ValueError("frobenius_from_top: no eigenvalues given")
     return float(v.pow(2).sum().sqrt())

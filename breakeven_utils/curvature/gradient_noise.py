@@ -118,7 +118,8 @@ def gradient_covariance(model: nn.Module, loss_fn, data, L: int = 25, M: int = 1
         raise ValueError(f"L*M = {L}*{M} = {L * M} exceeds the {n} examples of data "
                          "(mini-batches are drawn without replacement)")
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(n, generator=gen)[: L * M].view(L, M).to(x.device)
+    # a seeded host draw (the same mini-batches on every device), moved to the data's device
+    idx = torch.randperm(n, generator=gen, device="cpu")[: L * M].view(L, M).to(x.device)
     if M == 1:
         G = per_example_gradients(model, loss_fn, x[idx[:, 0]], y[idx[:, 0]],
                                   chunk_size=chunk_size, bn_mode=bn_mode)

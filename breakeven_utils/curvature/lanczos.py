@@ -79,23 +79,25 @@ class Lanczos:
         m, V = self.m, self.V
         n = 0.0
         while not n > 1e-6:
-            w = torch.randn(self.dim, generator=gen, dtype=torch.float64).to(V.device, V.dtype)
+            # a seeded host draw (the same vector on every device), moved to the basis' device
+            w = torch.randn(self.dim, generator=gen, dtype=torch.float64, device="cpu").to(V.device, V.dtype)
             w = _orthogonalise(w / w.norm(), V[:m])
             n = float(w.norm())
         self.betas.append(0.0)
         V[m] = w / n
 
     def tridiagonal(self) -> torch.Tensor:
-        """T_m: alphas on the diagonal, betas beside it (float64, m x m)."""
-        T = torch.diag(torch.tensor(self.alphas, dtype=torch.float64))
+        """T_m: alphas on the diagonal, betas beside it (float64, m x m, on the host: it is
+        small, and its eigendecomposition is cheaper there than a device sync per step)."""
+        T = torch.diag(torch.tensor(self.alphas, dtype=torch.float64, device="cpu"))
         if self.betas:
-            off = torch.tensor(self.betas, dtype=torch.float64)
+            off = torch.tensor(self.betas, dtype=torch.float64, device="cpu")
             T = T + torch.diag(off, 1) + torch.diag(off, -1)
         return T
 
     def ritz_vectors(self, S: torch.Tensor) -> torch.Tensor:
         """Ritz vectors V_m^T s for the columns s of ``S`` (m x k), as rows (k x D)."""
-        return S.T.to(self.V.dtype) @ self.V[: self.m]
+        return S.T.to(self.V.device, self.V.dtype) @ self.V[: self.m]  # S is on the host
 
 
 def lanczos_topk(matvec, start: torch.Tensor, k: int, which: str = "LA", tol: float = 1e-3,
@@ -110,7 +112,7 @@ def lanczos_topk(matvec, start: torch.Tensor, k: int, which: str = "LA", tol: fl
     random vector orthogonal to the basis (beta = 0 in the tridiagonal).
     Returns (Ritz values, Ritz vectors (k x D), converged).
     """
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = torch.Generator().manual_seed(seed + 1)  # host generator for restarts (Lanczos.restart)
     lz = Lanczos(matvec, start, max_steps)
     theta = S = idx = None
     for _ in range(lz.n_steps):

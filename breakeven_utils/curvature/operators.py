@@ -33,6 +33,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
+from breakeven_utils.core.device import to_tensor
 from breakeven_utils.core.params import flatten, trainable_parameters, unflatten
 
 __all__ = [
@@ -162,7 +163,7 @@ class CurvatureOperator:
 
     def to_vec(self, v) -> torch.Tensor:
         """``v`` as a (D,) tensor on the operator's device and dtype (ValueError on a wrong shape)."""
-        v = torch.as_tensor(v)
+        v = to_tensor(v)
         if v.dim() != 1 or v.numel() != self.dim:
             raise ValueError(f"vector must have shape ({self.dim},), got {tuple(v.shape)}")
         return v.to(self.device, self.dtype)
@@ -225,7 +226,7 @@ class DiagonalOperator(CurvatureOperator):
     sharpest-directions paper, Sec. 2)."""
 
     def __init__(self, diagonal: torch.Tensor):
-        diagonal = torch.as_tensor(diagonal)
+        diagonal = to_tensor(diagonal)
         if diagonal.dim() != 1:
             raise ValueError(f"diagonal must be a vector, got shape {tuple(diagonal.shape)}")
         self.diagonal = diagonal

@@ -31,7 +31,8 @@ def _check_probes(n_probes) -> None:
 
 
 def _rademacher(n: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, 2, (n,), generator=gen, dtype=torch.int8).to(torch.float64) * 2 - 1
+    # a seeded host draw: the same probes on every device (the caller moves them)
+    return torch.randint(0, 2, (n,), generator=gen, dtype=torch.int8, device="cpu").to(torch.float64) * 2 - 1
 
 
 def hutchinson_trace(op: CurvatureOperator, n_probes: int = 100, *, seed: int = 0) -> TraceEstimate:
@@ -43,7 +44,7 @@ def hutchinson_trace(op: CurvatureOperator, n_probes: int = 100, *, seed: int = 
     _check_probes(n_probes)
     n0 = op.n_matvec
     gen = torch.Generator().manual_seed(seed)
-    samples = torch.empty(n_probes, dtype=torch.float64)
+    samples = torch.empty(n_probes, dtype=torch.float64, device="cpu")  # scalars, kept on the host
     for i in range(n_probes):
         v = _rademacher(op.dim, gen).to(op.device, op.dtype)
         samples[i] = float(torch.dot(v, op.matvec(v)))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from breakeven_utils.core.device import to_tensor
 from breakeven_utils.core.params import parameters_vector
 from breakeven_utils.curvature import gradient_covariance, hessian_eigs, per_example_curvature
 
@@ -226,7 +227,7 @@ def _m_K(ctx):
     if n_vec:
         ctx.cache["K_vectors"] = gc.vectors
     ctx.cache.setdefault("arrays", {})["K_eigs"] = np.asarray(
-        torch.as_tensor(gc.eigenvalues).detach().cpu().double().numpy())
+        to_tensor(gc.eigenvalues).detach().cpu().double().numpy())
     return {"lambda_K_1": float(gc.lambda_1), "lambda_K_star": float(gc.lambda_star),
             "lambda_K_ratio": float(gc.ratio), "trace_K": float(gc.trace),
             "lambda_K_1_se": se["lambda_1"], "trace_K_se": se["trace"]}

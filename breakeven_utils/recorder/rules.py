@@ -226,7 +226,8 @@ class GDNoiseRule(SGDRule):
 
     def direction(self, grads, ctx):
         std = math.sqrt(self.sigma2)
-        return [g + std * torch.randn(g.shape, generator=self.gen, dtype=g.dtype).to(g.device)
+        # host draws from the run's seeded CPU generator: the same noise on every device
+        return [g + std * torch.randn(g.shape, generator=self.gen, dtype=g.dtype, device="cpu").to(g.device)
                 for g in grads]
 
     def state_dict(self) -> dict:

@@ -174,8 +174,8 @@ def _fake_data(shape, classes, n, device, seed=0):
     g = torch.Generator().manual_seed(seed)
 
     def split(m):
-        return Split(torch.randn(m, *shape, generator=g).to(device),
-                     torch.randint(0, classes, (m,), generator=g).to(device))
+        return Split(torch.randn(m, *shape, generator=g, device="cpu").to(device),
+                     torch.randint(0, classes, (m,), generator=g, device="cpu").to(device))
 
     tr = split(n)
     return Data(name="calibration", source="synthetic", label="random inputs", num_classes=classes,
@@ -218,7 +218,7 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
     n = HVP_N["chunked" if chunked else "cached"]
     obj = HessianOperator(model, loss_fn, (x[:n], y[:n]), bn_mode=c.hessian_bn_mode,
                      batch_size=n // 2 if chunked else None, method=c.hessian_method)
-    v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(1)).to(device)
+    v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(1), device="cpu").to(device)
     if chunked:
         _warm_hvp_paths(device)
     t_hvp = _timed(lambda: obj.hvp(v), reps=1, sync=sync, warmup=not chunked)
@@ -228,7 +228,7 @@ def _calibrate_shape(c, s, need: dict, device: str) -> dict:
         out["pe_grad_b"] = _timed(lambda: per_example_gradients(model, loss_fn, x[:8], y[:8]),
                                   reps=1, sync=sync) / 8
     if need["pe_curv"]:
-        v = torch.randn(out["n_params"], generator=torch.Generator().manual_seed(2)).to(device)
+        v = torch.randn(out["n_params"], generator=torch.Generator().manual_seed(2), device="cpu").to(device)
         out["pe_curv_b"] = _timed(lambda: per_example_curvature(
             model, loss_fn, (x[:16], y[:16]), v, bn_mode=c.hessian_bn_mode), reps=1, sync=sync) / 16
     return out

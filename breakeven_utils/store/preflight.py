@@ -96,8 +96,8 @@ def first_batch(c: RunConfig, cache: dict) -> tuple[torch.Tensor, torch.Tensor, 
     if not on_disk(c.dataset):
         g = torch.Generator().manual_seed(c.seed)
         k = DATASETS[c.dataset].num_classes
-        x = torch.randn((min(n, c.n_train), *INPUT_SHAPES[c.dataset]), generator=g)
-        return x, torch.randint(0, k, (len(x),), generator=g), k, "stand-in (not on disk)"
+        x = torch.randn((min(n, c.n_train), *INPUT_SHAPES[c.dataset]), generator=g, device="cpu")
+        return x, torch.randint(0, k, (len(x),), generator=g, device="cpu"), k, "stand-in (not on disk)"
     key = (c.dataset, c.n_train, c.n_val, c.n_test, c.n_measure, c.data_seed, c.normalize)
     if key not in cache:
         cache.clear()  # one data set in memory at a time
@@ -231,8 +231,8 @@ def stand_in_data(c: RunConfig) -> Data:
     g = torch.Generator().manual_seed(c.data_seed)
 
     def split(n):
-        return Split(torch.randn((n, *INPUT_SHAPES[c.dataset]), generator=g),
-                     torch.randint(0, info.num_classes, (n,), generator=g))
+        return Split(torch.randn((n, *INPUT_SHAPES[c.dataset]), generator=g, device="cpu"),
+                     torch.randint(0, info.num_classes, (n,), generator=g, device="cpu"))
     train = split(n_train)
     return Data(name=c.dataset, source="synthetic", label=f"{info.title} (random stand-in)",
                 num_classes=info.num_classes, train=train, val=split(n_val), test=split(n_test),

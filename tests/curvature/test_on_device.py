@@ -10,7 +10,7 @@ import torch
 
 from breakeven_utils import curvature as C
 from breakeven_utils.core import params as P
-from breakeven_utils.core.device import resolve_device
+from breakeven_utils.core.device import DeviceDisciplineError, device_discipline, resolve_device, to_tensor
 
 from .oracles import F64, dense_hessian, top5
 
@@ -77,3 +77,54 @@ def test_per_example_curvature_on_device_matches_dense(cnn, device):
     assert got.device.type == device.type
     ref = torch.stack([v @ dense_hessian(m, lf, x[i:i + 1], y[i:i + 1]) @ v for i in range(6)])
     assert torch.allclose(got.cpu(), ref, rtol=1e-9, atol=1e-12)
+
+
+def test_every_estimator_keeps_to_the_device_under_device_discipline(cnn, device):
+    """Issue 22, item 2: every estimator, run under ``core.device.device_discipline`` (a tensor
+    made without ``device=`` lands on 'meta' and raises; so does a call mixing devices), on the
+    test device, and still gives the dense answer."""
+    m, lf, x, y, H = cnn
+    md, xd, yd = on(device, m, x, y)
+    v = top5(H, "LA")[1][0].to(device)
+    ref = H @ v.cpu()
+    with device_discipline():
+        for method in ("fwdrev", "double_backward", "cached"):
+            hv = C.hvp(md, lf, (xd, yd), v, method=method)
+            assert torch.allclose(hv.cpu(), ref, rtol=1e-8, atol=1e-10), method
+        for solver in ("lanczos", "arpack"):
+            r = C.hessian_eigs(md, lf, (xd, yd), k=2, which="LA", tol=1e-8, solver=solver)
+            assert torch.allclose(r.values.cpu(), top5(H, "LA")[0][:2], rtol=1e-6), solver
+            C.hessian_eigs(md, lf, (xd, yd), k=1, tol=1e-6, v0=r)  # warm start
+        tr = C.hessian_trace(md, lf, (xd, yd), n_probes=4, seed=0)
+        dens = C.hessian_density(md, lf, (xd, yd), n_steps=10, n_runs=2, seed=0)
+        curv = C.per_example_curvature(md, lf, (xd[:4], yd[:4]), v)
+        G = C.per_example_gradients(md, lf, xd[:4], yd[:4])
+        g = C.minibatch_gradient(md, lf, xd[:4], yd[:4])
+        cov = C.gradient_covariance(md, lf, (xd, yd), L=4, M=2, n_vectors=2)
+        ratio = C.gradient_norm_ratio(g, cov.vectors, k=2)
+        op = C.HessianOperator(md, lf, (xd, yd)) + C.DiagonalOperator(torch.ones(H.shape[0], dtype=F64,
+                                                                                 device=device))
+        assert torch.allclose(op.matvec(v).cpu(), ref + v.cpu(), rtol=1e-8, atol=1e-10)
+    assert tr.samples.shape == (4,) and abs(tr.mean - float(torch.trace(H))) <= 5 * tr.stderr
+    ev = torch.linalg.eigvalsh(H)
+    assert torch.allclose(dens.weights.sum(1), torch.ones(2, dtype=dens.weights.dtype))
+    assert float(dens.nodes.min()) >= float(ev[0]) - 1e-6 and float(dens.nodes.max()) <= float(ev[-1]) + 1e-6
+    assert curv.device.type == G.device.type == device.type
+    proj = cov.vectors[:2] @ g.to(cov.vectors.dtype)
+    assert ratio == pytest.approx(float(g.norm() / proj.norm()), rel=1e-9)
+
+
+def test_device_discipline_catches_a_tensor_made_without_a_device(device):
+    ones, meta = torch.ones(3, device=device), torch.ones(2, device="meta")
+    with device_discipline():
+        assert float((ones * 2).sum()) == 6.0 and to_tensor(ones) is ones
+        assert to_tensor([1.0, 2.0]).device.type == "cpu"      # numbers go to the host
+        with pytest.raises(DeviceDisciplineError, match="zeros"):
+            torch.zeros(3)
+        with pytest.raises(DeviceDisciplineError, match="without an explicit device"):
+            ones + torch.tensor(1.0)
+        with pytest.raises(DeviceDisciplineError, match="as_tensor"):
+            torch.as_tensor(ones)      # moves a tensor to the default device: to_tensor keeps it
+        with pytest.raises(DeviceDisciplineError, match="meta"):
+            ones[:2] + meta
+    assert float(torch.zeros(2).sum()) == 0.0      # the default device is restored after it

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from breakeven_utils.core.device import to_tensor
 from breakeven_utils.core.params import trainable_parameters, weight_spectral_norms
 from breakeven_utils.curvature import (
     DiagonalOperator,
@@ -99,7 +100,8 @@ def top_eigs(model: nn.Module, loss_fn, data, k: int, *, which: str = "LM", tol:
         raise ValueError(f"k={k} exceeds the Lanczos space of {steps} vectors (max_hvp)")
     op = hess
     if weight_decay > 0:
-        m = (torch.ones(hess.dim) if mask is None else torch.as_tensor(mask)).to(hess.device, hess.dtype)
+        m = torch.ones(hess.dim, device=hess.device) if mask is None else to_tensor(mask)
+        m = m.to(hess.device, hess.dtype)
         if m.shape != (hess.dim,):
             raise ValueError(f"mask must have shape ({hess.dim},), got {tuple(m.shape)}")
         op = hess + DiagonalOperator(weight_decay * m)     # H v + (wd * m) * v, as before
@@ -112,7 +114,7 @@ def top_eigs(model: nn.Module, loss_fn, data, k: int, *, which: str = "LM", tol:
 def spectrum_summary(values) -> dict:
     """rho(H) (the largest-magnitude eigenvalue returned), ||H||_F from the top 5
     (Sec. 4) and whether a returned eigenvalue is negative."""
-    v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    v = to_tensor(values, torch.float64).reshape(-1)
     if v.numel() == 0:
         raise ValueError("spectrum_summary: no eigenvalues")
     top = v[torch.argsort(v.abs(), descending=True, stable=True)]
@@ -153,7 +155,7 @@ def loss_along(model: nn.Module, loss_fn, data, direction: torch.Tensor, steps) 
     x, y = data
     params = _param_dict(model)
     names = list(params)
-    d = torch.as_tensor(direction).reshape(-1)
+    d = to_tensor(direction).reshape(-1)
     dim = sum(p.numel() for p in params.values())
     if d.numel() != dim:
         raise ValueError(f"direction has {d.numel()} entries, the model {dim} parameters")
@@ -194,9 +196,9 @@ def minibatch_projections(model: nn.Module, loss_fn, train, vectors: torch.Tenso
         raise ValueError(f"{n_batches} mini-batches of {batch_size} need {need} examples, "
                          f"the training set has {len(y)}")
     gen = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(len(y), generator=gen)[:need].to(y.device)
+    idx = torch.randperm(len(y), generator=gen, device="cpu")[:need].to(y.device)  # seeded host draw
     params = [p for p in model.parameters() if p.requires_grad]
-    V = torch.as_tensor(vectors)
+    V = to_tensor(vectors)
     was = model.training
     model.eval()
     try:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from breakeven_utils.core.device import to_tensor
 from breakeven_utils.recorder.rules import GDNoiseRule
 
 __all__ = [
@@ -121,7 +122,7 @@ def _chunks(data, chunk_size: int):
 
 
 def _flat(theta, n: int, like: torch.Tensor, what: str) -> torch.Tensor:
-    t = torch.as_tensor(theta)
+    t = to_tensor(theta)
     if t.dim() != 1 or t.numel() != n:
         raise ValueError(f"{what} must be a flat vector of the model's {n} trainable parameters "
                          f"(parameters_to_vector order), got shape {tuple(t.shape)}")
@@ -190,7 +191,7 @@ def interpolation_losses(model: nn.Module, loss_fn, data, theta_a, theta_b, alph
             if _is_bn(m):
                 m.train()
     use_vmap = method == "vmap"
-    total = torch.zeros(K, dtype=torch.float64)
+    total = torch.zeros(K, dtype=torch.float64, device="cpu")  # float64 sums of batch losses, on the host
     count = 0
     first = _first_layer(model, ends[0], frozen, buffers, batches[0][0]) if share_first else None
     held: dict = {}
@@ -365,7 +366,7 @@ def max_minibatch_gradient_variance(model: nn.Module, loss_fn, data, batch_size:
         raise ValueError(f"batch_size * n_batches = {batch_size * n_batches} exceeds the {n} "
                          "examples (batches are drawn without replacement)")
     params = [p for p in model.parameters() if p.requires_grad]
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed), device="cpu")  # seeded host draw
     saved = {k: b.detach().clone() for k, b in model.named_buffers()}
     was = model.training
     model.train()
