@@ -38,6 +38,8 @@ JOBS ?=
 THREADS ?=
 GPU_MEM ?=
 STAGE ?=
+BUDGET ?=
+RESUME ?=
 PREFLIGHT_STORE ?=
 RUNS ?=
 SLURM_CONFIG ?=
@@ -81,11 +83,13 @@ reproduce: $(STAMP) data
 # PROFILE (default paper here) on the CPU: every run built with one forward and backward pass;
 # every signature executed at full size for 3 steps (memory, seconds per step and measurement);
 # every notebook executed on those truncated runs; report in figures/preflight_<profile>.md
-# (STAGE=1|2|3|all, PREFLIGHT_STORE=<dir> keeps the truncated runs)
+# (STAGE=1|2|3|all, PREFLIGHT_STORE=<dir> keeps the truncated runs, BUDGET=<minutes> starts no
+# signature after that, RESUME=1 goes on in PREFLIGHT_STORE where an earlier one stopped)
 preflight: $(STAMP) data
 	$(BIN)/python scripts/preflight.py --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
 		$(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(STAGE),--stage $(STAGE)) \
-		$(if $(PREFLIGHT_STORE),--store $(PREFLIGHT_STORE))
+		$(if $(PREFLIGHT_STORE),--store $(PREFLIGHT_STORE)) $(if $(BUDGET),--budget $(BUDGET)) \
+		$(if $(RESUME),--resume)
 
 # first thing on a machine with a GPU: CUDA visible, the estimators on it against dense oracles,
 # notebook 1's paper run timed there and on the CPU, the plan recalibrated (without a GPU: the

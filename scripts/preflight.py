@@ -9,7 +9,16 @@ any GPU time is spent:
    truncation rule) with every metric measured, in a fresh process each: seconds per step and per
    measurement, peak memory.
 
-    python scripts/preflight.py --profile paper [--notebooks 01_break_even ...] [--stage 1|2|all]
+    python scripts/preflight.py --profile paper [--notebooks 01_break_even ...] [--stage 1|2|3|all]
+        [--store DIR [--resume]] [--budget MINUTES]
+
+At full size on a few CPU cores the second stage of a large profile takes hours (``paper``:
+notebook 1's main signature alone 17 minutes on 2 cores). ``--budget`` starts no signature
+after that many minutes of the whole preflight and reports the rest as not run yet;
+``--store DIR --resume`` then goes on where it stopped (a signature already executed into DIR
+without error is not run again: its row comes from ``--json``), so the stage can be spread
+over several sittings. The third stage executes only the notebooks whose signatures have all
+been executed.
 
 Prints the report and writes it to ``--out`` (default: ``figures/preflight_<profile>.md``); exits 1
 if any run or signature failed. The second stage's truncated runs go to a temporary store (or
@@ -56,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=PREFLIGHT_STEPS,
                     help=f"steps of each signature's run in the second stage (default {PREFLIGHT_STEPS})")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the second stage's runs")
+    ap.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                    help="start no second-stage signature after this many minutes of the preflight")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip the signatures already executed without error into --store (their rows "
+                         "from --json)")
     ap.add_argument("--store", default=None, help="keep the second stage's runs here (default: a temporary "
                                                   "store, removed at the end)")
     ap.add_argument("--out", default=None, help="report file (default: figures/preflight_<profile>.md)")
@@ -65,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.steps < 1 or args.threads < 1:
         raise SystemExit("preflight: --steps and --threads must be positive")
+    if args.budget is not None and args.budget <= 0:
+        raise SystemExit("preflight: --budget must be a positive number of minutes")
+    if args.resume and not args.store:
+        raise SystemExit("preflight: --resume needs the run store of the earlier invocation (--store DIR)")
     t0 = time.perf_counter()
+    args.deadline = None if args.budget is None else t0 + 60 * args.budget
     try:
         runs = notebook_runs(args.profile, args.notebooks)
     except ValueError as e:
@@ -102,16 +121,30 @@ def stages_2_and_3(args, runs: dict, store: Path, parts: list) -> bool:
         # saved as each is done and merged with earlier preflights of other notebooks; the report
         # is of all of them
         path = Path(args.json) if args.json else ROOT / "figures" / f"preflight_{args.profile}.json"
-        df2 = execute(runs, store, steps=args.steps, threads=args.threads,
+        saved = load_results(path) or {}
+        earlier = ({g["group"]: g for g in saved.get("groups", [])}
+                   if args.resume and saved.get("profile") == args.profile else None)
+        df2 = execute(runs, store, steps=args.steps, threads=args.threads, earlier=earlier,
+                      deadline=args.deadline,
                       on_row=lambda row: save_results(row, path, args.profile, args.steps))
         ok &= bool(df2["ok"].all())
-        print(f"second stage: {len(df2)} signatures in {time.perf_counter() - t1:.0f} s", flush=True)
-        merged = pd.DataFrame(load_results(path)["groups"])
+        print(f"second stage: {len(df2)} signatures in {time.perf_counter() - t1:.0f} s"
+              + (f", {int(df2['skipped'].sum())} not run (the budget ran out: --resume goes on)"
+                 if df2["skipped"].any() else ""), flush=True)
+        merged = pd.concat([pd.DataFrame((load_results(path) or {}).get("groups", [])),
+                            df2[df2["skipped"]]], ignore_index=True)
         parts.append(execution_report(merged, args.profile, float(merged["wall_s"].sum()), args.steps))
         print(parts[-1], flush=True)
     if args.stage in ("3", "all"):
         mat = materialise(runs, store, args.steps)
-        rows = [run_notebook_truncated(nb, args, store) for nb in runs if not isinstance(runs[nb], str)]
+        rows = []
+        for nb in runs:
+            if isinstance(runs[nb], str):
+                continue
+            missing = int((mat[mat["notebook"] == nb]["source"] == "missing").sum())
+            rows.append(run_notebook_truncated(nb, args, store) if not missing else
+                        {"notebook": nb, "status": "skipped", "seconds": 0.0,
+                         "error": f"{missing} runs of signatures the second stage has not executed"})
         nbs = pd.DataFrame(rows)
         ok &= bool((nbs["status"] == "ok").all()) and not bool((mat["source"] == "missing").any())
         parts.append(notebooks_report(mat, nbs, args.profile, args.steps))

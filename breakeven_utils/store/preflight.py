@@ -291,17 +291,34 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
 
 
 def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2,
-            progress: bool = True, on_row=None) -> pd.DataFrame:
+            progress: bool = True, on_row=None, earlier: dict | None = None,
+            deadline: float | None = None) -> pd.DataFrame:
     """The second stage on ``runs`` ({notebook: [RunConfig, ...] or a reason}): each group's
     largest run (:func:`groups`) cut by :func:`truncate` and run into ``store`` in a fresh
     process (:func:`execute_one`), one after the other; one row per group, each also passed to
-    ``on_row`` as it is done (a long preflight keeps what it measured if it is stopped)."""
+    ``on_row`` as it is done (a long preflight keeps what it measured if it is stopped).
+
+    Resuming: ``earlier`` ({group: row}, what :func:`save_results` kept) gives the row of a group
+    already executed without error into ``store`` (same truncated run, done there), which is
+    not run again (``resumed`` True). ``deadline`` (a ``time.perf_counter()`` value): a group not
+    started by then is not run (``skipped`` True, not a failure; run again with ``earlier``)."""
     rows = []
     todo = groups(runs)
     ctx = multiprocessing.get_context("spawn")
     bar = tqdm(todo, desc="preflight: signatures", disable=not progress, leave=False)
     for g in bar:
         c = truncate(g["config"], steps)
+        prev = (earlier or {}).get(g["group"])
+        if (prev is not None and prev.get("ok") and prev.get("key") == c.key()[:10]
+                and (read_status(store, c.key()) or {}).get("status") in ("done", "diverged")):
+            rows.append({**prev, "runs": g["runs"], "notebooks": ", ".join(g["notebooks"]),
+                         "resumed": True, "skipped": False})
+            continue
+        if deadline is not None and time.perf_counter() >= deadline:
+            rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
+                         "key": c.key()[:10], "ok": False, "skipped": True, "resumed": False,
+                         "error": "not run: the time budget ran out (run again with --resume)"})
+            continue
         stand_in = not on_disk(c.dataset)
         if stand_in and c.init_from is not None:
             res = {"ok": False, "error": f"{c.dataset} is not on disk and the run starts from a parent: "
@@ -314,7 +331,7 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
                 res = {"ok": False, "error": f"the run's process died: {type(e).__name__}: {e}"[:300]}
         rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
                      "key": c.key()[:10], "data_source": "stand-in (not on disk)" if stand_in else "on disk",
-                     **res})
+                     **res, "resumed": False, "skipped": False})
         if on_row is not None:
             on_row(pd.DataFrame(rows[-1:]))
         if progress:
@@ -324,14 +341,24 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
 
 
 def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int = PREFLIGHT_STEPS) -> str:
-    """The second stage as Markdown: totals, failures, and per group its timing and memory."""
+    """The second stage as Markdown: totals, failures, groups not run yet, and per group its
+    timing and memory."""
+    df = df.copy()
+    for flag in ("skipped", "resumed"):
+        df[flag] = df[flag].fillna(False).astype(bool) if flag in df else False
+    skipped = df[df["skipped"]]
+    df = df[~df["skipped"]]
     bad = df[~df["ok"].astype(bool)]
     n_nb = df["notebooks"].str.split(", ").explode().nunique()
     lines = [f"# Preflight, second stage: profile {profile!r}", "",
              f"{len(df)} signatures executed at full size for {steps} steps each (the one rule: "
              f"`store.preflight.truncate`), every metric measured, in {seconds:.0f} s on the CPU "
              f"(the sum of their processes' wall times; {n_nb} notebooks): "
-             f"{int(df['ok'].sum())} ok, {len(bad)} failed.", "",
+             f"{int(df['ok'].sum())} ok, {len(bad)} failed"
+             + (f" ({int(df['resumed'].sum())} of them measured by an earlier invocation, `--resume`)"
+                if df["resumed"].any() else "")
+             + (f"; {len(skipped)} not run yet (the time budget ran out: `--resume` runs them)"
+                if len(skipped) else "") + ".", "",
              "Columns: seconds per training step (the fastest between two steps), per measurement and of its "
              "slowest metric; `end_s`: work at the end of the run (the final top-k spectrum of H, "
              "`H_spectrum`); `wall_s`: the process, parent replays and data loading included.", "",
@@ -340,6 +367,8 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
              "bases), the memory it needs on a GPU to within the allocator's slack.", ""]
     if len(bad):
         lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
+    if len(skipped):
+        lines += ["## Not run yet", "", to_markdown(skipped[["notebooks", "runs", "key", "group"]]), ""]
     t = df.assign(run_mb=df["peak_mb"] - df["start_mb"])
     cols = ["group", "notebooks", "runs", "key", "data_source", "ok", "s_per_step", "s_per_measurement",
             "slowest_metric", "slowest_metric_s", "end_s", "run_mb", "peak_mb", "wall_s"]

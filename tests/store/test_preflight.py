@@ -196,3 +196,26 @@ def test_materialise_copies_each_signatures_executed_run_to_its_other_runs(tmp_p
     assert "| nb " in text and "third stage" in text
     with pytest.raises(R.RunNotFinishedError):
         R.copy_run(P.truncate(c, 2), P.truncate(b, 2), tmp_path)
+
+
+def test_a_budget_leaves_signatures_for_a_resumed_preflight(tmp_path):
+    """--budget: a signature not started by the deadline is reported as not run (not a failure);
+    --resume: a signature executed without error into the same store is not run again."""
+    import time
+    a = RunConfig(**TINY)
+    c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})
+    runs = {"nb": [a, c]}
+    none = P.execute(runs, tmp_path, steps=2, threads=1, progress=False, deadline=time.perf_counter())
+    assert none["skipped"].tolist() == [True, True] and not none["ok"].any()
+    assert "time budget" in none["error"].iloc[0]
+    saved = []
+    first = P.execute({"nb": [a]}, tmp_path, steps=2, threads=1, progress=False,
+                      on_row=lambda row: saved.append(row.iloc[0].to_dict()))
+    earlier = {r["group"]: r for r in saved}
+    both = P.execute(runs, tmp_path, steps=2, threads=1, progress=False, earlier=earlier)
+    assert both["resumed"].tolist() == [True, False] and both["ok"].all()
+    assert both["wall_s"].iloc[0] == first["wall_s"].iloc[0]            # the earlier measurement
+    other = P.execute({"nb": [a]}, tmp_path / "other", steps=2, threads=1, progress=False, earlier=earlier)
+    assert not other["resumed"].iloc[0] and other["ok"].iloc[0]         # not in that store: run
+    text = P.execution_report(pd.concat([first, none.iloc[[1]]], ignore_index=True), "x", 1.0, 2)
+    assert "1 signatures executed" in text and "1 not run yet" in text and "## Not run yet" in text
