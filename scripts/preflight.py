@@ -131,8 +131,9 @@ def stages_2_and_3(args, runs: dict, store: Path, parts: list) -> bool:
         print(f"second stage: {len(df2)} signatures in {time.perf_counter() - t1:.0f} s"
               + (f", {int(df2['skipped'].sum())} not run (the budget ran out: --resume goes on)"
                  if df2["skipped"].any() else ""), flush=True)
-        merged = pd.concat([pd.DataFrame((load_results(path) or {}).get("groups", [])),
-                            df2[df2["skipped"]]], ignore_index=True)
+        merged = pd.DataFrame((load_results(path) or {}).get("groups", []))
+        merged["resumed"] = merged["group"].isin(df2.loc[df2["resumed"], "group"]) if len(merged) else []
+        merged = pd.concat([merged, df2[df2["skipped"]]], ignore_index=True)
         parts.append(execution_report(merged, args.profile, float(merged["wall_s"].sum()), args.steps))
         print(parts[-1], flush=True)
     if args.stage in ("3", "all"):
