@@ -123,6 +123,26 @@ def test_a_paper_signature_at_full_size(tmp_path):
     assert df["measurements"].item() == 2 and df["slowest_metric"].item() in ("lambda_H", "K")
 
 
+def test_a_paper_sample_of_every_model_family_and_update_rule_builds_and_steps(cifar_root):
+    """Stage 1 at `paper` on one run per (model, update rule) of the five notebooks (the one with
+    the smallest batch): model built for its data, one forward and backward pass of its first
+    batch at the paper's sizes (all 254 runs: `make preflight STAGE=1`)."""
+    runs = registry.notebook_runs("paper")
+    sample = {}
+    for nb, cfgs in runs.items():
+        for c in cfgs:
+            k = (c.model, c.rule_name)
+            if k not in sample or c.batch_size < sample[k][1].batch_size:
+                sample[k] = (nb, c)
+    picked = {}
+    for nb, c in sample.values():
+        picked.setdefault(nb, []).append(c)
+    df = P.preflight(picked, progress=False)
+    assert df["ok"].all(), df.loc[~df["ok"], ["signature", "error"]].to_string()
+    assert {m for m, _ in sample} >= {"simple_cnn", "simple_cnn_bn", "resnet32", "resnet56", "vgg11", "mlp"}
+    assert {r for _, r in sample} >= {"sgd", "nsgd", "sgd_top", "sgd_no_top", "gd_noise_minibatch"}
+
+
 # -- memory per run: the plan's table and JOBS=auto ------------------------------------------------
 
 def test_results_merge_across_preflights_of_different_notebooks(tmp_path):
