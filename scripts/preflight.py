@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from breakeven_utils.core.io import atomic_write_text  # noqa: E402
 from breakeven_utils.papers.registry import notebook_runs  # noqa: E402
+from breakeven_utils.store.plan import on_disk  # noqa: E402
 from breakeven_utils.store.preflight import (  # noqa: E402
     PREFLIGHT_STEPS,
     execute,
@@ -143,9 +144,13 @@ def stages_2_and_3(args, runs: dict, store: Path, parts: list) -> bool:
             if isinstance(runs[nb], str):
                 continue
             missing = int((mat[mat["notebook"] == nb]["source"] == "missing").sum())
-            rows.append(run_notebook_truncated(nb, args, store) if not missing else
-                        {"notebook": nb, "status": "skipped", "seconds": 0.0,
-                         "error": f"{missing} runs of signatures the second stage has not executed"})
+            absent = sorted({c.dataset for c in runs[nb] if not on_disk(c.dataset)})
+            if missing or absent:   # a notebook loads its data sets itself: stand-ins do not reach it
+                why = (f"{missing} runs of signatures the second stage has not executed" if missing else
+                       f"data not on disk: {', '.join(absent)} (README, Data; BREAKEVEN_DATA)")
+                rows.append({"notebook": nb, "status": "skipped", "seconds": 0.0, "error": why})
+            else:
+                rows.append(run_notebook_truncated(nb, args, store))
         nbs = pd.DataFrame(rows)
         ok &= bool((nbs["status"] == "ok").all()) and not bool((mat["source"] == "missing").any())
         parts.append(notebooks_report(mat, nbs, args.profile, args.steps))

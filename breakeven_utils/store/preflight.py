@@ -48,7 +48,7 @@ from breakeven_utils.core.tables import to_markdown
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.recorder.loop import build_run_model, load_run_data
 from breakeven_utils.store.plan import on_disk
-from breakeven_utils.store.runs import copy_run, read_status, run
+from breakeven_utils.store.runs import copy_run, discard, read_status, run
 from breakeven_utils.store.truncation import PREFLIGHT_STEPS, truncate
 
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "PREFLIGHT_STEPS", "RunCheck", "signature", "first_batch",
@@ -308,8 +308,11 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
     bar = tqdm(todo, desc="preflight: signatures", disable=not progress, leave=False)
     for g in bar:
         c = truncate(g["config"], steps)
+        stand_in = not on_disk(c.dataset)
+        source = "stand-in (not on disk)" if stand_in else "on disk"
         prev = (earlier or {}).get(g["group"])
         if (prev is not None and prev.get("ok") and prev.get("key") == c.key()[:10]
+                and prev.get("data_source") == source   # not a stand-in's row once the data is here
                 and (read_status(store, c.key()) or {}).get("status") in ("done", "diverged")):
             rows.append({**prev, "runs": g["runs"], "notebooks": ", ".join(g["notebooks"]),
                          "resumed": True, "skipped": False})
@@ -319,7 +322,7 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
                          "key": c.key()[:10], "ok": False, "skipped": True, "resumed": False,
                          "error": "not run: the time budget ran out (run again with --resume)"})
             continue
-        stand_in = not on_disk(c.dataset)
+        discard(c, store)  # executed afresh: a stored result (a stand-in's, a stopped one) has no timings
         if stand_in and c.init_from is not None:
             res = {"ok": False, "error": f"{c.dataset} is not on disk and the run starts from a parent: "
                    "get the data set (README, Data) to preflight it"}
@@ -330,8 +333,7 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
             except Exception as e:  # noqa: BLE001 -- the process died (out of memory, killed)
                 res = {"ok": False, "error": f"the run's process died: {type(e).__name__}: {e}"[:300]}
         rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
-                     "key": c.key()[:10], "data_source": "stand-in (not on disk)" if stand_in else "on disk",
-                     **res, "resumed": False, "skipped": False})
+                     "key": c.key()[:10], "data_source": source, **res, "resumed": False, "skipped": False})
         if on_row is not None:
             on_row(pd.DataFrame(rows[-1:]))
         if progress:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable
@@ -70,7 +71,11 @@ def tidy(res: RunResult) -> pd.DataFrame:
 
 def init_worker(threads: int | None, counter, n_gpus: int) -> None:
     """A local pool worker's set-up: its torch threads, and with ``n_gpus`` > 1 its GPU (the
-    workers in turn, by a shared counter), so ``JOBS=auto`` spreads runs over every GPU."""
+    workers in turn, by a shared counter), so ``JOBS=auto`` spreads runs over every GPU.
+    Silences torch's own warning that its forward-mode AD decompositions use the deprecated
+    ``torch.jit.script`` (the notebook kernel does the same, ``papers.notebook.start``): a
+    kernel shows its workers' output, and a reader's copy would carry it."""
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
     if threads:
         torch.set_num_threads(threads)
     if n_gpus > 1:

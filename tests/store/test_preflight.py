@@ -237,5 +237,9 @@ def test_a_budget_leaves_signatures_for_a_resumed_preflight(tmp_path):
     assert both["wall_s"].iloc[0] == first["wall_s"].iloc[0]            # the earlier measurement
     other = P.execute({"nb": [a]}, tmp_path / "other", steps=2, threads=1, progress=False, earlier=earlier)
     assert not other["resumed"].iloc[0] and other["ok"].iloc[0]         # not in that store: run
+    stood_in = {g: {**r, "data_source": "stand-in (not on disk)"} for g, r in earlier.items()}
+    again = P.execute({"nb": [a]}, tmp_path, steps=2, threads=1, progress=False, earlier=stood_in)
+    assert not again["resumed"].iloc[0]              # measured on a stand-in, the data is here now
+    assert again["iterations"].iloc[0] == 2 and again["s_per_step"].iloc[0] > 0   # executed afresh
     text = P.execution_report(pd.concat([first, none.iloc[[1]]], ignore_index=True), "x", 1.0, 2)
     assert "1 signatures executed" in text and "1 not run yet" in text and "## Not run yet" in text
