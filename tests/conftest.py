@@ -44,3 +44,16 @@ def _restore_environment():
     if dict(os.environ) != saved:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def test_device():
+    """The device ``BREAKEVEN_TEST_DEVICE`` names (default cpu; ``make device-check`` sets cuda)
+    as a ``torch.device``; an unusable name fails the test."""
+    from breakeven_utils.core.device import resolve_device
+
+    name = os.environ.get("BREAKEVEN_TEST_DEVICE", "cpu")
+    try:
+        return torch.device(resolve_device(name))
+    except (ValueError, RuntimeError) as e:
+        pytest.fail(f"BREAKEVEN_TEST_DEVICE={name!r} is not usable here: {e}")

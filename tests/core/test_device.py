@@ -1,6 +1,5 @@
 """device='auto' (CUDA when present, else CPU) and BREAKEVEN_DEVICE, for runs and data."""
 import json
-import os
 
 import pytest
 import torch
@@ -63,20 +62,12 @@ def test_runs_data_and_train_accept_auto(tmp_path):
     assert df["key"].unique().tolist() == [c.key()]
 
 
-def _test_device() -> str:
-    name = os.environ.get("BREAKEVEN_TEST_DEVICE", "cpu")
-    try:
-        return device.resolve_device(name)
-    except ValueError as e:
-        pytest.fail(f"BREAKEVEN_TEST_DEVICE={name!r} is not usable here: {e}")
-
-
-def test_every_smoke_run_of_every_notebook_keeps_to_its_device(tmp_path):
+def test_every_smoke_run_of_every_notebook_keeps_to_its_device(tmp_path, test_device):
     """Issue 22, item 2: the 70 smoke runs of the five notebooks (every model, update rule,
     schedule and metric the notebooks use, parents before their children) under
     ``device_discipline`` on the test device (``make device-check`` sets cuda): a tensor
     made without ``device=``, or a call mixing devices, fails the run with the call named."""
-    dev = _test_device()
+    dev = str(test_device)
     seen = set()
     for nb, cfgs in notebook_runs("smoke").items():
         for c in cfgs:
@@ -89,13 +80,13 @@ def test_every_smoke_run_of_every_notebook_keeps_to_its_device(tmp_path):
     assert len(seen) >= 60
 
 
-def test_a_cifar10_run_keeps_to_its_device(tmp_path, cifar_root):
+def test_a_cifar10_run_keeps_to_its_device(tmp_path, cifar_root, test_device):
     """The real data path (JPEG copy or the original, cached arrays, augmentation) under
     ``device_discipline``: the smoke runs use synthetic data."""
     c = RunConfig(dataset="cifar10", n_train=256, n_val=64, n_test=64, n_measure=64, model="simple_cnn",
                   batch_size=32, lr=0.01, max_iters=4, measure_every=2, augment=True,
                   metrics=("train", "val", "lambda_H", "K", "dist_init"), K_L=2, K_M=16)
     with device.device_discipline():
-        res = records.run(c, tmp_path, device=_test_device(), checkpoint_every=None, progress=False)
+        res = records.run(c, tmp_path, device=str(test_device), checkpoint_every=None, progress=False)
     assert res.status == "done" and list(res.metrics["iteration"]) == [0, 2, 4]
     assert res.metrics[["lambda_H_1", "lambda_K_1"]].notna().all().all()

@@ -3,14 +3,13 @@ device-check`` sets cuda on a machine with a GPU) against dense float64 oracles 
 the CPU: an HVP, the top eigenpairs of H, K's spectrum from per-example gradients, the
 per-example curvature of Eq. (1). Each result must come back on the device it ran on."""
 import copy
-import os
 
 import pytest
 import torch
 
 from breakeven_utils import curvature as C
 from breakeven_utils.core import params as P
-from breakeven_utils.core.device import DeviceDisciplineError, device_discipline, resolve_device, to_tensor
+from breakeven_utils.core.device import DeviceDisciplineError, device_discipline, to_tensor
 
 from .oracles import F64, dense_hessian, top5
 
@@ -18,12 +17,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def device():
-    name = os.environ.get("BREAKEVEN_TEST_DEVICE", "cpu")
-    try:
-        return torch.device(resolve_device(name))
-    except (ValueError, RuntimeError) as e:
-        pytest.fail(f"BREAKEVEN_TEST_DEVICE={name!r} is not usable here: {e}")
+def device(test_device):
+    return test_device
 
 
 def on(device, m, x, y):
