@@ -13,8 +13,9 @@ any GPU time is spent:
         [--store DIR [--resume]] [--budget MINUTES]
 
 At full size on a few CPU cores the second stage of a large profile takes hours (``paper``:
-notebook 1's main signature alone 17 minutes on 2 cores). ``--budget`` starts no signature
-after that many minutes of the whole preflight and reports the rest as not run yet;
+notebook 1's main signature alone 17 minutes on 2 cores). Signatures run cheapest first by the plan's
+estimate of each truncated run; ``--budget`` starts none whose estimate runs past that many
+minutes of the whole preflight and reports the rest as not run yet, with their estimates;
 ``--store DIR --resume`` then goes on where it stopped (a signature already executed into DIR
 without error is not run again: its row comes from ``--json``), so the stage can be spread
 over several sittings. The third stage executes only the notebooks whose signatures have all
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"steps of each signature's run in the second stage (default {PREFLIGHT_STEPS})")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the second stage's runs")
     ap.add_argument("--budget", type=float, default=None, metavar="MINUTES",
-                    help="start no second-stage signature after this many minutes of the preflight")
+                    help="start no second-stage signature whose estimate runs past this many minutes "
+                         "of the preflight")
     ap.add_argument("--resume", action="store_true",
                     help="skip the signatures already executed without error into --store (their rows "
                          "from --json)")

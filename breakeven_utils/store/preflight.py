@@ -47,13 +47,14 @@ from breakeven_utils.core.io import atomic_write_text
 from breakeven_utils.core.tables import to_markdown
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.recorder.loop import build_run_model, load_run_data
-from breakeven_utils.store.plan import on_disk
+from breakeven_utils.store.plan import calibrate, format_seconds, on_disk, run_cost
 from breakeven_utils.store.runs import copy_run, discard, read_status, run
 from breakeven_utils.store.truncation import PREFLIGHT_STEPS, truncate
 
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "PREFLIGHT_STEPS", "RunCheck", "signature", "first_batch",
            "check_run", "preflight", "report", "truncate", "groups", "stand_in_data", "execute_one",
-           "execute", "execution_report", "save_results", "load_results", "CUDA_CONTEXT_GB", "group_of",
+           "estimates", "execute", "execution_report", "save_results", "load_results", "CUDA_CONTEXT_GB",
+           "group_of",
            "memory_plan", "memory_tables", "auto_jobs", "materialise", "notebooks_report"]
 
 #: the largest full-batch pass checked (the first this many examples of a chunk); a run whose
@@ -290,6 +291,30 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
             "wall_s": time.perf_counter() - t0}
 
 
+def estimates(configs: list, store, progress: bool = False) -> list[float]:
+    """Estimated seconds of each truncated run of ``configs`` (with its truncated parent's, for a run
+    that starts from one) by the plan's cost model (``store.plan.run_cost``; the CPU's primitives
+    calibrated once and cached in ``store``); NaN where a run cannot be costed. Upper bounds where
+    the plan's are (Lanczos at cold-start product counts)."""
+    chain = []
+    for c in configs:
+        cs = [c]
+        while cs[-1].init_from is not None:
+            cs.append(RunConfig.from_dict(cs[-1].init_from["config"]))
+        chain.append(cs)
+    try:
+        cal = calibrate([c for cs in chain for c in cs], "cpu", store, progress=progress)
+    except Exception:  # noqa: BLE001 -- no estimates: the groups keep their order, the budget its deadline
+        return [math.nan] * len(configs)
+    out = []
+    for cs in chain:
+        try:
+            out.append(float(sum(run_cost(c, cal)["total"] for c in cs)))
+        except Exception:  # noqa: BLE001 -- this one is not costed
+            out.append(math.nan)
+    return out
+
+
 def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2,
             progress: bool = True, on_row=None, earlier: dict | None = None,
             deadline: float | None = None) -> pd.DataFrame:
@@ -298,16 +323,22 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
     process (:func:`execute_one`), one after the other; one row per group, each also passed to
     ``on_row`` as it is done (a long preflight keeps what it measured if it is stopped).
 
+    Order: the groups' truncated runs cheapest first by the plan's estimates (:func:`estimates`,
+    kept in each row as ``estimated_s``), so a sitting with a budget covers the most code paths.
     Resuming: ``earlier`` ({group: row}, what :func:`save_results` kept) gives the row of a group
     already executed without error into ``store`` (same truncated run, done there), which is
-    not run again (``resumed`` True). ``deadline`` (a ``time.perf_counter()`` value): a group not
-    started by then is not run (``skipped`` True, not a failure; run again with ``earlier``)."""
+    not run again (``resumed`` True). ``deadline`` (a ``time.perf_counter()`` value): a group is
+    not started after it, nor when its estimate runs past it (``skipped`` True, not a failure;
+    run again with ``earlier``)."""
     rows = []
     todo = groups(runs)
+    cut = [truncate(g["config"], steps) for g in todo]
+    est = estimates(cut, store, progress=progress)
+    order = sorted(range(len(todo)), key=lambda i: math.inf if math.isnan(est[i]) else est[i])
     ctx = multiprocessing.get_context("spawn")
-    bar = tqdm(todo, desc="preflight: signatures", disable=not progress, leave=False)
-    for g in bar:
-        c = truncate(g["config"], steps)
+    bar = tqdm(order, desc="preflight: signatures", disable=not progress, leave=False)
+    for n, i in enumerate(bar):
+        g, c, cost = todo[i], cut[i], est[i]
         stand_in = not on_disk(c.dataset)
         source = "stand-in (not on disk)" if stand_in else "on disk"
         prev = (earlier or {}).get(g["group"])
@@ -315,12 +346,16 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
                 and prev.get("data_source") == source   # not a stand-in's row once the data is here
                 and (read_status(store, c.key()) or {}).get("status") in ("done", "diverged")):
             rows.append({**prev, "runs": g["runs"], "notebooks": ", ".join(g["notebooks"]),
-                         "resumed": True, "skipped": False})
+                         "estimated_s": cost, "resumed": True, "skipped": False})
             continue
-        if deadline is not None and time.perf_counter() >= deadline:
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and (left <= 0 or cost > left):
+            why = ("the time budget ran out" if left <= 0 else
+                   f"estimated {format_seconds(cost)}, more than the {format_seconds(left)} "
+                   "left of the budget")
             rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
                          "key": c.key()[:10], "ok": False, "skipped": True, "resumed": False,
-                         "error": "not run: the time budget ran out (run again with --resume)"})
+                         "estimated_s": cost, "error": f"not run: {why} (run again with --resume)"})
             continue
         discard(c, store)  # executed afresh: a stored result (a stand-in's, a stopped one) has no timings
         if stand_in and c.init_from is not None:
@@ -333,12 +368,16 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
             except Exception as e:  # noqa: BLE001 -- the process died (out of memory, killed)
                 res = {"ok": False, "error": f"the run's process died: {type(e).__name__}: {e}"[:300]}
         rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
-                     "key": c.key()[:10], "data_source": source, **res, "resumed": False, "skipped": False})
+                     "key": c.key()[:10], "data_source": source, **res, "estimated_s": cost,
+                     "resumed": False, "skipped": False})
         if on_row is not None:
             on_row(pd.DataFrame(rows[-1:]))
         if progress:
+            rest = sum(est[j] for j in order[n + 1:]
+                       if not math.isnan(est[j]) and todo[j]["group"] not in (earlier or {}))
             bar.write(f"preflight: {g['group'][:70]}: {'ok' if res.get('ok') else 'FAILED'} "
-                      f"in {res.get('wall_s', 0):.0f} s")
+                      f"in {res.get('wall_s', 0):.0f} s (estimated {format_seconds(cost)}); the rest: "
+                      f"{len(order) - n - 1} signatures, {format_seconds(rest)} by the plan's estimates")
     return pd.DataFrame(rows)
 
 
@@ -366,17 +405,27 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
              "`H_spectrum`); `wall_s`: the process, parent replays and data loading included.", "",
              "Memory (`run_mb`): the process's peak resident memory (`VmHWM`) minus its memory before "
              "the run (the libraries): what the run itself holds (data, model, activations, Krylov "
-             "bases), the memory it needs on a GPU to within the allocator's slack.", ""]
+             "bases), the memory it needs on a GPU to within the allocator's slack.", "",
+             "`estimated_s`: the plan's estimate of the truncated run (`make plan`'s cost model, "
+             "calibrated on this CPU; Lanczos at cold-start product counts): the signatures run "
+             "cheapest first, and a `--budget` starts none whose estimate runs past it.", ""]
     if len(bad):
         lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
     if len(skipped):
-        lines += ["## Not run yet", "", to_markdown(skipped[["notebooks", "runs", "key", "group"]]), ""]
+        e = pd.to_numeric(skipped.get("estimated_s", pd.Series(np.nan, skipped.index)))
+        lines += ["## Not run yet", "",
+                  f"Estimated by the plan's cost model (upper bounds for Lanczos): "
+                  f"{format_seconds(float(e.sum(min_count=1)))} in all; `--resume` with a `--budget` above a "
+                  "signature's estimate runs it.", "",
+                  to_markdown(skipped.assign(estimated=e.map(format_seconds))[
+                      ["notebooks", "runs", "key", "group", "estimated"]]), ""]
     t = df.assign(run_mb=df["peak_mb"] - df["start_mb"])
     cols = ["group", "notebooks", "runs", "key", "data_source", "ok", "s_per_step", "s_per_measurement",
-            "slowest_metric", "slowest_metric_s", "end_s", "run_mb", "peak_mb", "wall_s"]
-    if "end_s" not in t:
-        t["end_s"] = np.nan
-    for col in ("s_per_step", "s_per_measurement", "slowest_metric_s", "end_s", "wall_s"):
+            "slowest_metric", "slowest_metric_s", "end_s", "run_mb", "peak_mb", "wall_s", "estimated_s"]
+    for col in ("end_s", "estimated_s"):
+        if col not in t:
+            t[col] = np.nan
+    for col in ("s_per_step", "s_per_measurement", "slowest_metric_s", "end_s", "wall_s", "estimated_s"):
         t[col] = t[col].map(lambda v: f"{v:.3g}" if pd.notna(v) else "")
     lines += ["## Signatures", "", to_markdown(t[cols]), ""]
     return "\n".join(lines)

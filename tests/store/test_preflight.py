@@ -1,5 +1,7 @@
 """store.preflight: every run of a profile built, its model constructed, one forward and backward
 pass of its first batch; failures recorded, missing data stood in for, large full-batch passes flagged."""
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -221,7 +223,6 @@ def test_materialise_copies_each_signatures_executed_run_to_its_other_runs(tmp_p
 def test_a_budget_leaves_signatures_for_a_resumed_preflight(tmp_path):
     """--budget: a signature not started by the deadline is reported as not run (not a failure);
     --resume: a signature executed without error into the same store is not run again."""
-    import time
     a = RunConfig(**TINY)
     c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})
     runs = {"nb": [a, c]}
@@ -243,3 +244,20 @@ def test_a_budget_leaves_signatures_for_a_resumed_preflight(tmp_path):
     assert again["iterations"].iloc[0] == 2 and again["s_per_step"].iloc[0] > 0   # executed afresh
     text = P.execution_report(pd.concat([first, none.iloc[[1]]], ignore_index=True), "x", 1.0, 2)
     assert "1 signatures executed" in text and "1 not run yet" in text and "## Not run yet" in text
+
+
+def test_signatures_run_cheapest_first_and_a_budget_starts_none_it_cannot_fit(tmp_path, monkeypatch):
+    """The plan's estimates order the groups (cheapest first) and gate the budget: a group whose
+    estimate runs past the deadline is not started, with its estimate in the report."""
+    a = RunConfig(**TINY)
+    c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})
+    est = P.estimates([P.truncate(a, 2), P.truncate(c, 2)], tmp_path)
+    assert all(np.isfinite(est)) and 0 < est[0] < est[1]          # K's mini-batch gradients cost more
+    monkeypatch.setattr(P, "estimates", lambda cfgs, store, progress=False: [7200.0, 1.0][:len(cfgs)])
+    df = P.execute({"nb": [a, c]}, tmp_path, steps=2, threads=1, progress=False,
+                   deadline=time.perf_counter() + 600)
+    assert df["group"].tolist() == [P.group_of(c), P.group_of(a)]  # c "costs" 1 s, a two hours
+    assert df["ok"].tolist() == [True, False] and df["skipped"].tolist() == [False, True]
+    assert "estimated 2.0 h, more than the" in df["error"].iloc[1] and df["estimated_s"].iloc[1] == 7200
+    text = P.execution_report(df, "x", 1.0, 2)
+    assert "## Not run yet" in text and "2.0 h in all" in text
