@@ -294,8 +294,8 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
 def estimates(configs: list, store, progress: bool = False) -> list[float]:
     """Estimated seconds of each truncated run of ``configs`` (with its truncated parent's, for a run
     that starts from one) by the plan's cost model (``store.plan.run_cost``; the CPU's primitives
-    calibrated once and cached in ``store``); NaN where a run cannot be costed. Upper bounds where
-    the plan's are (Lanczos at cold-start product counts)."""
+    calibrated once and cached in ``store``); NaN where a run cannot be costed. At ``paper`` the
+    full-size runs took 1.2-2.1x these (docs/reproducing.md, "Checked by the preflight")."""
     chain = []
     for c in configs:
         cs = [c]
@@ -407,14 +407,18 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
              "the run (the libraries): what the run itself holds (data, model, activations, Krylov "
              "bases), the memory it needs on a GPU to within the allocator's slack.", "",
              "`estimated_s`: the plan's estimate of the truncated run (`make plan`'s cost model, "
-             "calibrated on this CPU; Lanczos at cold-start product counts): the signatures run "
-             "cheapest first, and a `--budget` starts none whose estimate runs past it.", ""]
+             "calibrated on this CPU; Lanczos at a small proxy's cold-start product counts): the "
+             "signatures run cheapest first, and a `--budget` starts none whose estimate runs past it.", ""]
     if len(bad):
         lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
     if len(skipped):
         e = pd.to_numeric(skipped.get("estimated_s", pd.Series(np.nan, skipped.index)))
+        ratio = (pd.to_numeric(df.get("wall_s", pd.Series(dtype=float)))
+                 / pd.to_numeric(df.get("estimated_s", pd.Series(dtype=float)))).dropna()
+        seen = (f" (the signatures executed took {ratio.min():.1f}-{ratio.max():.1f}x their estimates)"
+                if len(ratio) else "")
         lines += ["## Not run yet", "",
-                  f"Estimated by the plan's cost model (upper bounds for Lanczos): "
+                  f"Estimated by the plan's cost model{seen}: "
                   f"{format_seconds(float(e.sum(min_count=1)))} in all; `--resume` with a `--budget` above a "
                   "signature's estimate runs it.", "",
                   to_markdown(skipped.assign(estimated=e.map(format_seconds))[
