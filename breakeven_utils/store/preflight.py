@@ -292,15 +292,19 @@ def execute_one(config_dict: dict, root: str, threads: int, stand_in: bool) -> d
 
 
 def estimates(configs: list, store, progress: bool = False) -> list[float]:
-    """Estimated seconds of each truncated run of ``configs`` (with its truncated parent's, for a run
-    that starts from one) by the plan's cost model (``store.plan.run_cost``; the CPU's primitives
-    calibrated once and cached in ``store``); NaN where a run cannot be costed. At ``paper`` the
-    full-size runs took 1.2-2.1x these (docs/reproducing.md, "Checked by the preflight")."""
+    """Estimated seconds of each truncated run of ``configs`` (with its truncated parents', for a run
+    that starts from one, up to the first parent already done in ``store``: that one is copied, not
+    run) by the plan's cost model (``store.plan.run_cost``; the CPU's primitives calibrated once
+    and cached in ``store``); NaN where a run cannot be costed. At ``paper`` the full-size runs
+    took 1.2-2.1x these (docs/reproducing.md, "Checked by the preflight")."""
     chain = []
     for c in configs:
         cs = [c]
         while cs[-1].init_from is not None:
-            cs.append(RunConfig.from_dict(cs[-1].init_from["config"]))
+            parent = RunConfig.from_dict(cs[-1].init_from["config"])
+            if (read_status(store, parent.key()) or {}).get("status") == "done":
+                break
+            cs.append(parent)
         chain.append(cs)
     try:
         cal = calibrate([c for cs in chain for c in cs], "cpu", store, progress=progress)

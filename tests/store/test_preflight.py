@@ -9,6 +9,7 @@ import pytest
 from breakeven_utils.papers import registry
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.store import preflight as P
+from breakeven_utils.store.runs import read_status, run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -261,3 +262,18 @@ def test_signatures_run_cheapest_first_and_a_budget_starts_none_it_cannot_fit(tm
     assert "estimated 2.0 h, more than the" in df["error"].iloc[1] and df["estimated_s"].iloc[1] == 7200
     text = P.execution_report(df, "x", 1.0, 2)
     assert "## Not run yet" in text and "2.0 h in all" in text
+
+
+def test_an_estimate_charges_a_parent_only_until_it_is_in_the_store(tmp_path):
+    """A child's estimate includes its truncated parent's run while that is not stored, not after:
+    a stored parent is copied, not run again."""
+    parent = P.truncate(RunConfig(**TINY), 2)
+    child = P.truncate(RunConfig(**{**TINY, "lr": 0.1,
+                                    "init_from": {"config": RunConfig(**TINY).to_dict(), "iteration": 5}}), 2)
+    assert RunConfig.from_dict(child.init_from["config"]) == parent
+    (alone,), (with_parent,) = P.estimates([parent], tmp_path), P.estimates([child], tmp_path)
+    assert with_parent > alone > 0                       # the parent's run is charged to the child
+    run(parent, tmp_path, progress=False)
+    assert read_status(tmp_path, parent.key())["status"] == "done"
+    (after,) = P.estimates([child], tmp_path)
+    assert 0 < after < with_parent                       # now only the child's own steps
