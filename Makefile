@@ -84,7 +84,8 @@ reproduce: $(STAMP) data
 # every signature executed at full size for 3 steps (memory, seconds per step and measurement);
 # every notebook executed on those truncated runs; report in figures/preflight_<profile>.md
 # (STAGE=1|2|3|all, PREFLIGHT_STORE=<dir> keeps the truncated runs, BUDGET=<minutes> starts no
-# signature whose estimate runs past that (cheapest first), RESUME=1 goes on in PREFLIGHT_STORE where an earlier one stopped)
+# signature whose estimate, scaled by the ratio measured so far, runs past that (cheapest first),
+# RESUME=1 goes on in PREFLIGHT_STORE where an earlier one stopped)
 preflight: $(STAMP) data
 	$(BIN)/python scripts/preflight.py --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),paper) \
 		$(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(STAGE),--stage $(STAGE)) \

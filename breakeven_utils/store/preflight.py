@@ -23,13 +23,20 @@ cut by the same rule. Recorded per signature: ok or the error, seconds per step 
 measurement (and the slowest metric's), and the process's peak resident memory (``VmHWM``)
 against its memory before the run: the run's own memory, the GPU memory it needs, is the
 difference (data, model, activations, Krylov bases; the CPU-only libraries stay behind).
+
+Third stage (:func:`materialise`, :func:`notebooks_report`; executed by scripts/preflight.py):
+every run of a notebook present in the store, truncated, so the notebook executes at the profile
+on them; a data set of its that is not on disk reaches it as random files of the set's shape in a
+temporary data root (:func:`stand_in_root`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
 import resource
+import tempfile
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
@@ -42,7 +49,7 @@ import pandas as pd
 import torch
 
 from breakeven_utils.core.console import tqdm
-from breakeven_utils.core.data import DATASETS, BatchIterator, Data, Split
+from breakeven_utils.core.data import DATASETS, BatchIterator, Data, Split, data_root
 from breakeven_utils.core.io import atomic_write_text
 from breakeven_utils.core.tables import to_markdown
 from breakeven_utils.recorder import RunConfig
@@ -54,7 +61,7 @@ from breakeven_utils.store.truncation import PREFLIGHT_STEPS, truncate
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "PREFLIGHT_STEPS", "RunCheck", "signature", "first_batch",
            "check_run", "preflight", "report", "truncate", "groups", "stand_in_data", "execute_one",
            "estimates", "execute", "execution_report", "save_results", "load_results", "CUDA_CONTEXT_GB",
-           "group_of",
+           "group_of", "IDX_FOLDERS", "stand_in_root", "SCALE_MIN_ESTIMATE_S", "estimate_scale",
            "memory_plan", "memory_tables", "auto_jobs", "materialise", "notebooks_report"]
 
 #: the largest full-batch pass checked (the first this many examples of a chunk); a run whose
@@ -64,6 +71,12 @@ MAX_PASS = 1024
 #: the input shape of one example of each data set (what a stand-in for a missing one draws)
 INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "fashion_mnist": (1, 28, 28),
                 "mnist": (1, 28, 28), "synthetic": (3, 8, 8)}
+
+
+#: the data sets torchvision reads from idx files (``<root>/<folder>/raw/*-ubyte``), by folder:
+#: random files of the right shape load as they are, so a notebook can be executed on a stand-in
+#: (CIFAR's pickles cannot be stood in for: torchvision checks their md5)
+IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
 
 @dataclass(frozen=True)
@@ -240,6 +253,51 @@ def stand_in_data(c: RunConfig) -> Data:
                 measure=Split(train.x[:n_measure], train.y[:n_measure]))
 
 
+def _write_idx(path: Path, a: np.ndarray) -> None:
+    """``a`` (uint8) as an idx file: zero, zero, type 0x08 (ubyte), the number of dimensions, then
+    each dimension as a big-endian int32 and the bytes (the layout torchvision's MNIST reads)."""
+    header = bytes([0, 0, 8, a.ndim]) + np.asarray(a.shape, dtype=">i4").tobytes()
+    path.write_bytes(header + np.ascontiguousarray(a, dtype=np.uint8).tobytes())
+
+
+@contextlib.contextmanager
+def stand_in_root(names, root=None, seed: int = 0):
+    """A temporary data root for executing a notebook while the data sets ``names`` are not on
+    disk: every entry of the data root (``core.data.data_root(root)``) linked, and random images
+    and labels of each set in ``names`` written in torchvision's idx layout at its full size
+    (60,000 training and 10,000 test examples), which ``core.data.load_data`` then reads as it
+    would the real files. The decoded-data cache is a folder of its own with the real caches
+    linked, so a stand-in's cache never lands beside the real data. Removed on exit. Raises
+    ValueError for a set that has no idx layout (:data:`IDX_FOLDERS`)."""
+    names = sorted(set(names))
+    bad = [n for n in names if n not in IDX_FOLDERS]
+    if bad:
+        raise ValueError(f"no stand-in data root for {', '.join(bad)}: only the idx-layout sets "
+                         f"({', '.join(IDX_FOLDERS)}) can be stood in for by files")
+    real = data_root(root)
+    g = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="preflight_data_") as tmp:
+        base = Path(tmp)
+        cache = base / "breakeven_cache"
+        cache.mkdir()
+        for entry in sorted(real.iterdir()) if real.is_dir() else []:
+            if entry.name == cache.name:
+                for f in sorted(entry.iterdir()):
+                    if not any(f.name.startswith(f"{n}-") for n in names):
+                        (cache / f.name).symlink_to(f.resolve())
+            elif entry.name not in {IDX_FOLDERS[n] for n in names}:
+                (base / entry.name).symlink_to(entry.resolve())
+        for n in names:
+            raw = base / IDX_FOLDERS[n] / "raw"
+            raw.mkdir(parents=True)
+            k, shape = DATASETS[n].num_classes, INPUT_SHAPES[n][1:]
+            for part, size in (("train", DATASETS[n].n_train_total), ("t10k", 10_000)):
+                images = g.integers(0, 256, (size, *shape), dtype=np.uint8)
+                _write_idx(raw / f"{part}-images-idx3-ubyte", images)
+                _write_idx(raw / f"{part}-labels-idx1-ubyte", g.integers(0, k, size, dtype=np.uint8))
+        yield base
+
+
 def _memory_mb(field: str) -> float:
     """This process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), MB, from
     /proc/self/status: unlike ``ru_maxrss``, which a spawned process inherits from the parent
@@ -319,6 +377,24 @@ def estimates(configs: list, store, progress: bool = False) -> list[float]:
     return out
 
 
+#: estimates shorter than this are left out of :func:`estimate_scale` (starting the process and
+#: loading the data dominate them)
+SCALE_MIN_ESTIMATE_S = 300.0
+
+
+def estimate_scale(rows) -> float:
+    """What the plan's estimates are scaled by for the budget and the time left: the median
+    measured / estimated wall time of the signatures executed without error whose estimate is at
+    least :data:`SCALE_MIN_ESTIMATE_S`, and at least 1 (1 when there are none). At ``paper`` on
+    2 cores the full-size runs took 1.4-2.1x their estimates (docs/reproducing.md)."""
+    ratios = [r["wall_s"] / r["estimated_s"] for r in rows
+              if r.get("ok") and not r.get("skipped")
+              and isinstance(r.get("wall_s"), (int, float)) and isinstance(r.get("estimated_s"), (int, float))
+              and math.isfinite(r["wall_s"]) and math.isfinite(r["estimated_s"])
+              and r["estimated_s"] >= SCALE_MIN_ESTIMATE_S]
+    return max(1.0, float(np.median(ratios))) if ratios else 1.0
+
+
 def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2,
             progress: bool = True, on_row=None, earlier: dict | None = None,
             deadline: float | None = None) -> pd.DataFrame:
@@ -332,8 +408,9 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
     Resuming: ``earlier`` ({group: row}, what :func:`save_results` kept) gives the row of a group
     already executed without error into ``store`` (same truncated run, done there), which is
     not run again (``resumed`` True). ``deadline`` (a ``time.perf_counter()`` value): a group is
-    not started after it, nor when its estimate runs past it (``skipped`` True, not a failure;
-    run again with ``earlier``)."""
+    not started after it, nor when its estimate, scaled by :func:`estimate_scale` of the
+    signatures executed so far (``earlier``'s and this call's), runs past it (``skipped`` True,
+    not a failure; run again with ``earlier``)."""
     rows = []
     todo = groups(runs)
     cut = [truncate(g["config"], steps) for g in todo]
@@ -353,10 +430,13 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
                          "estimated_s": cost, "resumed": True, "skipped": False})
             continue
         left = None if deadline is None else deadline - time.perf_counter()
-        if left is not None and (left <= 0 or cost > left):
+        scale = estimate_scale([*(earlier or {}).values(), *rows])
+        if left is not None and (left <= 0 or cost * scale > left):
             why = ("the time budget ran out" if left <= 0 else
-                   f"estimated {format_seconds(cost)}, more than the {format_seconds(left)} "
-                   "left of the budget")
+                   f"estimated {format_seconds(cost)}"
+                   + (f" ({format_seconds(cost * scale)} at the {scale:.1f}x measured so far)"
+                      if scale > 1 else "")
+                   + f", more than the {format_seconds(left)} left of the budget")
             rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
                          "key": c.key()[:10], "ok": False, "skipped": True, "resumed": False,
                          "estimated_s": cost, "error": f"not run: {why} (run again with --resume)"})
@@ -379,9 +459,12 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
         if progress:
             rest = sum(est[j] for j in order[n + 1:]
                        if not math.isnan(est[j]) and todo[j]["group"] not in (earlier or {}))
+            scale = estimate_scale([*(earlier or {}).values(), *rows])
             bar.write(f"preflight: {g['group'][:70]}: {'ok' if res.get('ok') else 'FAILED'} "
                       f"in {res.get('wall_s', 0):.0f} s (estimated {format_seconds(cost)}); the rest: "
-                      f"{len(order) - n - 1} signatures, {format_seconds(rest)} by the plan's estimates")
+                      f"{len(order) - n - 1} signatures, {format_seconds(rest)} by the plan's estimates"
+                      + (f", {format_seconds(rest * scale)} at the {scale:.1f}x measured so far"
+                         if scale > 1 else ""))
     return pd.DataFrame(rows)
 
 
@@ -412,7 +495,8 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
              "bases), the memory it needs on a GPU to within the allocator's slack.", "",
              "`estimated_s`: the plan's estimate of the truncated run (`make plan`'s cost model, "
              "calibrated on this CPU; Lanczos at a small proxy's cold-start product counts): the "
-             "signatures run cheapest first, and a `--budget` starts none whose estimate runs past it.", ""]
+             "signatures run cheapest first, and a `--budget` starts none whose estimate, scaled by the "
+             "median measured/estimated ratio of those executed so far, runs past it.", ""]
     if len(bad):
         lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
     if len(skipped):
@@ -421,10 +505,14 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
                  / pd.to_numeric(df.get("estimated_s", pd.Series(dtype=float)))).dropna()
         seen = (f" (the signatures executed took {ratio.min():.1f}-{ratio.max():.1f}x their estimates)"
                 if len(ratio) else "")
+        scale = estimate_scale(json.loads(df.to_json(orient="records")))
+        total = float(e.sum(min_count=1))
         lines += ["## Not run yet", "",
-                  f"Estimated by the plan's cost model{seen}: "
-                  f"{format_seconds(float(e.sum(min_count=1)))} in all; `--resume` with a `--budget` above a "
-                  "signature's estimate runs it.", "",
+                  f"Estimated by the plan's cost model{seen}: {format_seconds(total)} in all"
+                  + (f", {format_seconds(total * scale)} at their median ratio ({scale:.1f}x, "
+                     f"estimates of at least {SCALE_MIN_ESTIMATE_S / 60:.0f} min), which the budget uses"
+                     if scale > 1 else "")
+                  + "; `--resume` with a `--budget` above a signature's scaled estimate runs it.", "",
                   to_markdown(skipped.assign(estimated=e.map(format_seconds))[
                       ["notebooks", "runs", "key", "group", "estimated"]]), ""]
     t = df.assign(run_mb=df["peak_mb"] - df["start_mb"])
@@ -580,7 +668,8 @@ def notebooks_report(mat: pd.DataFrame, nbs: pd.DataFrame, profile: str, steps: 
         rows.append({"notebook": r.notebook, "runs": len(m),
                      "executed": int((m["source"] == "executed").sum()),
                      "copied": int(m["source"].str.startswith("copy").sum()),
-                     "missing": int((m["source"] == "missing").sum()), "status": r.status,
+                     "missing": int((m["source"] == "missing").sum()),
+                     "data": getattr(r, "data", "") or "", "status": r.status,
                      "seconds": f"{r.seconds:.0f}", "error": r.error})
     lines += [to_markdown(pd.DataFrame(rows)), ""]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from breakeven_utils.core.data import load_data
 from breakeven_utils.papers import registry
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.store import preflight as P
@@ -277,3 +278,58 @@ def test_an_estimate_charges_a_parent_only_until_it_is_in_the_store(tmp_path):
     assert read_status(tmp_path, parent.key())["status"] == "done"
     (after,) = P.estimates([child], tmp_path)
     assert 0 < after < with_parent                       # now only the child's own steps
+
+
+def test_a_stand_in_data_root_loads_like_the_real_files_and_never_writes_beside_them(tmp_path):
+    """Stage 3 executes a notebook whose data set is not on disk on random idx files: they load
+    through core.data at the set's full size and shape; the real root's entries and caches are
+    linked, the stand-in's decoded cache stays in the temporary root, which is removed."""
+    real = tmp_path / "data"
+    (real / "breakeven_cache").mkdir(parents=True)
+    (real / "breakeven_cache" / "cifar10-jpeg.npz").write_bytes(b"cifar")
+    (real / "breakeven_cache" / "mnist-torchvision.npz").write_bytes(b"an old MNIST cache")
+    (real / "cifar10-jpeg").mkdir()
+    with P.stand_in_root(["mnist"], root=real) as base:
+        assert (base / "cifar10-jpeg").resolve() == (real / "cifar10-jpeg").resolve()
+        assert (base / "breakeven_cache" / "cifar10-jpeg.npz").read_bytes() == b"cifar"
+        assert not (base / "breakeven_cache" / "mnist-torchvision.npz").exists()
+        d = load_data("mnist", root=base, n_train=100, n_test=50, download=False)
+        assert d.train.x.shape == (100, 1, 28, 28) and len(d.test) == 50 and d.num_classes == 10
+        assert d.train.x.std() > 0.5 and set(d.train.y.tolist()) <= set(range(10))   # random, not zeros
+        assert (base / "breakeven_cache" / "mnist-torchvision.npz").is_file()       # its cache, here
+    assert not base.exists()
+    assert (real / "breakeven_cache" / "mnist-torchvision.npz").read_bytes() == b"an old MNIST cache"
+    assert sorted(p.name for p in (real / "breakeven_cache").iterdir()) == ["cifar10-jpeg.npz",
+                                                                          "mnist-torchvision.npz"]
+    with pytest.raises(ValueError, match="cifar100"):
+        with P.stand_in_root(["cifar100"], root=real):
+            pass
+
+
+def test_the_budget_scales_the_estimates_by_the_ratio_measured_so_far(tmp_path, monkeypatch):
+    """Full-size runs took up to 2x the plan's estimates: the budget and the time left use the
+    median measured/estimated ratio of the signatures executed (estimates of 5 min or more)."""
+    row = {"ok": True, "skipped": False}
+    assert P.estimate_scale([]) == 1.0
+    assert P.estimate_scale([{**row, "wall_s": 600.0, "estimated_s": 300.0},
+                             {**row, "wall_s": 900.0, "estimated_s": 600.0},
+                             {**row, "wall_s": 8000.0, "estimated_s": 1000.0}]) == 2.0      # the median
+    assert P.estimate_scale([{**row, "wall_s": 60.0, "estimated_s": 10.0},                  # too short
+                             {**row, "ok": False, "wall_s": 9000.0, "estimated_s": 600.0},  # failed
+                             {**row, "wall_s": None, "estimated_s": 600.0}]) == 1.0
+    assert P.estimate_scale([{**row, "wall_s": 300.0, "estimated_s": 600.0}]) == 1.0       # at least 1
+    a = RunConfig(**TINY)
+    monkeypatch.setattr(P, "estimates", lambda cfgs, store, progress=False: [400.0] * len(cfgs))
+    earlier = {"another signature": {**row, "group": "another signature", "wall_s": 1200.0,
+                                      "estimated_s": 600.0}}
+    df = P.execute({"nb": [a]}, tmp_path, steps=2, threads=1, progress=False, earlier=earlier,
+                   deadline=time.perf_counter() + 600)
+    assert df["skipped"].tolist() == [True]                          # 400 s x 2.0 > 600 s left
+    assert "(13 min at the 2.0x measured so far), more than the" in df["error"].iloc[0]
+    df = P.execute({"nb": [a]}, tmp_path, steps=2, threads=1, progress=False,
+                   deadline=time.perf_counter() + 600)
+    assert df["ok"].tolist() == [True]                               # unscaled, 400 s fits
+    text = P.execution_report(pd.concat([df.assign(wall_s=1200.0, estimated_s=600.0),
+                                         df.assign(group="g2", ok=False, skipped=True)],
+                                        ignore_index=True), "x", 1.0, 2)
+    assert "13 min at their median ratio (2.0x" in text
