@@ -47,7 +47,6 @@ from breakeven_utils.papers.registry import notebook_runs  # noqa: E402
 from breakeven_utils.store.plan import on_disk  # noqa: E402
 from breakeven_utils.store.preflight import (  # noqa: E402
     IDX_FOLDERS,
-    PREFLIGHT_STEPS,
     execute,
     execution_report,
     load_results,
@@ -58,7 +57,7 @@ from breakeven_utils.store.preflight import (  # noqa: E402
     save_results,
     stand_in_root,
 )
-from breakeven_utils.store.truncation import ENV  # noqa: E402
+from breakeven_utils.store.truncation import ENV, PREFLIGHT_STEPS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ batches are the profile's own.
 
 Second stage (:func:`execute`, :func:`execution_report`): one run per signature (the largest of
 its runs; runs that start from another run's state form their own group) is executed at full
-size, cut to its first :data:`PREFLIGHT_STEPS` steps and measured at 0 and after them by the one
+size, cut to its first ``store.truncation.PREFLIGHT_STEPS`` steps and measured at 0 and after them by the one
 rule of :func:`truncate` (nothing but steps changes: data sets, models, measurement sets, metrics,
 rules, schedules and seeds are the profile's), each in a fresh process on the CPU, every one of
 its metrics measured twice. A run that starts from another run's state (``init_from``) starts from its parent
@@ -58,8 +58,8 @@ from breakeven_utils.store.plan import calibrate, format_seconds, on_disk, run_c
 from breakeven_utils.store.runs import copy_run, discard, read_status, run
 from breakeven_utils.store.truncation import PREFLIGHT_STEPS, truncate
 
-__all__ = ["MAX_PASS", "INPUT_SHAPES", "PREFLIGHT_STEPS", "RunCheck", "signature", "first_batch",
-           "check_run", "preflight", "report", "truncate", "groups", "stand_in_data", "execute_one",
+__all__ = ["MAX_PASS", "INPUT_SHAPES", "RunCheck", "signature", "first_batch",
+           "check_run", "preflight", "report", "groups", "stand_in_data", "execute_one",
            "estimates", "execute", "execution_report", "save_results", "load_results", "CUDA_CONTEXT_GB",
            "group_of", "IDX_FOLDERS", "stand_in_root", "SCALE_MIN_ESTIMATE_S", "estimate_scale",
            "memory_plan", "memory_tables", "auto_jobs", "materialise", "notebooks_report"]
@@ -480,7 +480,7 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
     n_nb = df["notebooks"].str.split(", ").explode().nunique()
     lines = [f"# Preflight, second stage: profile {profile!r}", "",
              f"{len(df)} signatures executed at full size for {steps} steps each (the one rule: "
-             f"`store.preflight.truncate`), every metric measured, in {seconds:.0f} s on the CPU "
+             f"`store.truncation.truncate`), every metric measured, in {seconds:.0f} s on the CPU "
              f"(the sum of their processes' wall times; {n_nb} notebooks): "
              f"{int(df['ok'].sum())} ok, {len(bad)} failed"
              + (f" ({int(df['resumed'].sum())} of them measured by an earlier invocation, `--resume`)"

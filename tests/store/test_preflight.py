@@ -10,7 +10,9 @@ from breakeven_utils.core.data import load_data
 from breakeven_utils.papers import registry
 from breakeven_utils.recorder import RunConfig
 from breakeven_utils.store import preflight as P
+from breakeven_utils.store import runs as R
 from breakeven_utils.store.runs import read_status, run
+from breakeven_utils.store.truncation import ENV, effective, preflight_steps, truncate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -62,22 +64,22 @@ def _without(d: dict, *keys) -> dict:
 
 def test_truncate_cuts_steps_only_and_the_parent_by_the_same_rule():
     c = RunConfig(**{**TINY, "max_epochs": 30, "measure_at": (0, 2, 10, 500)})
-    t = P.truncate(c, 3)
+    t = truncate(c, 3)
     assert t.max_iters == 3 and t.measure_at == (0, 2, 3) and t.max_epochs == 30
-    assert P.truncate(RunConfig(**TINY), 3).measure_at == (0, 3)  # the default schedule: start and end
+    assert truncate(RunConfig(**TINY), 3).measure_at == (0, 3)  # the default schedule: start and end
     cut = ("max_iters", "measure_at")
     assert _without(t.to_dict(), *cut) == _without(c.to_dict(), *cut)
     grand = RunConfig(**{**TINY, "max_iters": 1000})
     parent = RunConfig(**{**TINY, "max_iters": 2000,
                           "init_from": {"config": grand.to_dict(), "iteration": 700}})
     child = RunConfig(**{**TINY, "lr": 0.1, "init_from": {"config": parent.to_dict(), "iteration": 1500}})
-    tc = P.truncate(child, 4)
+    tc = truncate(child, 4)
     tp = RunConfig.from_dict(tc.init_from["config"])
-    assert tc.init_from["iteration"] == 4 and tp == P.truncate(parent, 4)
-    assert tp.init_from == {"config": P.truncate(grand, 4).to_dict(), "iteration": 4}
-    assert P.truncate(RunConfig(**{**TINY, "max_iters": 2}), 3).max_iters == 2  # shorter runs stay
+    assert tc.init_from["iteration"] == 4 and tp == truncate(parent, 4)
+    assert tp.init_from == {"config": truncate(grand, 4).to_dict(), "iteration": 4}
+    assert truncate(RunConfig(**{**TINY, "max_iters": 2}), 3).max_iters == 2  # shorter runs stay
     with pytest.raises(ValueError, match="steps must be a positive integer"):
-        P.truncate(c, 0)
+        truncate(c, 0)
 
 
 def test_groups_take_the_largest_run_of_each_signature_and_keep_child_runs_apart():
@@ -121,7 +123,7 @@ def test_a_paper_signature_at_full_size(tmp_path):
     Hessian and K at L = 25, cut to 2 steps (the other signatures: `make preflight`)."""
     runs = registry.notebook_runs("paper", ["02_conjectures"])
     mlp = [c for c in runs["02_conjectures"] if c.model == "mlp"]
-    assert mlp and P.truncate(mlp[0], 2).hessian_n == mlp[0].hessian_n
+    assert mlp and truncate(mlp[0], 2).hessian_n == mlp[0].hessian_n
     df = P.execute({"02_conjectures": mlp}, tmp_path, steps=2, threads=1, progress=False)
     assert df["ok"].all() and df["runs"].item() == len(mlp)
     assert df["measurements"].item() == 2 and df["slowest_metric"].item() in ("lambda_H", "K")
@@ -182,8 +184,6 @@ def test_memory_plan_fits_runs_on_a_gpu_by_their_groups_measured_memory():
 # -- third stage: the notebooks on the truncated runs ------------------------------------------------
 
 def test_the_switch_makes_the_store_compute_and_load_truncated_runs(tmp_path, monkeypatch):
-    from breakeven_utils.store import runs as R
-    from breakeven_utils.store.truncation import ENV, effective, preflight_steps
     c = RunConfig(**{**TINY, "max_epochs": 4})
     assert preflight_steps({}) is None and effective(c) is c and R.run_key(c) == c.key()
     for bad in ("0", "x", "-2"):
@@ -191,7 +191,7 @@ def test_the_switch_makes_the_store_compute_and_load_truncated_runs(tmp_path, mo
             preflight_steps({ENV: bad})
     monkeypatch.setenv(ENV, "2")
     t = effective(c)
-    assert t == P.truncate(c, 2) and effective(t) == t and R.run_key(c) == t.key() != c.key()
+    assert t == truncate(c, 2) and effective(t) == t and R.run_key(c) == t.key() != c.key()
     res = R.run(c, tmp_path, progress=False)  # computed as its truncated run
     assert res.key == t.key() and res.metrics["iteration"].tolist() == [0, 2]
     assert R.load(c, tmp_path).key == t.key()
@@ -201,7 +201,6 @@ def test_the_switch_makes_the_store_compute_and_load_truncated_runs(tmp_path, mo
 
 
 def test_materialise_copies_each_signatures_executed_run_to_its_other_runs(tmp_path):
-    from breakeven_utils.store import runs as R
     a = RunConfig(**TINY)
     b = RunConfig(**{**TINY, "seed": 1})                      # a's signature
     c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})  # not executed
@@ -210,16 +209,16 @@ def test_materialise_copies_each_signatures_executed_run_to_its_other_runs(tmp_p
     mat = P.materialise(runs, tmp_path, steps=2)
     assert mat["source"].tolist()[0] == "executed" and mat["source"].tolist()[2] == "missing"
     assert mat["source"].iloc[1].startswith("copy of ")
-    copied = R.load(P.truncate(b, 2), tmp_path)  # loads and passes the checksums
-    orig = R.load(P.truncate(a, 2), tmp_path)
+    copied = R.load(truncate(b, 2), tmp_path)  # loads and passes the checksums
+    orig = R.load(truncate(a, 2), tmp_path)
     assert copied.config.seed == 1 and copied.metrics.equals(orig.metrics)
-    st = R.read_status(tmp_path, P.truncate(b, 2).key())
-    assert st["copy_of"] == P.truncate(a, 2).key() and "preflight" in st["note"]
+    st = R.read_status(tmp_path, truncate(b, 2).key())
+    assert st["copy_of"] == truncate(a, 2).key() and "preflight" in st["note"]
     nbs = pd.DataFrame([{"notebook": "nb", "status": "ok", "error": "", "seconds": 3.0}])
     text = P.notebooks_report(mat, nbs, "x", 2)
     assert "| nb " in text and "third stage" in text
     with pytest.raises(R.RunNotFinishedError):
-        R.copy_run(P.truncate(c, 2), P.truncate(b, 2), tmp_path)
+        R.copy_run(truncate(c, 2), truncate(b, 2), tmp_path)
 
 
 def test_a_budget_leaves_signatures_for_a_resumed_preflight(tmp_path):
@@ -253,7 +252,7 @@ def test_signatures_run_cheapest_first_and_a_budget_starts_none_it_cannot_fit(tm
     estimate runs past the deadline is not started, with its estimate in the report."""
     a = RunConfig(**TINY)
     c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})
-    est = P.estimates([P.truncate(a, 2), P.truncate(c, 2)], tmp_path)
+    est = P.estimates([truncate(a, 2), truncate(c, 2)], tmp_path)
     assert all(np.isfinite(est)) and 0 < est[0] < est[1]          # K's mini-batch gradients cost more
     monkeypatch.setattr(P, "estimates", lambda cfgs, store, progress=False: [7200.0, 1.0][:len(cfgs)])
     df = P.execute({"nb": [a, c]}, tmp_path, steps=2, threads=1, progress=False,
@@ -268,8 +267,8 @@ def test_signatures_run_cheapest_first_and_a_budget_starts_none_it_cannot_fit(tm
 def test_an_estimate_charges_a_parent_only_until_it_is_in_the_store(tmp_path):
     """A child's estimate includes its truncated parent's run while that is not stored, not after:
     a stored parent is copied, not run again."""
-    parent = P.truncate(RunConfig(**TINY), 2)
-    child = P.truncate(RunConfig(**{**TINY, "lr": 0.1,
+    parent = truncate(RunConfig(**TINY), 2)
+    child = truncate(RunConfig(**{**TINY, "lr": 0.1,
                                     "init_from": {"config": RunConfig(**TINY).to_dict(), "iteration": 5}}), 2)
     assert RunConfig.from_dict(child.init_from["config"]) == parent
     (alone,), (with_parent,) = P.estimates([parent], tmp_path), P.estimates([child], tmp_path)
