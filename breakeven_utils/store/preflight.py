@@ -457,12 +457,12 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
         if on_row is not None:
             on_row(pd.DataFrame(rows[-1:]))
         if progress:
-            rest = sum(est[j] for j in order[n + 1:]
-                       if not math.isnan(est[j]) and todo[j]["group"] not in (earlier or {}))
+            ahead = [j for j in order[n + 1:] if todo[j]["group"] not in (earlier or {})]  # not resumed
+            rest = sum(est[j] for j in ahead if not math.isnan(est[j]))
             scale = estimate_scale([*(earlier or {}).values(), *rows])
             bar.write(f"preflight: {g['group'][:70]}: {'ok' if res.get('ok') else 'FAILED'} "
                       f"in {res.get('wall_s', 0):.0f} s (estimated {format_seconds(cost)}); the rest: "
-                      f"{len(order) - n - 1} signatures, {format_seconds(rest)} by the plan's estimates"
+                      f"{len(ahead)} signatures, {format_seconds(rest)} by the plan's estimates"
                       + (f", {format_seconds(rest * scale)} at the {scale:.1f}x measured so far"
                          if scale > 1 else ""))
     return pd.DataFrame(rows)

@@ -332,3 +332,17 @@ def test_the_budget_scales_the_estimates_by_the_ratio_measured_so_far(tmp_path, 
                                          df.assign(group="g2", ok=False, skipped=True)],
                                         ignore_index=True), "x", 1.0, 2)
     assert "13 min at their median ratio (2.0x" in text
+
+
+def test_the_progress_line_counts_only_signatures_left_to_run(tmp_path, monkeypatch, capsys):
+    """A resumed signature (already in the store) is neither time nor a count in "the rest"."""
+    a = RunConfig(**TINY)
+    c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})
+    first = P.execute({"nb": [a]}, tmp_path, steps=2, threads=1, progress=False)
+    earlier = {r["group"]: r for r in first.to_dict("records")}
+    monkeypatch.setattr(P, "estimates", lambda cfgs, store, progress=False: [600.0, 1.0][:len(cfgs)])
+    df = P.execute({"nb": [a, c]}, tmp_path, steps=2, threads=1, progress=True, earlier=earlier)
+    assert df["resumed"].tolist() == [False, True]                     # c ran, then a came from before
+    out = capsys.readouterr()
+    line = next(x for x in (out.out + out.err).splitlines() if "the rest:" in x)
+    assert "the rest: 0 signatures, 0 s by the plan's estimates" in line, line
