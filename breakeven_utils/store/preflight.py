@@ -505,7 +505,7 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
                  / pd.to_numeric(df.get("estimated_s", pd.Series(dtype=float)))).dropna()
         seen = (f" (the signatures executed took {ratio.min():.1f}-{ratio.max():.1f}x their estimates)"
                 if len(ratio) else "")
-        scale = estimate_scale(json.loads(df.to_json(orient="records")))
+        scale = estimate_scale(df.to_dict("records"))
         total = float(e.sum(min_count=1))
         lines += ["## Not run yet", "",
                   f"Estimated by the plan's cost model{seen}: {format_seconds(total)} in all"
