@@ -60,7 +60,8 @@ from breakeven_utils.store.truncation import PREFLIGHT_STEPS, truncate
 
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "RunCheck", "signature", "first_batch",
            "check_run", "preflight", "report", "groups", "stand_in_data", "execute_one",
-           "estimates", "execute", "execution_report", "save_results", "load_results", "CUDA_CONTEXT_GB",
+           "estimates", "execute", "per_notebook", "execution_report", "save_results", "load_results",
+           "CUDA_CONTEXT_GB",
            "group_of", "IDX_FOLDERS", "stand_in_root", "SCALE_MIN_ESTIMATE_S", "estimate_scale",
            "memory_plan", "memory_tables", "auto_jobs", "materialise", "notebooks_report"]
 
@@ -468,6 +469,19 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
     return pd.DataFrame(rows)
 
 
+def per_notebook(df: pd.DataFrame) -> pd.DataFrame:
+    """Per notebook, its signatures in the second stage's rows ``df``: how many, ok, failed, not
+    run yet (``skipped``); a row whose ``notebooks`` names several counts for each."""
+    d = df.assign(notebook=df["notebooks"].str.split(", "),
+                  skipped=df["skipped"].fillna(False).astype(bool) if "skipped" in df else False,
+                  ok=df["ok"].fillna(False).astype(bool)).explode("notebook")
+    out = pd.DataFrame({"signatures": d.groupby("notebook").size(),
+                        "ok": d[d["ok"]].groupby("notebook").size(),
+                        "failed": d[~d["ok"] & ~d["skipped"]].groupby("notebook").size(),
+                        "not run yet": d[d["skipped"]].groupby("notebook").size()})
+    return out.fillna(0).astype(int).rename_axis("notebook").reset_index()
+
+
 def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int = PREFLIGHT_STEPS) -> str:
     """The second stage as Markdown: totals, failures, groups not run yet, and per group its
     timing and memory."""
@@ -496,7 +510,10 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
              "`estimated_s`: the plan's estimate of the truncated run (`make plan`'s cost model, "
              "calibrated on this CPU; Lanczos at a small proxy's cold-start product counts): the "
              "signatures run cheapest first, and a `--budget` starts none whose estimate, scaled by the "
-             "median measured/estimated ratio of those executed so far, runs past it.", ""]
+             "median measured/estimated ratio of those executed so far, runs past it.", "",
+             "## Per notebook", "",
+             "A signature shared by notebooks counts for each of them.", "",
+             to_markdown(per_notebook(pd.concat([df, skipped]))), ""]
     if len(bad):
         lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
     if len(skipped):

@@ -1,5 +1,6 @@
 """store.preflight: every run of a profile built, its model constructed, one forward and backward
 pass of its first batch; failures recorded, missing data stood in for, large full-batch passes flagged."""
+import re
 import time
 
 import numpy as np
@@ -346,3 +347,23 @@ def test_the_progress_line_counts_only_signatures_left_to_run(tmp_path, monkeypa
     out = capsys.readouterr()
     line = next(x for x in (out.out + out.err).splitlines() if "the rest:" in x)
     assert "the rest: 0 signatures, 0 s by the plan's estimates" in line, line
+
+
+def test_the_report_counts_each_notebooks_signatures_ok_failed_and_not_run():
+    """A report over the saved rows of several notebooks says per notebook how far it got; a
+    signature two notebooks share counts for both, one not run yet is not a failure."""
+    rows = pd.DataFrame([
+        {"group": "a", "notebooks": "nb1", "ok": True, "skipped": False},
+        {"group": "b", "notebooks": "nb1, nb2", "ok": True, "skipped": False},
+        {"group": "c", "notebooks": "nb2", "ok": False, "skipped": False},
+        {"group": "d", "notebooks": "nb2", "ok": False, "skipped": True},
+    ])
+    got = P.per_notebook(rows).set_index("notebook")
+    assert got.loc["nb1"].tolist() == [2, 2, 0, 0]
+    assert got.loc["nb2"].tolist() == [3, 1, 1, 1]
+    assert got.columns.tolist() == ["signatures", "ok", "failed", "not run yet"]
+    full = rows.assign(peak_mb=2.0, start_mb=1.0, s_per_step=0.1, s_per_measurement=1.0,
+                       slowest_metric="train", slowest_metric_s=1.0, wall_s=10.0, estimated_s=5.0,
+                       key="k", runs=1, data_source="on disk", resumed=False, error="")
+    text = P.execution_report(full, "x", 1.0, 2)
+    assert "## Per notebook" in text and re.search(r"\| nb2 +\| +3 \| +1 \| +1 \| +1 \|", text)
