@@ -60,8 +60,8 @@ from breakeven_utils.store.truncation import PREFLIGHT_STEPS, truncate
 
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "RunCheck", "signature", "first_batch",
            "check_run", "preflight", "report", "groups", "stand_in_data", "execute_one",
-           "estimates", "execute", "per_notebook", "execution_report", "save_results", "load_results",
-           "CUDA_CONTEXT_GB",
+           "estimates", "measured", "execute", "per_notebook", "execution_report", "save_results",
+           "load_results", "CUDA_CONTEXT_GB",
            "group_of", "IDX_FOLDERS", "stand_in_root", "SCALE_MIN_ESTIMATE_S", "estimate_scale",
            "memory_plan", "memory_tables", "auto_jobs", "materialise", "notebooks_report"]
 
@@ -396,6 +396,12 @@ def estimate_scale(rows) -> float:
     return max(1.0, float(np.median(ratios))) if ratios else 1.0
 
 
+def measured(earlier: dict | None, rows: list) -> list:
+    """The signatures executed so far, each once: ``earlier``'s rows ({group: row}) and this
+    call's, a group executed again counting by its new row; the rows :func:`estimate_scale` reads."""
+    return list({**(earlier or {}), **{r["group"]: r for r in rows if not r.get("resumed")}}.values())
+
+
 def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2,
             progress: bool = True, on_row=None, earlier: dict | None = None,
             deadline: float | None = None) -> pd.DataFrame:
@@ -427,11 +433,13 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
         if (prev is not None and prev.get("ok") and prev.get("key") == c.key()[:10]
                 and prev.get("data_source") == source   # not a stand-in's row once the data is here
                 and (read_status(store, c.key()) or {}).get("status") in ("done", "diverged")):
-            rows.append({**prev, "runs": g["runs"], "notebooks": ", ".join(g["notebooks"]),
-                         "estimated_s": cost, "resumed": True, "skipped": False})
+            # its own estimate kept: the one its wall time was measured against (a parent then
+            # run in its process was charged; now stored, it is not)
+            rows.append({"estimated_s": cost, **prev, "runs": g["runs"],
+                         "notebooks": ", ".join(g["notebooks"]), "resumed": True, "skipped": False})
             continue
         left = None if deadline is None else deadline - time.perf_counter()
-        scale = estimate_scale([*(earlier or {}).values(), *rows])
+        scale = estimate_scale(measured(earlier, rows))
         if left is not None and (left <= 0 or cost * scale > left):
             why = ("the time budget ran out" if left <= 0 else
                    f"estimated {format_seconds(cost)}"
@@ -460,7 +468,7 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
         if progress:
             ahead = [j for j in order[n + 1:] if todo[j]["group"] not in (earlier or {})]  # not resumed
             rest = sum(est[j] for j in ahead if not math.isnan(est[j]))
-            scale = estimate_scale([*(earlier or {}).values(), *rows])
+            scale = estimate_scale(measured(earlier, rows))
             bar.write(f"preflight: {g['group'][:70]}: {'ok' if res.get('ok') else 'FAILED'} "
                       f"in {res.get('wall_s', 0):.0f} s (estimated {format_seconds(cost)}); the rest: "
                       f"{len(ahead)} signatures, {format_seconds(rest)} by the plan's estimates"

@@ -367,3 +367,22 @@ def test_the_report_counts_each_notebooks_signatures_ok_failed_and_not_run():
                        key="k", runs=1, data_source="on disk", resumed=False, error="")
     text = P.execution_report(full, "x", 1.0, 2)
     assert "## Per notebook" in text and re.search(r"\| nb2 +\| +3 \| +1 \| +1 \| +1 \|", text)
+
+
+def test_a_resumed_signature_counts_once_in_the_scale_with_the_estimate_it_was_measured_against(
+        tmp_path, monkeypatch):
+    """A signature resumed from the store keeps the estimate its wall time was measured against
+    (its parent, run then in its process, is no longer charged once stored) and counts once: the
+    budget's scale is the ratio measured, not one inflated by the cheaper estimate of now."""
+    a = RunConfig(**TINY)
+    c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})
+    first = P.execute({"nb": [a]}, tmp_path, steps=2, threads=1, progress=False)
+    earlier = {r["group"]: {**r, "wall_s": 1200.0, "estimated_s": 1200.0}    # measured at 1.0x
+               for r in first.to_dict("records")}
+    assert P.measured(earlier, [{**earlier[P.group_of(a)], "resumed": True, "estimated_s": 350.0}]) \
+        == list(earlier.values())
+    monkeypatch.setattr(P, "estimates", lambda cfgs, store, progress=False: [350.0, 400.0][:len(cfgs)])
+    df = P.execute({"nb": [a, c]}, tmp_path, steps=2, threads=1, progress=False, earlier=earlier,
+                   deadline=time.perf_counter() + 600)
+    assert df["resumed"].tolist() == [True, False] and df["estimated_s"].iloc[0] == 1200.0
+    assert df["ok"].tolist() == [True, True]     # 400 s at 1.0x fits; at 1200 / 350 = 3.4x it did not
