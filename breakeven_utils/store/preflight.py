@@ -411,7 +411,8 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
     ``on_row`` as it is done (a long preflight keeps what it measured if it is stopped).
 
     Order: the groups' truncated runs cheapest first by the plan's estimates (:func:`estimates`,
-    kept in each row as ``estimated_s``), so a sitting with a budget covers the most code paths.
+    kept in each row as ``estimated_s``; a resumed row keeps the one it was measured against),
+    so a sitting with a budget covers the most code paths.
     Resuming: ``earlier`` ({group: row}, what :func:`save_results` kept) gives the row of a group
     already executed without error into ``store`` (same truncated run, done there), which is
     not run again (``resumed`` True). ``deadline`` (a ``time.perf_counter()`` value): a group is
