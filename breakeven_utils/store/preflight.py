@@ -497,6 +497,7 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
     df = df.copy()
     for flag in ("skipped", "resumed"):
         df[flag] = df[flag].fillna(False).astype(bool) if flag in df else False
+    counts = per_notebook(df)
     skipped = df[df["skipped"]]
     df = df[~df["skipped"]]
     bad = df[~df["ok"].astype(bool)]
@@ -522,7 +523,7 @@ def execution_report(df: pd.DataFrame, profile: str, seconds: float, steps: int 
              "median measured/estimated ratio of those executed so far, runs past it.", "",
              "## Per notebook", "",
              "A signature shared by notebooks counts for each of them.", "",
-             to_markdown(per_notebook(pd.concat([df, skipped]))), ""]
+             to_markdown(counts), ""]
     if len(bad):
         lines += ["## Failures", "", to_markdown(bad[["notebooks", "key", "group", "error"]]), ""]
     if len(skipped):
