@@ -424,16 +424,20 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
     cut = [truncate(g["config"], steps) for g in todo]
     est = estimates(cut, store, progress=progress)
     order = sorted(range(len(todo)), key=lambda i: math.inf if math.isnan(est[i]) else est[i])
+    source = ["on disk" if on_disk(c.dataset) else "stand-in (not on disk)" for c in cut]
+    resumed = {i for i in order if resumable((earlier or {}).get(todo[i]["group"]), cut[i], source[i], store)}
+    ahead = [i for i in order if i not in resumed and not math.isnan(est[i])]
+    # the bar counts the plan's estimated seconds of the signatures to run, so its rate is measured
+    # over estimated / wall seconds and its time left is the estimates left at that rate (a count
+    # of signatures, resumed ones instant and the cheapest first, read minutes for hours)
+    bar = tqdm(total=round(sum(est[i] for i in ahead)), unit="s", unit_scale=True,
+               desc="preflight: signatures, estimated seconds done", disable=not progress, leave=False)
     ctx = multiprocessing.get_context("spawn")
-    bar = tqdm(order, desc="preflight: signatures", disable=not progress, leave=False)
-    for n, i in enumerate(bar):
+    for n, i in enumerate(order):
         g, c, cost = todo[i], cut[i], est[i]
-        stand_in = not on_disk(c.dataset)
-        source = "stand-in (not on disk)" if stand_in else "on disk"
+        stand_in = source[i] != "on disk"
         prev = (earlier or {}).get(g["group"])
-        if (prev is not None and prev.get("ok") and prev.get("key") == c.key()[:10]
-                and prev.get("data_source") == source   # not a stand-in's row once the data is here
-                and (read_status(store, c.key()) or {}).get("status") in ("done", "diverged")):
+        if i in resumed:
             # its own estimate kept: the one its wall time was measured against (a parent then
             # run in its process was charged; now stored, it is not)
             rows.append({"estimated_s": cost, **prev, "runs": g["runs"],
@@ -450,6 +454,9 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
             rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
                          "key": c.key()[:10], "ok": False, "skipped": True, "resumed": False,
                          "estimated_s": cost, "error": f"not run: {why} (run again with --resume)"})
+            if not math.isnan(cost):   # not run in this call: not part of its time left
+                bar.total = max(bar.n, bar.total - round(cost))
+                bar.refresh()
             continue
         discard(c, store)  # executed afresh: a stored result (a stand-in's, a stopped one) has no timings
         if stand_in and c.init_from is not None:
@@ -462,12 +469,14 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
             except Exception as e:  # noqa: BLE001 -- the process died (out of memory, killed)
                 res = {"ok": False, "error": f"the run's process died: {type(e).__name__}: {e}"[:300]}
         rows.append({"group": g["group"], "notebooks": ", ".join(g["notebooks"]), "runs": g["runs"],
-                     "key": c.key()[:10], "data_source": source, **res, "estimated_s": cost,
+                     "key": c.key()[:10], "data_source": source[i], **res, "estimated_s": cost,
                      "resumed": False, "skipped": False})
         if on_row is not None:
             on_row(pd.DataFrame(rows[-1:]))
+        if not math.isnan(cost):
+            bar.update(round(cost))
         if progress:
-            ahead = [j for j in order[n + 1:] if todo[j]["group"] not in (earlier or {})]  # not resumed
+            ahead = [j for j in order[n + 1:] if j not in resumed]
             rest = sum(est[j] for j in ahead if not math.isnan(est[j]))
             scale = estimate_scale(measured(earlier, rows))
             bar.write(f"preflight: {g['group'][:70]}: {'ok' if res.get('ok') else 'FAILED'} "
@@ -475,7 +484,17 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
                       f"{len(ahead)} signatures, {format_seconds(rest)} by the plan's estimates"
                       + (f", {format_seconds(rest * scale)} at the {scale:.1f}x measured so far"
                          if scale > 1 else ""))
+    bar.close()
     return pd.DataFrame(rows)
+
+
+def resumable(prev: dict | None, c, source: str, store) -> bool:
+    """Whether ``prev``, a saved row of ``c``'s group, stands for ``c``: executed without error,
+    the same truncated run from data of the same ``source`` (not a stand-in's row once the data
+    is on disk), and that run is done in ``store``."""
+    return (prev is not None and bool(prev.get("ok")) and prev.get("key") == c.key()[:10]
+            and prev.get("data_source") == source
+            and (read_status(store, c.key()) or {}).get("status") in ("done", "diverged"))
 
 
 def per_notebook(df: pd.DataFrame) -> pd.DataFrame:

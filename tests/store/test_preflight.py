@@ -386,3 +386,32 @@ def test_a_resumed_signature_counts_once_in_the_scale_with_the_estimate_it_was_m
                    deadline=time.perf_counter() + 600)
     assert df["resumed"].tolist() == [True, False] and df["estimated_s"].iloc[0] == 1200.0
     assert df["ok"].tolist() == [True, True]     # 400 s at 1.0x fits; at 1200 / 350 = 3.4x it did not
+
+
+def test_the_bar_counts_estimated_seconds_of_the_signatures_this_call_runs(tmp_path, monkeypatch):
+    """The signatures bar's time left is honest: it counts the plan's estimated seconds of the
+    signatures to run (tqdm's time left is then the estimates left at the measured rate), not a
+    count in which resumed signatures pass instantly; one the budget skips leaves its total."""
+    a = RunConfig(**TINY)
+    c = RunConfig(**{**TINY, "metrics": ("train", "K"), "K_L": 4})
+    d = RunConfig(**{**TINY, "metrics": ("train", "test")})
+    first = P.execute({"nb": [a]}, tmp_path, steps=2, threads=1, progress=False)
+    earlier = {r["group"]: r for r in first.to_dict("records")}
+    real, bars = P.tqdm, []
+
+    def recording(*args, **kwargs):
+        bars.append(real(*args, **kwargs))
+        bars[-1].initial_total = kwargs.get("total")
+        return bars[-1]
+
+    monkeypatch.setattr(P, "tqdm", recording)
+    monkeypatch.setattr(P, "estimates",
+                        lambda cfgs, store, progress=False: [600.0, 400.0, 5000.0][:len(cfgs)])
+    df = P.execute({"nb": [a, c, d]}, tmp_path, steps=2, threads=1, progress=True, earlier=earlier,
+                   deadline=time.perf_counter() + 900)
+    assert dict(zip(df["group"], zip(df["resumed"], df["skipped"], df["ok"]))) == {
+        P.group_of(a): (True, False, True), P.group_of(c): (False, False, True),
+        P.group_of(d): (False, True, False)}
+    (bar,) = [b for b in bars if b.desc.startswith("preflight: signatures")]
+    assert bar.initial_total == 5400          # c and d; a, resumed, is not work of this call
+    assert (bar.n, bar.total) == (400, 400)   # c done; d, skipped by the budget, left the total
