@@ -60,8 +60,8 @@ from breakeven_utils.store.truncation import PREFLIGHT_STEPS, truncate
 
 __all__ = ["MAX_PASS", "INPUT_SHAPES", "RunCheck", "signature", "first_batch",
            "check_run", "preflight", "report", "groups", "stand_in_data", "execute_one",
-           "estimates", "measured", "execute", "per_notebook", "execution_report", "save_results",
-           "load_results", "CUDA_CONTEXT_GB",
+           "estimates", "measured", "execute", "resumable", "per_notebook", "execution_report",
+           "save_results", "load_results", "CUDA_CONTEXT_GB",
            "group_of", "IDX_FOLDERS", "stand_in_root", "SCALE_MIN_ESTIMATE_S", "estimate_scale",
            "memory_plan", "memory_tables", "auto_jobs", "materialise", "notebooks_report"]
 
@@ -419,28 +419,27 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
     not started after it, nor when its estimate, scaled by :func:`estimate_scale` of the
     signatures executed so far (``earlier``'s and this call's), runs past it (``skipped`` True,
     not a failure; run again with ``earlier``)."""
-    rows = []
+    rows, earlier = [], earlier or {}
     todo = groups(runs)
     cut = [truncate(g["config"], steps) for g in todo]
     est = estimates(cut, store, progress=progress)
     order = sorted(range(len(todo)), key=lambda i: math.inf if math.isnan(est[i]) else est[i])
     source = ["on disk" if on_disk(c.dataset) else "stand-in (not on disk)" for c in cut]
-    resumed = {i for i in order if resumable((earlier or {}).get(todo[i]["group"]), cut[i], source[i], store)}
-    ahead = [i for i in order if i not in resumed and not math.isnan(est[i])]
+    resumed = {i for i in order if resumable(earlier.get(todo[i]["group"]), cut[i], source[i], store)}
     # the bar counts the plan's estimated seconds of the signatures to run, so its rate is measured
     # over estimated / wall seconds and its time left is the estimates left at that rate (a count
     # of signatures, resumed ones instant and the cheapest first, read minutes for hours)
-    bar = tqdm(total=round(sum(est[i] for i in ahead)), unit="s", unit_scale=True,
+    to_run = sum(est[i] for i in order if i not in resumed and not math.isnan(est[i]))
+    bar = tqdm(total=round(to_run), unit="s", unit_scale=True,
                desc="preflight: signatures, estimated seconds done", disable=not progress, leave=False)
     ctx = multiprocessing.get_context("spawn")
     for n, i in enumerate(order):
         g, c, cost = todo[i], cut[i], est[i]
         stand_in = source[i] != "on disk"
-        prev = (earlier or {}).get(g["group"])
         if i in resumed:
             # its own estimate kept: the one its wall time was measured against (a parent then
             # run in its process was charged; now stored, it is not)
-            rows.append({"estimated_s": cost, **prev, "runs": g["runs"],
+            rows.append({"estimated_s": cost, **earlier[g["group"]], "runs": g["runs"],
                          "notebooks": ", ".join(g["notebooks"]), "resumed": True, "skipped": False})
             continue
         left = None if deadline is None else deadline - time.perf_counter()
