@@ -355,7 +355,7 @@ def estimates(configs: list, store, progress: bool = False) -> list[float]:
     that starts from one, up to the first parent already done in ``store``: that one is copied, not
     run) by the plan's cost model (``store.plan.run_cost``; the CPU's primitives calibrated once
     and cached in ``store``); NaN where a run cannot be costed. At ``paper`` the full-size runs
-    took 1.2-2.1x these (docs/reproducing.md, "Checked by the preflight")."""
+    took 0.2-2.1x these (docs/reproducing.md, "Checked by the preflight")."""
     chain = []
     for c in configs:
         cs = [c]
@@ -387,7 +387,7 @@ def estimate_scale(rows) -> float:
     """What the plan's estimates are scaled by for the budget and the time left: the median
     measured / estimated wall time of the signatures executed without error whose estimate is at
     least :data:`SCALE_MIN_ESTIMATE_S`, and at least 1 (1 when there are none). At ``paper`` on
-    2 cores the full-size runs took 1.4-2.1x their estimates (docs/reproducing.md)."""
+    2 cores the full-size runs took 0.2-2.1x their estimates (docs/reproducing.md)."""
     ratios = [r["wall_s"] / r["estimated_s"] for r in rows
               if r.get("ok") and not r.get("skipped")
               and isinstance(r.get("wall_s"), (int, float)) and isinstance(r.get("estimated_s"), (int, float))
@@ -433,6 +433,7 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
     bar = tqdm(total=round(to_run), unit="s", unit_scale=True,
                desc="preflight: signatures, estimated seconds done", disable=not progress, leave=False)
     ctx = multiprocessing.get_context("spawn")
+    scale = estimate_scale(measured(earlier, rows))  # changes only when a signature is executed
     for n, i in enumerate(order):
         g, c, cost = todo[i], cut[i], est[i]
         stand_in = source[i] != "on disk"
@@ -443,7 +444,6 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
                          "notebooks": ", ".join(g["notebooks"]), "resumed": True, "skipped": False})
             continue
         left = None if deadline is None else deadline - time.perf_counter()
-        scale = estimate_scale(measured(earlier, rows))
         if left is not None and (left <= 0 or cost * scale > left):
             why = ("the time budget ran out" if left <= 0 else
                    f"estimated {format_seconds(cost)}"
@@ -472,12 +472,12 @@ def execute(runs: dict, store, *, steps: int = PREFLIGHT_STEPS, threads: int = 2
                      "resumed": False, "skipped": False})
         if on_row is not None:
             on_row(pd.DataFrame(rows[-1:]))
+        scale = estimate_scale(measured(earlier, rows))
         if not math.isnan(cost):
             bar.update(round(cost))
         if progress:
             ahead = [j for j in order[n + 1:] if j not in resumed]
             rest = sum(est[j] for j in ahead if not math.isnan(est[j]))
-            scale = estimate_scale(measured(earlier, rows))
             bar.write(f"preflight: {g['group'][:70]}: {'ok' if res.get('ok') else 'FAILED'} "
                       f"in {res.get('wall_s', 0):.0f} s (estimated {format_seconds(cost)}); the rest: "
                       f"{len(ahead)} signatures, {format_seconds(rest)} by the plan's estimates"
