@@ -21,8 +21,8 @@ cost measured on this device, before anything is trained (``make plan``).
   proxy HVP count times one HVP on its examples: runs that stop at a target training
   accuracy are costed to their epoch budget, and Lanczos at its cold-start count
   (along a trajectory it is warm-started: fewer), so the counts are upper bounds; the time
-  per example is not: the preflight's full-size runs at ``paper`` took 1.2-2.1x their
-  estimates (docs/reproducing.md, "Checked by the preflight").
+  per example is not: the preflight's full-size runs at ``paper`` took 0.2-2.1x their
+  estimates, those over 10 minutes 0.5-2.1x (docs/reproducing.md, "Checked by the preflight").
 """
 
 from __future__ import annotations
@@ -743,7 +743,8 @@ def plan_tables(p: dict, jobs: int = 1, rows: bool = False, overhead: dict | Non
     lines += ["", f"Calibration: {cal['path']} ({'measured now' if cal['calibrated_now'] else 'cached'}); "
               "counts are upper bounds for runs that stop at a training accuracy (costed to their "
               "epoch budget) and for Lanczos (cold-start HVP counts), but full-size measurements at "
-              "paper took 1.2-2.1x their estimates in the preflight (docs/reproducing.md); "
+              "paper took 0.2-2.1x their estimates in the preflight, those over 10 minutes 0.5-2.1x "
+              "(docs/reproducing.md); "
               f"plan built in {p['seconds']:.1f} s."]
     return "\n".join(lines) + "\n"
 
