@@ -13,6 +13,15 @@ of 10 plain forward passes over the same data at fixed parameters (the paper's
 beats the floor, e.g. by sharing work across alphas.
 
     python benchmarks/walk_interpolation.py [--threads 2] [--repeats 3]
+    python benchmarks/walk_interpolation.py --memory
+
+``--memory``: peak resident memory above the process's baseline of one step's interpolation
+of the paper profile's VGG-11 on one 1,000-image chunk of CIFAR-10-shaped inputs (the walk's
+chunk), with the loop with and without ``share_first``, each in a fresh process
+(``ru_maxrss`` only grows). The loop with ``share_first`` mixes one alpha's first-layer
+output at a time; it formed all 11 at once until the paper preflight of the VGG-11 walk
+measured 13.5 GB of RSS (figures/preflight_paper_04_and_05.md). vmap is left out: it maps
+over all 11 by design and ``method='auto'`` does not use it.
 
 Models (the cpu profile's): the MLP 784-300-100-10 on 4,000 Fashion-MNIST-shaped
 inputs, and the narrow SimpleCNN with BatchNorm (train-mode batch statistics in
@@ -21,7 +30,10 @@ depend on the pixel values).
 """
 import argparse
 import functools
+import json
 import math
+import resource
+import subprocess
 import sys
 import time
 
@@ -66,11 +78,50 @@ def floor(model, loss_fn, x, y, chunk, n=10):
                 float(loss_fn(model(xs), ys))
 
 
+def peak_memory(share: bool, threads: int) -> tuple[float, float, list]:
+    """(peak RSS above the baseline in MB, seconds, losses) of one VGG-11 interpolation on a
+    1,000-image chunk, in this process (run it in a fresh one)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model("vgg11", seed=0)
+    x, y = torch.randn(1000, 3, 32, 32), torch.randint(0, 10, (1000,))
+    ta = parameters_to_vector(model.parameters()).detach().clone()
+    tb = ta + 1e-3 * torch.randn_like(ta)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    out = walk.interpolation_losses(model, nn.CrossEntropyLoss(), (x, y), ta, tb, chunk_size=1000,
+                                    method="loop", share_first=share)
+    seconds = time.perf_counter() - t
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, seconds, out.tolist()
+
+
+def memory_table(threads: int):
+    print(f"VGG-11, one 1,000 x 3x32x32 chunk, 11 points, {threads} threads; a fresh process per row")
+    print(f"{'method':<34}{'peak RSS above baseline, MB':>29}{'seconds':>9}")
+    losses = {}
+    for share in (True, False):
+        out = subprocess.run([sys.executable, __file__, "--memory-row", str(int(share)),
+                              "--threads", str(threads)], check=True, capture_output=True, text=True)
+        mb, seconds, losses[share] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{'loop' + (' + shared 1st layer' if share else ''):<34}{mb:>29,.0f}{seconds:>9.1f}")
+    same = "identical" if losses[True] == losses[False] else (
+        f"differ by up to {max(abs(a - b) for a, b in zip(losses[True], losses[False])):.1e}")
+    print(f"losses with and without the shared first layer: {same}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--memory", action="store_true", help="the VGG-11 peak-memory table instead")
+    ap.add_argument("--memory-row", choices=("0", "1"), help=argparse.SUPPRESS)  # one row, in its own process
     args = ap.parse_args()
+    if args.memory_row is not None:
+        print(json.dumps(peak_memory(args.memory_row == "1", args.threads)))
+        return
+    if args.memory:
+        memory_table(args.threads)
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cases = [

@@ -11,6 +11,7 @@ import torch
 from problems import F64, cnn_problem
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.overrides import TorchFunctionMode
 
 from breakeven_utils.core.models import build_model
 from breakeven_utils.papers.walk import analysis as walk_analysis
@@ -103,6 +104,40 @@ def test_interpolation_matches_plain_loop(bn, method, share_first):
     # ends are the two iterates' exact losses
     vector_to_parameters(tb, model.parameters())
     assert got[-1] == pytest.approx(_plain_loop(model, loss_fn, x, y, tb, tb, [0.0], 16)[0], rel=1e-12)
+
+
+class _Largest(TorchFunctionMode):
+    """Records the largest number of elements of any tensor a torch function returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.numel = max(self.numel, t.numel())
+        return out
+
+
+def test_shared_first_layer_loop_holds_one_alpha_at_a_time():
+    # the loop forms each alpha's first-layer output when it is used; vmap maps over all K of
+    # them at once (the probe sees that tensor, so it can fail): VGG-11's walk held 13.5 GB of
+    # RSS at paper with all K formed in the loop too (figures/preflight_paper_04_and_05.md)
+    model, loss_fn, x, y = cnn_problem(n=32, bn=True)
+    ta, tb = _two_points(model)
+    layer_out = 16 * 6 * 8 * 8  # one 16-example chunk through Conv2d(3, 6, 3, padding=1)
+    K = len(walk.ALPHAS)
+    sizes = {}
+    for method in ("loop", "vmap"):
+        with _Largest() as probe:
+            got = walk.interpolation_losses(model, loss_fn, (x, y), ta, tb, chunk_size=16, method=method)
+        sizes[method] = probe.numel
+        np.testing.assert_allclose(got, _plain_loop(model, loss_fn, x, y, ta, tb, walk.ALPHAS, 16),
+                                   rtol=1e-10)
+    assert sizes["vmap"] >= K * layer_out
+    assert sizes["loop"] < K * layer_out
 
 
 @pytest.mark.parametrize("method", ["vmap", "loop"])
