@@ -123,8 +123,8 @@ class _Largest(TorchFunctionMode):
 
 def test_shared_first_layer_loop_holds_one_alpha_at_a_time():
     # the loop forms each alpha's first-layer output when it is used; vmap maps over all K of
-    # them at once (the probe sees that tensor, so it can fail): VGG-11's walk held 13.5 GB of
-    # RSS at paper with all K formed in the loop too (figures/preflight_paper_04_and_05.md)
+    # them at once (the probe sees that tensor, so it can fail). Forming all K in the loop too
+    # cost VGG-11 9.1 GB per 1,000-image chunk (benchmarks/walk_interpolation.py --memory: 2.0 now)
     model, loss_fn, x, y = cnn_problem(n=32, bn=True)
     ta, tb = _two_points(model)
     layer_out = 16 * 6 * 8 * 8  # one 16-example chunk through Conv2d(3, 6, 3, padding=1)
