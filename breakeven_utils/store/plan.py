@@ -21,8 +21,8 @@ cost measured on this device, before anything is trained (``make plan``).
   proxy HVP count times one HVP on its examples: runs that stop at a target training
   accuracy are costed to their epoch budget, and Lanczos at its cold-start count
   (along a trajectory it is warm-started: fewer), so the counts are upper bounds; the time
-  per example is not: the preflight's full-size runs at ``paper`` took 0.2-2.1x their
-  estimates, those over 10 minutes 0.5-2.1x (docs/reproducing.md, "Checked by the preflight").
+  per example is not (the preflight's full-size runs at ``paper`` against these estimates:
+  docs/reproducing.md, "Checked by the preflight").
 """
 
 from __future__ import annotations

@@ -354,8 +354,8 @@ def estimates(configs: list, store, progress: bool = False) -> list[float]:
     """Estimated seconds of each truncated run of ``configs`` (with its truncated parents', for a run
     that starts from one, up to the first parent already done in ``store``: that one is copied, not
     run) by the plan's cost model (``store.plan.run_cost``; the CPU's primitives calibrated once
-    and cached in ``store``); NaN where a run cannot be costed. At ``paper`` the full-size runs
-    took 0.2-2.1x these (docs/reproducing.md, "Checked by the preflight")."""
+    and cached in ``store``); NaN where a run cannot be costed. How far the full-size runs at ``paper`` were
+    from these: docs/reproducing.md, "Checked by the preflight"."""
     chain = []
     for c in configs:
         cs = [c]
@@ -386,8 +386,8 @@ SCALE_MIN_ESTIMATE_S = 300.0
 def estimate_scale(rows) -> float:
     """What the plan's estimates are scaled by for the budget and the time left: the median
     measured / estimated wall time of the signatures executed without error whose estimate is at
-    least :data:`SCALE_MIN_ESTIMATE_S`, and at least 1 (1 when there are none). At ``paper`` on
-    2 cores the full-size runs took 0.2-2.1x their estimates (docs/reproducing.md)."""
+    least :data:`SCALE_MIN_ESTIMATE_S`, and at least 1 (1 when there are none); the ratios measured
+    at ``paper``: docs/reproducing.md, "Checked by the preflight"."""
     ratios = [r["wall_s"] / r["estimated_s"] for r in rows
               if r.get("ok") and not r.get("skipped")
               and isinstance(r.get("wall_s"), (int, float)) and isinstance(r.get("estimated_s"), (int, float))
